@@ -1,0 +1,90 @@
+"""The library API the CLI is a thin layer over: validated submits, and nudging daemons."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from ygg.config import Config
+from ygg.dispatch import nudge
+from ygg.errors import InvalidInput
+from ygg.store import NewTask, SQLiteStore, Task
+from ygg.store.model import MAX_PRIORITY, now_us
+
+MAX_PROMPT_BYTES = 1024 * 1024
+MAX_TITLE_CHARS = 500
+MAX_PARAMS = 64
+MAX_PARAM_CHARS = 64 * 1024
+PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def check_kind(config: Config, kind: str) -> None:
+    served = config.kinds_served()
+    if kind not in served:
+        listing = ", ".join(served) if served else "none (no pools are configured)"
+        raise InvalidInput(f"No pool serves kind {kind!r}; the kinds served are: {listing}.")
+
+
+def check_params(params: Mapping[str, str]) -> None:
+    if len(params) > MAX_PARAMS:
+        raise InvalidInput(f"At most {MAX_PARAMS} params are allowed, not {len(params)}.")
+    for key, value in params.items():
+        if not PARAM_KEY.match(key):
+            raise InvalidInput(f"Param name {key!r} must be letters, digits and '_' (max 64).")
+        if len(value) > MAX_PARAM_CHARS:
+            raise InvalidInput(f"Param {key} is longer than {MAX_PARAM_CHARS} characters.")
+
+
+def new_task(
+    config: Config,
+    *,
+    title: str,
+    kind: str,
+    priority: int = 2,
+    prompt: str = "",
+    depends_on: Sequence[int] = (),
+    params: Mapping[str, str] | None = None,
+    max_attempts: int | None = None,
+    timeout_s: float | None = None,
+    external_id: str | None = None,
+) -> NewTask:
+    """Validates one submission against the configuration."""
+    title = title.strip()
+    if not title:
+        raise InvalidInput("The title must not be empty.")
+    if len(title) > MAX_TITLE_CHARS:
+        raise InvalidInput(f"The title is longer than {MAX_TITLE_CHARS} characters.")
+    check_kind(config, kind)
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise InvalidInput(f"Priority must be 0 (most urgent) to {MAX_PRIORITY}, not {priority}.")
+    if len(prompt.encode("utf-8", "surrogatepass")) > MAX_PROMPT_BYTES:
+        raise InvalidInput(f"The prompt is larger than {MAX_PROMPT_BYTES} bytes.")
+    params = dict(params or {})
+    check_params(params)
+    if max_attempts is not None and max_attempts < 1:
+        raise InvalidInput(f"--max-attempts must be at least 1, not {max_attempts}.")
+    if timeout_s is not None and not 0 < timeout_s < float("inf"):
+        raise InvalidInput(f"--timeout must be a positive number of seconds, not {timeout_s}.")
+    pool = config.pools_for_kind(kind)[0]
+    return NewTask(
+        title=title,
+        kind=kind,
+        priority=priority,
+        prompt=prompt,
+        params=params,
+        depends_on=tuple(depends_on),
+        max_attempts=max_attempts or pool.retry.max_attempts,
+        timeout_s=timeout_s,
+        external_id=external_id,
+    )
+
+
+def submit(store: SQLiteStore, task: NewTask) -> Task:
+    """Enqueues a validated task and nudges every daemon on the queue to look at once."""
+    task_id = store.enqueue(task, now_us())
+    wake_daemons(store)
+    return store.get(task_id)
+
+
+def wake_daemons(store: SQLiteStore, message: bytes = nudge.WAKE) -> int:
+    return nudge.send([daemon.nudge for daemon in store.daemons()], message)

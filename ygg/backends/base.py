@@ -1,0 +1,61 @@
+"""The one small interface every backend implements, and how an attempt can fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ygg.config import PoolConfig
+from ygg.errors import YggError
+from ygg.store.model import Outcome
+
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # an answer larger than this is a broken host, not a result
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a backend is told about one attempt."""
+
+    task_id: int
+    attempt: int
+    kind: str
+    priority: int
+    title: str
+    prompt: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class AttemptFailed(YggError):
+    """The attempt failed.
+
+    `retryable`: worth another attempt (connection trouble, timeouts, 5xx, 429). `unreachable`:
+    the host was never reached, so the attempt is not charged. `retry_after_s`: the host asked
+    us to wait at least this long.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        unreachable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable or unreachable
+        self.unreachable = unreachable
+        self.retry_after_s = retry_after_s
+
+
+class Backend(Protocol):
+    pool: PoolConfig
+
+    async def run(self, job: Job) -> Outcome:
+        """Runs one attempt; raises AttemptFailed. Cancellation must stop the work at once."""
+        ...
+
+    async def health(self) -> bool:
+        """Whether the host answers its health endpoint."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,266 @@
+"""The configuration: frozen dataclasses, one source of defaults, validated once in `load()`.
+
+TOML keys follow the contract (`lease_seconds`, `timeout`); attribute names carry their units.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ygg.config_files import Layers, find_config_path, read_layers
+from ygg.errors import ConfigError
+
+BACKENDS = ("ollama", "openai", "command", "sim")
+POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    db: str = "ygg.db"
+    lease_s: float = 30.0
+    drain_s: float = 60.0
+    on_shutdown: str = "requeue"
+    status_listen: str = "127.0.0.1:9464"
+    log_format: str = "auto"  # auto: JSON unless writing to a terminal
+    synchronous: str = "normal"  # the daemon's SQLite durability for claims and outcomes
+    poll_s: float = 2.0  # safety poll behind the nudges; never the way work is normally found
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    timeout_s: float = 600.0
+    backoff_s: float = 1.0  # first retry waits up to this long (full jitter), doubling each time
+    backoff_max_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    name: str
+    backend: str
+    slots: int
+    kinds: tuple[str, ...]
+    retry: RetryPolicy
+    host: str = "localhost"
+    url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    argv: tuple[str, ...] = ()
+    seconds: float = 1.0
+    fallback: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    daemon: DaemonConfig
+    defaults: RetryPolicy
+    pools: dict[str, PoolConfig]
+    path: Path | None = None  # main file, None when running without one
+    layers: Layers = field(default_factory=Layers)
+
+    def kinds_served(self) -> list[str]:
+        return sorted({kind for pool in self.pools.values() for kind in pool.kinds})
+
+    def pools_for_kind(self, kind: str) -> list[PoolConfig]:
+        return [pool for pool in self.pools.values() if kind in pool.kinds]
+
+
+class _Table:
+    """Reads one TOML table, remembering which keys were used so the rest can be reported."""
+
+    def __init__(self, data: Any, where: str, layers: Layers) -> None:
+        self.where, self.layers = where, layers
+        if not isinstance(data, dict):
+            self.fail(where, "must be a table")
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def fail(self, key: str, problem: str) -> None:
+        raise ConfigError(f"{self.layers.file_of(key)}: {key} {problem}.")
+
+    def _get(self, key: str, kinds: tuple[type, ...], what: str) -> Any:
+        self.used.add(key)
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            self.fail(f"{self.where}.{key}", f"must be {what}, not {value!r}")
+        return value
+
+    def number(self, key: str, default: float, *, zero_ok: bool = False) -> float:
+        value = self._get(key, (int, float), "a number")
+        if value is None:
+            return default
+        if value < 0 or (value == 0 and not zero_ok) or value != value or value == float("inf"):
+            bound = "at least 0" if zero_ok else "greater than 0"
+            self.fail(f"{self.where}.{key}", f"must be {bound}, not {value!r}")
+        return float(value)
+
+    def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
+        value = self._get(key, (int,), "a whole number")
+        if value is None:
+            return default
+        if value < minimum:
+            self.fail(f"{self.where}.{key}", f"must be at least {minimum}, not {value!r}")
+        return int(value)
+
+    def text(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> Any:
+        value = self._get(key, (str,), "a string")
+        if value is None:
+            return default
+        if choices and value not in choices:
+            self.fail(f"{self.where}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
+        if not value.strip():
+            self.fail(f"{self.where}.{key}", "must not be empty")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self._get(key, (list,), "a list of strings")
+        if value is None:
+            return ()
+        if not all(isinstance(item, str) and item.strip() for item in value):
+            self.fail(f"{self.where}.{key}", f"must be a list of non-empty strings, not {value!r}")
+        return tuple(value)
+
+    def done(self, known: tuple[str, ...]) -> None:
+        for key in self.data:
+            if key not in known:
+                guess = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+                self.fail(f"{self.where}.{key}", f"is not a known setting{hint}")
+
+
+_TOP = ("daemon", "defaults", "pools")
+_DAEMON = (
+    "db",
+    "lease_seconds",
+    "drain_seconds",
+    "on_shutdown",
+    "status_listen",
+    "log_format",
+    "synchronous",
+    "poll_seconds",
+)
+_RETRY = ("max_attempts", "timeout", "backoff_seconds", "backoff_max_seconds")
+_POOL = (
+    "host",
+    "backend",
+    "url",
+    "model",
+    "api_key_env",
+    "argv",
+    "seconds",
+    "slots",
+    "kinds",
+    "fallback",
+    *_RETRY,
+)
+
+
+def _daemon(table: _Table, base_dir: Path | None) -> DaemonConfig:
+    d = DaemonConfig()
+    db = table.text("db", d.db)
+    if base_dir is not None and "://" not in db and not Path(db).is_absolute():
+        db = str(base_dir / db)
+    listen = table.text("status_listen", d.status_listen)
+    if not re.fullmatch(r"\[?[\w.:-]+\]?:\d{1,5}", listen):
+        table.fail("daemon.status_listen", f"must be HOST:PORT, not {listen!r}")
+    config = DaemonConfig(
+        db=db,
+        lease_s=table.number("lease_seconds", d.lease_s),
+        drain_s=table.number("drain_seconds", d.drain_s, zero_ok=True),
+        on_shutdown=table.text("on_shutdown", d.on_shutdown, ("requeue", "block")),
+        status_listen=listen,
+        log_format=table.text("log_format", d.log_format, ("auto", "console", "json")),
+        synchronous=table.text("synchronous", d.synchronous, ("normal", "full")),
+        poll_s=table.number("poll_seconds", d.poll_s),
+    )
+    table.done(_DAEMON)
+    return config
+
+
+def _retry(table: _Table, base: RetryPolicy) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=table.integer("max_attempts", base.max_attempts),
+        timeout_s=table.number("timeout", base.timeout_s),
+        backoff_s=table.number("backoff_seconds", base.backoff_s, zero_ok=True),
+        backoff_max_s=table.number("backoff_max_seconds", base.backoff_max_s, zero_ok=True),
+    )
+
+
+def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
+    where = table.where
+    if not POOL_NAME.match(name):
+        table.fail(where, "is not a valid pool name (letters, digits, '-', '_', '.')")
+    backend = table.text("backend", None, BACKENDS)
+    if backend is None:
+        table.fail(f"{where}.backend", f"is required (one of {', '.join(BACKENDS)})")
+    url, model = table.text("url"), table.text("model")
+    if backend in ("ollama", "openai"):
+        if url is None or model is None:
+            table.fail(f"{where}.{'url' if url is None else 'model'}", f"is required for {backend}")
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            table.fail(f"{where}.url", f"must be an http:// or https:// URL, not {url!r}")
+    argv = table.strings("argv")
+    if backend == "command" and not argv:
+        table.fail(f"{where}.argv", "is required for the command backend (a list, no shell)")
+    default_host = urlsplit(url).hostname if url else "localhost"
+    pool = PoolConfig(
+        name=name,
+        backend=backend,
+        slots=table.integer("slots", 1),
+        kinds=table.strings("kinds"),
+        retry=_retry(table, defaults),
+        host=table.text("host", default_host),
+        url=url.rstrip("/") if url else None,
+        model=model,
+        api_key_env=table.text("api_key_env"),
+        argv=argv,
+        seconds=table.number("seconds", 1.0, zero_ok=True),
+        fallback=table.strings("fallback"),
+    )
+    table.done(_POOL)
+    return pool
+
+
+def validate(data: dict[str, Any], layers: Layers, path: Path | None) -> Config:
+    """Turns merged TOML into a Config, or raises ConfigError naming the file and key."""
+    base_dir = path.parent if path else None
+    daemon = _daemon(_Table(data.get("daemon", {}), "daemon", layers), base_dir)
+    defaults_table = _Table(data.get("defaults", {}), "defaults", layers)
+    defaults = _retry(defaults_table, RetryPolicy())
+    defaults_table.done(_RETRY)
+    pools_table = _Table(data.get("pools", {}), "pools", layers)
+    pools = {
+        name: _pool(name, _Table(raw, f"pools.{name}", layers), defaults)
+        for name, raw in pools_table.data.items()
+    }
+    for pool in pools.values():
+        for other in pool.fallback:
+            if other not in pools or other == pool.name:
+                pools_table.fail(f"pools.{pool.name}.fallback", f"names no other pool: {other!r}")
+    for key in data:
+        if key not in _TOP:
+            guess = difflib.get_close_matches(key, _TOP, n=1)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            raise ConfigError(f"{layers.file_of(key)}: [{key}] is not a known section{hint}.")
+    return Config(daemon=daemon, defaults=defaults, pools=pools, path=path, layers=layers)
+
+
+def load(explicit: str | None = None, *, required: bool = True) -> Config:
+    """Finds, reads, merges and validates the configuration (see the contract for the order)."""
+    path = find_config_path(explicit)
+    if path is None:
+        if required:
+            raise ConfigError(
+                "No configuration found (tried --config, $YGG_CONFIG, ./ygg.toml, "
+                "/etc/ygg/ygg.toml); run `ygg init` to write one."
+            )
+        return Config(daemon=DaemonConfig(), defaults=RetryPolicy(), pools={})
+    layers = read_layers(path)
+    return validate(layers.merged, layers, path)

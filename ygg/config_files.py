@@ -1,0 +1,161 @@
+"""Configuration files: discovery, drop-in merging with per-key provenance, and `config set`."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ygg.errors import ConfigError, InvalidInput
+
+SEARCH_PATHS = ("./ygg.toml", "/etc/ygg/ygg.toml")
+LOCAL_DROP_IN = "50-local.toml"
+
+
+@dataclass
+class Layers:
+    """The merged configuration and, for every dotted key, the file its value came from."""
+
+    merged: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
+    main: Path | None = None
+
+    def file_of(self, key: str) -> str:
+        """The file that set `key` (or the nearest enclosing table), for error messages."""
+        parts = key.split(".")
+        while parts:
+            found = self.sources.get(".".join(parts))
+            if found is not None:
+                return str(found)
+            parts.pop()
+        return str(self.main) if self.main else "configuration"
+
+    def get(self, key: str) -> tuple[Any, Path | None]:
+        node: Any = self.merged
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise InvalidInput(f"The configuration has no key {key!r}.")
+            node = node[part]
+        return node, self.sources.get(key) or (Path(self.file_of(key)) if self.main else None)
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such configuration file.")
+        return path.resolve()
+    env = os.environ.get("YGG_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such configuration file (from $YGG_CONFIG).")
+        return path.resolve()
+    for candidate in SEARCH_PATHS:
+        if Path(candidate).is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+def drop_in_dir(main: Path) -> Path:
+    return main.parent / "ygg.d"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}.") from None
+
+
+def _merge(
+    into: dict[str, Any],
+    data: dict[str, Any],
+    path: Path,
+    sources: dict[str, Path],
+    prefix: str = "",
+) -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, path, sources, dotted + ".")
+            continue
+        into[key] = _copy(value)
+        sources.update({k: path for k in [dotted, *_leaf_keys(value, dotted + ".")]})
+
+
+def _copy(value: Any) -> Any:
+    return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _leaf_keys(value: Any, prefix: str) -> list[str]:
+    if not isinstance(value, dict):
+        return []
+    keys: list[str] = []
+    for key, sub in value.items():
+        keys += [prefix + key, *_leaf_keys(sub, f"{prefix}{key}.")]
+    return keys
+
+
+def read_layers(main: Path) -> Layers:
+    layers = Layers(main=main)
+    _merge(layers.merged, _read_toml(main), main, layers.sources)
+    directory = drop_in_dir(main)
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.toml")):
+            _merge(layers.merged, _read_toml(path), path, layers.sources)
+    return layers
+
+
+def parse_value(text: str) -> Any:
+    """A value given on the command line: TOML if it parses (4, true, ["a"]), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_value(main: Path, key: str, value: Any) -> Path:
+    """Writes `key = value` into the local drop-in only, so the main file's comments survive."""
+    parts = key.split(".")
+    if not all(parts):
+        raise InvalidInput(f"{key!r} is not a dotted key such as pools.fenrir-chat.slots.")
+    target = drop_in_dir(main) / LOCAL_DROP_IN
+    data = _read_toml(target) if target.is_file() else {}
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise InvalidInput(f"{target}: {part} is a value, not a table.")
+        node = child
+    node[parts[-1]] = value
+    return _write_atomically(target, tomli_w.dumps(data))
+
+
+def _write_atomically(target: Path, text: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".toml.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, target)
+    return target
+
+
+def layers_with(main: Path, key: str, value: Any) -> Layers:
+    """The configuration as it would be after `set_value`, to validate before writing."""
+    layers = read_layers(main)
+    layers.sources[key] = drop_in_dir(main) / LOCAL_DROP_IN
+    node = layers.merged
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise InvalidInput(f"{key!r}: {part} is a value, not a table.")
+    node[parts[-1]] = value
+    return layers

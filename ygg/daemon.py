@@ -1,0 +1,58 @@
+"""Process lifecycle: the event loop, signals, and the phased stop.
+
+Signal handlers only set state. The first SIGTERM/SIGINT stops claiming and drains; a second
+one stops the running attempts at once (their tasks are released or, failing that, recovered
+by lease expiry), so every task stays recoverable either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+import uvloop
+
+from ygg.config import Config
+from ygg.dispatch.dispatcher import Dispatcher
+from ygg.errors import YggError
+
+log = structlog.get_logger("ygg.daemon")
+
+
+class DaemonCrashed(YggError):
+    """A part of the daemon died unexpectedly."""
+
+
+async def _serve(config: Config, until_idle: bool) -> None:
+    dispatcher = Dispatcher(config, until_idle=until_idle)
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_stop_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        name = signal.Signals(signum).name
+        if signals_seen == 1:
+            log.info("stop_requested", signal=name)
+            dispatcher.request_stop()
+        else:
+            log.warning("forced_stop_requested", signal=name)
+            dispatcher.force_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_stop_signal, signum)
+    try:
+        await dispatcher.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if dispatcher.crashed is not None:
+        raise DaemonCrashed(
+            f"The dispatcher stopped after an internal error: {dispatcher.crashed!r}."
+        )
+
+
+def run_daemon(config: Config, *, until_idle: bool = False) -> None:
+    """Runs the async dispatcher until it is stopped (or idle, with until_idle)."""
+    uvloop.run(_serve(config, until_idle))

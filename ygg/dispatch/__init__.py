@@ -1,0 +1,1 @@
+"""Dispatching: the asyncio dispatcher, its slot pools, leases and nudges."""

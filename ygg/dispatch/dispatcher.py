@@ -1,0 +1,210 @@
+"""The asyncio dispatcher: pools, nudges, leases and the phased stop, on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+import psutil
+import structlog
+
+from ygg.backends import make_backend
+from ygg.config import Config
+from ygg.dispatch import nudge
+from ygg.dispatch.leases import keep_leases, reap_expired
+from ygg.dispatch.pool import PoolRunner
+from ygg.store import SQLiteStore, open_store
+from ygg.store.model import US, now_us
+from ygg.store.writer import StoreThread
+
+log = structlog.get_logger("ygg.dispatch")
+STATUS_EVERY_S = 10.0
+
+
+class Dispatcher:
+    def __init__(
+        self, config: Config, *, until_idle: bool = False, clock: Callable[[], int] = now_us
+    ) -> None:
+        self.config = config
+        self.until_idle = until_idle
+        self.now_us = clock
+        self.store = StoreThread(
+            lambda: open_store(
+                config.daemon.db, synchronous=config.daemon.synchronous, busy_timeout_s=5.0
+            )
+        )
+        self.owner = 0
+        self.runners: dict[str, PoolRunner] = {}
+        self.stopping = False
+        self.idle_hint = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._drain_cut = asyncio.Event()
+        self._side_tasks: list[asyncio.Task[None]] = []
+        self._listener: nudge.Listener | None = None
+        self.crashed: BaseException | None = None
+
+    # --- starting ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.store.start()
+        self._listener = nudge.Listener(nudge.new_address(), self._on_nudge)
+        me = psutil.Process()
+        pid_started_us = int(me.create_time() * US)
+        address, now = self._listener.address, self.now_us()
+        self.owner = await self.store.call(
+            SQLiteStore.register_daemon,
+            socket.gethostname(),
+            os.getpid(),
+            pid_started_us,
+            address,
+            "async",
+            now,
+        )
+        self._listener.start()
+        for pool in self.config.pools.values():
+            self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
+        self._spawn("lease_keeper", keep_leases(self))
+        self._spawn("reaper", reap_expired(self))
+        self._spawn("status_logger", self._log_status())
+        for runner in self.runners.values():
+            self._spawn(f"pool:{runner.name}", runner.run())
+            runner.task = self._side_tasks[-1]
+        log.info(
+            "dispatcher_started",
+            owner=self.owner,
+            db=self.config.daemon.db,
+            pools={name: r.config.slots for name, r in self.runners.items()},
+        )
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._side_task_done)
+        self._side_tasks.append(task)
+
+    def _side_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.stopping:
+            return
+        error = task.exception()
+        # A supervised part that dies takes the daemon down, so systemd restarts it whole.
+        log.error("side_task_died", name=task.get_name(), error=repr(error))
+        self.crashed = error
+        self.request_stop()
+
+    # --- events ------------------------------------------------------------------------------
+    def _on_nudge(self, message: bytes) -> None:
+        if message.startswith(nudge.CANCEL):
+            with contextlib.suppress(ValueError):
+                self.stop_attempt(int(message.split()[1]), "cancelled")
+            return
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        for runner in self.runners.values():
+            runner.wake.set()
+
+    def wake_kinds(self, kinds: Iterable[str], at_us: int | None = None) -> None:
+        """Wakes the pools serving `kinds`, now or at `at_us` (when a backoff ends)."""
+        kinds = set(kinds)
+        runners = [r for r in self.runners.values() if kinds.intersection(r.config.kinds)]
+        if at_us is None:
+            for runner in runners:
+                runner.wake.set()
+            return
+        delay_s = max((at_us - self.now_us()) / US, 0.0)
+        loop = asyncio.get_running_loop()
+        for runner in runners:
+            loop.call_later(delay_s, runner.wake.set)
+
+    def stop_attempt(self, task_id: int, reason: str) -> bool:
+        return any(r.stop_attempt(task_id, reason) for r in self.runners.values())
+
+    def running_count(self) -> int:
+        return sum(len(r.attempts) for r in self.runners.values())
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def force_stop(self) -> None:
+        """A second signal: end the drain now; running attempts are released at once."""
+        self._drain_cut.set()
+        self._stop_requested.set()
+
+    # --- running -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Runs until asked to stop (or, with until_idle, until nothing is left to do)."""
+        await self.start()
+        try:
+            if self.until_idle:
+                await self._wait_idle()
+            else:
+                await self._stop_requested.wait()
+        finally:
+            await self.stop()
+
+    async def _wait_idle(self) -> None:
+        kinds = self.config.kinds_served()
+        while not self._stop_requested.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.daemon.poll_s):
+                    await self.idle_hint.wait()
+            self.idle_hint.clear()
+            if self.running_count() == 0 and not await self.store.call(
+                SQLiteStore.has_pending, kinds
+            ):
+                log.info("queue_idle")
+                return
+
+    async def stop(self, *, drain_s: float | None = None) -> None:
+        """Stops claiming, lets attempts finish for `drain_s`, then interrupts the rest."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.wake_all()
+        # Each runner finishes the claim it may have in flight, then claims nothing more.
+        await asyncio.gather(
+            *(r.task for r in self.runners.values() if r.task), return_exceptions=True
+        )
+        drain_s = self.config.daemon.drain_s if drain_s is None else drain_s
+        attempts = [a.task for r in self.runners.values() for a in r.attempts.values() if a.task]
+        log.info("dispatcher_stopping", running=len(attempts), drain_s=drain_s)
+        if attempts:
+            drained = asyncio.ensure_future(asyncio.wait(attempts))
+            cut = asyncio.ensure_future(self._drain_cut.wait())
+            await asyncio.wait([drained, cut], timeout=drain_s, return_when=asyncio.FIRST_COMPLETED)
+            cut.cancel()
+            for runner in self.runners.values():
+                for task_id in list(runner.attempts):
+                    runner.stop_attempt(task_id, "shutdown")
+            await drained  # interrupted attempts record their release, shielded
+        for task in self._side_tasks:
+            task.cancel()
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        for runner in self.runners.values():
+            await runner.backend.aclose()
+        if self._listener is not None:
+            self._listener.close()
+        owner = self.owner
+        await self.store.call(SQLiteStore.unregister_daemon, owner)
+        await self.store.stop()
+        log.info("dispatcher_stopped")
+
+    async def _log_status(self) -> None:
+        pools = {name: r.config.kinds for name, r in self.runners.items()}
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            load = await self.store.call(SQLiteStore.pool_load, pools)
+            log.info(
+                "pool_status",
+                pools={
+                    name: {
+                        "running": len(r.attempts),
+                        "slots": r.config.slots,
+                        "queued": load[name][1],
+                        "running_all_daemons": load[name][0],
+                    }
+                    for name, r in self.runners.items()
+                },
+            )

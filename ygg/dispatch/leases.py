@@ -1,0 +1,64 @@
+"""The lease keeper (renews what we run, notices what we lost) and the reaper (recovers what
+dead dispatchers held)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import TYPE_CHECKING
+
+import psutil
+import structlog
+
+from ygg.store import SQLiteStore
+from ygg.store.model import US, Daemon
+
+if TYPE_CHECKING:
+    from ygg.dispatch.dispatcher import Dispatcher
+
+log = structlog.get_logger("ygg.dispatch")
+
+
+async def keep_leases(d: Dispatcher) -> None:
+    """Renews every lease we hold a few times per lease period, in one statement."""
+    lease_us = int(d.config.daemon.lease_s * US)
+    while True:
+        await asyncio.sleep(d.config.daemon.lease_s / 3)
+        asked_at = time.monotonic()
+        now, owner = d.now_us(), d.owner
+        held = await d.store.call(SQLiteStore.renew, owner, now + lease_us, now)
+        for runner in d.runners.values():
+            for task_id, attempt in list(runner.attempts.items()):
+                # Claimed after we asked, or already recording: the answer says nothing of it.
+                if attempt.started < asked_at and not attempt.recording and task_id not in held:
+                    runner.stop_attempt(task_id, "lease_lost")
+
+
+def is_alive(daemon: Daemon, hostname: str) -> bool:
+    """Whether a daemon on this machine still runs (same pid, same process start time)."""
+    if daemon.hostname != hostname:
+        return False  # another machine: only its lease expiry can tell
+    try:
+        started_us = int(psutil.Process(daemon.pid).create_time() * US)
+    except psutil.Error:
+        return False
+    return abs(started_us - daemon.pid_started_us) < US // 10
+
+
+async def reap_expired(d: Dispatcher) -> None:
+    """Returns to the queue the tasks whose owner died and whose lease ran out."""
+    hostname = socket.gethostname()
+    while True:
+        await asyncio.sleep(max(d.config.daemon.lease_s / 2, 0.05))
+        daemons = await d.store.call(SQLiteStore.daemons)
+        alive = {x.id for x in daemons if x.id == d.owner or is_alive(x, hostname)}
+        now = d.now_us()
+        changed = await d.store.call(SQLiteStore.requeue_expired, now, alive)
+        for task_id, status in changed:
+            log.warning("task_reaped", task_id=task_id, status=status)
+        dead = [x.id for x in daemons if x.hostname == hostname and x.id not in alive]
+        if dead:
+            await d.store.call(SQLiteStore.forget_daemons, dead)
+        if changed:
+            d.wake_all()

@@ -1,0 +1,64 @@
+"""Nudges: one datagram on a local socket tells a daemon to look at the queue now.
+
+Each daemon listens on an abstract Unix socket (Linux; nothing on disk to clean up after a
+crash) whose name it records in the store's daemon table, so a submitter finds every daemon
+sharing the queue. Sending never blocks and never fails the sender: a nudge is a hint; the
+daemon's slow safety poll still finds the work if one is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable
+
+WAKE = b"wake"
+CANCEL = b"cancel"
+RELOAD = b"reload"
+
+
+def new_address() -> str:
+    return f"\0ygg/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+
+
+def send(addresses: Iterable[str], message: bytes = WAKE) -> int:
+    """Sends `message` to each address; returns how many were delivered."""
+    delivered = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for address in addresses:
+            try:
+                sock.sendto(message, address)
+                delivered += 1
+            except OSError:
+                pass  # gone, or its buffer is full of nudges already: either way, nothing to do
+    return delivered
+
+
+class Listener:
+    def __init__(self, address: str, on_message: Callable[[bytes], None]) -> None:
+        self.address = address
+        self._on_message = on_message
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._sock.bind(address)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._sock.recv(512)
+            except (BlockingIOError, InterruptedError):
+                return
+            self._on_message(message)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()

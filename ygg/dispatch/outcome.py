@@ -1,0 +1,49 @@
+"""Recording how an attempt ended: one store operation shared by the async and legacy modes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from ygg.backends import AttemptFailed
+from ygg.config import PoolConfig
+from ygg.dispatch.retry import backoff_s
+from ygg.store import SQLiteStore
+from ygg.store.model import US, Claim, Outcome
+
+
+@dataclass(frozen=True)
+class Recorded:
+    status: str | None  # None: our lease was gone, the outcome was discarded
+    promoted: list[str] = field(default_factory=list)  # kinds of dependents now queued
+    retry_at_us: int | None = None
+
+
+def record(store: SQLiteStore, claim: Claim, pool: PoolConfig, outcome: Outcome | None,
+           failure: AttemptFailed | None, now_us: int) -> Recorded:
+    """Writes the outcome under the claim's fencing token (runs on the store's thread)."""
+    if outcome is not None:
+        promoted = store.complete(claim.task_id, claim.token, outcome, now_us)
+        return Recorded(None) if promoted is None else Recorded("done", promoted)
+    assert failure is not None
+    retry_at = None
+    if failure.retryable:
+        delay_s = backoff_s(claim.attempt, pool.retry, failure.retry_after_s)
+        retry_at = now_us + int(delay_s * US)
+    status = store.fail(claim.task_id, claim.token, failure.message, retry_at_us=retry_at,
+                        charge=not failure.unreachable, now_us=now_us)
+    return Recorded(status, retry_at_us=retry_at if status == "queued" else None)
+
+
+def log_recorded(bound: structlog.BoundLogger, recorded: Recorded, failure: AttemptFailed | None,
+                 now_us: int, seconds: float) -> None:
+    if recorded.status is None:
+        bound.warning("stale_result_discarded")
+    elif recorded.status == "done":
+        bound.info("task_done", seconds=round(seconds, 6))
+    elif recorded.status == "queued" and recorded.retry_at_us is not None:
+        bound.warning("task_retry_scheduled", error=failure.message if failure else None,
+                      retry_in_s=round((recorded.retry_at_us - now_us) / US, 3))
+    else:
+        bound.error("task_failed", error=failure.message if failure else None)

@@ -1,0 +1,158 @@
+"""One pool's slots: take free slots, claim that many tasks, run each attempt, record it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ygg.backends import AttemptFailed, Backend, Job
+from ygg.config import PoolConfig
+from ygg.dispatch.outcome import log_recorded, record
+from ygg.store import SQLiteStore
+from ygg.store.model import US, Claim, Outcome
+
+if TYPE_CHECKING:
+    from ygg.dispatch.dispatcher import Dispatcher
+
+log = structlog.get_logger("ygg.dispatch")
+
+
+@dataclass
+class Attempt:
+    claim: Claim
+    task: asyncio.Task[None] | None = None
+    started: float = field(default_factory=time.monotonic)
+    stop_reason: str | None = None  # why we cancelled it: cancelled | lease_lost | shutdown
+    recording: bool = False  # the outcome is being written; the lease keeper leaves it alone
+
+
+class PoolRunner:
+    def __init__(self, config: PoolConfig, backend: Backend, dispatcher: Dispatcher) -> None:
+        self.config = config
+        self.backend = backend
+        self.d = dispatcher
+        self.attempts: dict[int, Attempt] = {}
+        self.wake = asyncio.Event()
+        self.wake.set()
+        self.closing = False  # removed by a reload: finish what runs, claim nothing more
+        self.task: asyncio.Task[None] | None = None  # the claim loop
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def run(self) -> None:
+        """Claims whenever a slot is free and the queue may hold work for it."""
+        while not (self.d.stopping or self.closing):
+            self.wake.clear()
+            free = self.config.slots - len(self.attempts)
+            claimed = await self._claim(free) if free > 0 else 0
+            if claimed and claimed == free:
+                continue  # the queue may hold more
+            if not self.attempts:
+                self.d.idle_hint.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.d.config.daemon.poll_s):
+                    await self.wake.wait()
+
+    async def _claim(self, free: int) -> int:
+        d, config = self.d, self.config
+        lease_us, now = int(d.config.daemon.lease_s * US), d.now_us()
+        claims = await d.store.call(
+            SQLiteStore.claim,
+            config.name,
+            config.kinds,
+            free,
+            slots=config.slots,
+            owner=d.owner,
+            lease_us=lease_us,
+            now_us=now,
+        )
+        for claim in claims:
+            attempt = Attempt(claim)
+            self.attempts[claim.task_id] = attempt
+            attempt.task = asyncio.create_task(self._run(attempt), name=f"task-{claim.task_id}")
+        return len(claims)
+
+    def stop_attempt(self, task_id: int, reason: str) -> bool:
+        attempt = self.attempts.get(task_id)
+        if attempt is None or attempt.recording or attempt.task is None:
+            return False
+        attempt.stop_reason = reason
+        attempt.task.cancel()
+        return True
+
+    async def _run(self, attempt: Attempt) -> None:
+        claim = attempt.claim
+        bound = log.bind(task_id=claim.task_id, pool=self.name, attempt=claim.attempt)
+        bound.info("task_started", kind=claim.kind, priority=claim.priority)
+        job = Job(
+            claim.task_id,
+            claim.attempt,
+            claim.kind,
+            claim.priority,
+            claim.title,
+            claim.prompt,
+            claim.params,
+        )
+        timeout_s = claim.timeout_s or self.config.retry.timeout_s
+        outcome: Outcome | None = None
+        failure: AttemptFailed | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                outcome = await self.backend.run(job)
+        except TimeoutError:
+            failure = AttemptFailed(f"timed out after {timeout_s:g} s", retryable=True)
+        except AttemptFailed as exc:
+            failure = exc
+        except asyncio.CancelledError:
+            if attempt.stop_reason is None:
+                raise  # not ours to swallow
+        except Exception as exc:  # a backend bug must fail the attempt, not the daemon
+            bound.exception("backend_crashed")
+            failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
+        attempt.recording = True
+        try:
+            # Shielded: a shutdown must not lose an outcome half-way through recording it.
+            await asyncio.shield(self._record(attempt, outcome, failure, bound))
+        finally:
+            self.attempts.pop(claim.task_id, None)
+            self.wake.set()
+
+    async def _record(
+        self,
+        attempt: Attempt,
+        outcome: Outcome | None,
+        failure: AttemptFailed | None,
+        bound: structlog.BoundLogger,
+    ) -> None:
+        claim, d = attempt.claim, self.d
+        now = d.now_us()
+        if attempt.stop_reason is not None:
+            await self._record_stop(attempt, bound)
+            return
+        recorded = await d.store.call(record, claim, self.config, outcome, failure, now)
+        log_recorded(bound, recorded, failure, now, time.monotonic() - attempt.started)
+        if recorded.promoted:
+            d.wake_kinds(recorded.promoted)
+        if recorded.retry_at_us is not None:
+            d.wake_kinds([claim.kind], at_us=recorded.retry_at_us)
+
+    async def _record_stop(self, attempt: Attempt, bound: structlog.BoundLogger) -> None:
+        claim, d = attempt.claim, self.d
+        if attempt.stop_reason == "shutdown":
+            block = d.config.daemon.on_shutdown == "block"
+            now = d.now_us()
+            await d.store.call(
+                SQLiteStore.release, claim.task_id, claim.token, block=block, now_us=now
+            )
+            bound.info("task_interrupted", on_shutdown=d.config.daemon.on_shutdown)
+        elif attempt.stop_reason == "cancelled":
+            bound.info("task_cancelled")
+        else:
+            bound.warning("lease_lost")

@@ -1,0 +1,47 @@
+"""The one exception root. Every error a user can see is a YggError whose text is the message.
+
+Only the CLI turns these into exit statuses; library code raises and never exits.
+"""
+
+from __future__ import annotations
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd units use it in RestartPreventExitStatus
+
+
+class YggError(Exception):
+    """ygg failed."""
+
+    exit_code = EXIT_RUNTIME
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__ or type(self).__name__)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(YggError):
+    """The configuration is invalid."""
+
+    exit_code = EXIT_CONFIG
+
+
+class InvalidInput(YggError):
+    """The input is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class TaskNotFound(InvalidInput):
+    """No such task."""
+
+
+class StoreError(YggError):
+    """The task store failed."""
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked by another process for too long."""

@@ -1,0 +1,124 @@
+"""What the store hands out: tasks, claims and the vocabulary of statuses."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+STATUSES = ("waiting", "queued", "running", "done", "failed", "cancelled", "blocked")
+FINISHED = ("done", "failed", "cancelled", "blocked")
+MAX_PRIORITY = 4
+
+US = 1_000_000
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def iso(us: int | None) -> str | None:
+    """ISO 8601 UTC with microseconds, as the contract prints every timestamp."""
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / US, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class NewTask:
+    title: str
+    kind: str
+    priority: int = 2
+    prompt: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    depends_on: tuple[int, ...] = ()
+    max_attempts: int = 3
+    timeout_s: float | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    title: str
+    kind: str
+    priority: int
+    status: str
+    pool: str | None
+    attempts: int
+    max_attempts: int
+    depends_on: tuple[int, ...]
+    params: dict[str, Any]
+    created_us: int
+    started_us: int | None
+    finished_us: int | None
+    result: str | None
+    error: str | None
+    external_id: str | None
+    prompt: str = ""
+    timeout_s: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    run_after_us: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's fields, then ygg's extensions."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "kind": self.kind,
+            "priority": self.priority,
+            "status": self.status,
+            "pool": self.pool,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "depends_on": list(self.depends_on),
+            "params": self.params,
+            "created_at": iso(self.created_us),
+            "started_at": iso(self.started_us),
+            "finished_at": iso(self.finished_us),
+            "result": self.result,
+            "error": self.error,
+            "external_id": self.external_id,
+            "timeout": self.timeout_s,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "retry_at": iso(self.run_after_us) if self.status == "queued" else None,
+        }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task handed to one owner under a lease; `token` fences every later write."""
+
+    task_id: int
+    token: int
+    kind: str
+    priority: int
+    title: str
+    prompt: str
+    params: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    timeout_s: float | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the dispatcher reports it to the store."""
+
+    result: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+@dataclass(frozen=True)
+class Daemon:
+    id: int
+    hostname: str
+    pid: int
+    pid_started_us: int
+    nudge: str  # the abstract Unix socket name the daemon listens on
+    mode: str
+    heartbeat_us: int

@@ -1,0 +1,64 @@
+"""Forward-only numbered migrations; PRAGMA user_version records how many have been applied."""
+
+from __future__ import annotations
+
+# 'ygg' + 1: marks the file as ours, so a foreign SQLite database is refused, not altered.
+APPLICATION_ID = 0x79676701
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: tasks, their dependencies, and the daemons sharing the queue
+    """
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 4),
+        status TEXT NOT NULL CHECK (status IN
+            ('waiting', 'queued', 'running', 'done', 'failed', 'cancelled', 'blocked')),
+        pool TEXT,
+        prompt TEXT NOT NULL DEFAULT '',
+        params TEXT NOT NULL DEFAULT '{}',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL CHECK (max_attempts >= 1),
+        timeout_s REAL,
+        owner INTEGER,
+        token INTEGER NOT NULL DEFAULT 0,
+        lease_expires_us INTEGER,
+        run_after_us INTEGER,
+        created_us INTEGER NOT NULL,
+        started_us INTEGER,
+        finished_us INTEGER,
+        result TEXT,
+        error TEXT,
+        tokens_in INTEGER,
+        tokens_out INTEGER,
+        external_id TEXT UNIQUE
+    );
+    CREATE TABLE deps (
+        task_id INTEGER NOT NULL,
+        depends_on INTEGER NOT NULL,
+        PRIMARY KEY (task_id, depends_on)
+    ) WITHOUT ROWID;
+    CREATE INDEX deps_by_parent ON deps (depends_on, task_id);
+    CREATE INDEX tasks_ready ON tasks (kind, priority, id) WHERE status = 'queued';
+    CREATE INDEX tasks_running ON tasks (pool, owner) WHERE status = 'running';
+    CREATE INDEX tasks_backoff ON tasks (run_after_us)
+        WHERE status = 'queued' AND run_after_us IS NOT NULL;
+    CREATE INDEX tasks_by_status ON tasks (status, priority, id);
+    CREATE TABLE daemons (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hostname TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_started_us INTEGER NOT NULL,
+        nudge TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        started_us INTEGER NOT NULL,
+        heartbeat_us INTEGER NOT NULL
+    );
+    """,
+)
+
+
+def statements(script: str) -> list[str]:
+    """Splits a migration into statements (our DDL has no semicolons inside literals)."""
+    return [part.strip() for part in script.split(";") if part.strip()]

@@ -1,0 +1,404 @@
+"""The SQLite store: every domain operation is one write transaction (or joins a batch)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ygg.errors import InvalidInput, TaskNotFound
+from ygg.store import sqlite_deps as deps
+from ygg.store.model import Claim, Daemon, NewTask, Outcome, Task
+from ygg.store.sqlite_db import Database
+
+_TASK_COLUMNS = (
+    "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
+    "started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in, "
+    "tokens_out, run_after_us"
+)
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+class SQLiteStore(Database):
+    # --- submitting ----------------------------------------------------------------------
+    def enqueue(self, task: NewTask, now_us: int) -> int:
+        with self.write() as conn:
+            depends_on = tuple(sorted(set(task.depends_on)))
+            self._check_exist(conn, depends_on)
+            status = deps.unfinished_status(conn, depends_on)
+            error = "a dependency failed or was cancelled" if status == "blocked" else None
+            task_id: int = conn.execute(
+                "INSERT INTO tasks (title, kind, priority, status, prompt, params, max_attempts, "
+                "timeout_s, created_us, finished_us, error, external_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    task.title,
+                    task.kind,
+                    task.priority,
+                    status,
+                    task.prompt,
+                    json.dumps(task.params),
+                    task.max_attempts,
+                    task.timeout_s,
+                    now_us,
+                    now_us if status == "blocked" else None,
+                    error,
+                    task.external_id,
+                ),
+            ).fetchone()[0]
+            conn.executemany(
+                "INSERT INTO deps (task_id, depends_on) VALUES (?, ?)",
+                [(task_id, parent) for parent in depends_on],
+            )
+            return task_id
+
+    @staticmethod
+    def _check_exist(conn: sqlite3.Connection, ids: tuple[int, ...]) -> None:
+        if not ids:
+            return
+        found = {
+            row[0] for row in conn.execute(f"SELECT id FROM tasks WHERE id IN ({_marks(ids)})", ids)
+        }
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            raise TaskNotFound(f"Cannot depend on task {', '.join(missing)}: no such task.")
+
+    # --- claiming and outcomes -------------------------------------------------------------
+    def claim(
+        self,
+        pool: str,
+        kinds: Sequence[str],
+        limit: int,
+        *,
+        slots: int,
+        owner: int,
+        lease_us: int,
+        now_us: int,
+    ) -> list[Claim]:
+        """Up to `limit` of the most urgent ready tasks for `pool`, never past its `slots`."""
+        if not kinds or limit < 1:
+            return []
+        with self.write() as conn:
+            running = conn.execute(
+                "SELECT count(*) FROM tasks WHERE status = 'running' AND pool = ?", (pool,)
+            ).fetchone()[0]
+            limit = min(limit, slots - running)
+            if limit < 1:
+                return []
+            # One index range per kind, each already in (priority, id) order: the cost does not
+            # grow with the depth of the queue.
+            arm = (
+                "SELECT * FROM (SELECT id, priority FROM tasks WHERE status = 'queued' "
+                "AND kind = ? AND (run_after_us IS NULL OR run_after_us <= ?) "
+                "ORDER BY priority, id LIMIT ?)"
+            )
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    " UNION ALL ".join([arm] * len(kinds)) + " ORDER BY priority, id LIMIT ?",
+                    [v for kind in kinds for v in (kind, now_us, limit)] + [limit],
+                )
+            ]
+            if not ids:
+                return []
+            rows = conn.execute(
+                f"UPDATE tasks SET status = 'running', pool = ?, owner = ?, "
+                f"attempts = attempts + 1, token = token + 1, lease_expires_us = ?, "
+                f"started_us = ?, run_after_us = NULL WHERE id IN ({_marks(ids)}) "
+                f"RETURNING id, token, kind, priority, title, prompt, params, attempts, "
+                f"max_attempts, timeout_s",
+                [pool, owner, now_us + lease_us, now_us, *ids],
+            ).fetchall()
+        claims = [
+            Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9])
+            for r in rows
+        ]
+        claims.sort(key=lambda c: (c.priority, c.task_id))
+        return claims
+
+    def renew(self, owner: int, lease_until_us: int, now_us: int) -> set[int]:
+        """Extends every lease `owner` holds; the ids returned are the tasks it still owns."""
+        with self.write() as conn:
+            conn.execute("UPDATE daemons SET heartbeat_us = ? WHERE id = ?", (now_us, owner))
+            rows = conn.execute(
+                "UPDATE tasks SET lease_expires_us = ? WHERE status = 'running' AND owner = ? "
+                "RETURNING id",
+                (lease_until_us, owner),
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
+        """Records success; returns the kinds of the dependents it promoted, None if stale."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE tasks SET status = 'done', result = ?, error = NULL, tokens_in = ?, "
+                "tokens_out = ?, finished_us = ?, lease_expires_us = NULL "
+                "WHERE id = ? AND token = ? AND status = 'running'",
+                (outcome.result, outcome.tokens_in, outcome.tokens_out, now_us, task_id, token),
+            )
+            if cursor.rowcount != 1:
+                return None
+            return deps.promote(conn, task_id)
+
+    def fail(
+        self,
+        task_id: int,
+        token: int,
+        error: str,
+        *,
+        retry_at_us: int | None,
+        charge: bool,
+        now_us: int,
+    ) -> str | None:
+        """Records a failed attempt: `queued` again (until `retry_at_us`) while attempts remain
+        and the failure is retryable, else `failed`. Returns the new status, None if stale."""
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT attempts, max_attempts FROM tasks "
+                "WHERE id = ? AND token = ? AND status = 'running'",
+                (task_id, token),
+            ).fetchone()
+            if row is None:
+                return None
+            attempts = row[0] - (0 if charge else 1)
+            if retry_at_us is not None and attempts < row[1]:
+                conn.execute(
+                    "UPDATE tasks SET status = 'queued', attempts = ?, error = ?, "
+                    "run_after_us = ?, lease_expires_us = NULL WHERE id = ?",
+                    (attempts, error, retry_at_us, task_id),
+                )
+                return "queued"
+            self._finish(conn, task_id, "failed", error, now_us, attempts=attempts)
+            return "failed"
+
+    def _finish(
+        self,
+        conn: sqlite3.Connection,
+        task_id: int,
+        status: str,
+        error: str | None,
+        now_us: int,
+        *,
+        attempts: int | None = None,
+    ) -> None:
+        conn.execute(
+            "UPDATE tasks SET status = ?, error = ?, finished_us = ?, lease_expires_us = NULL, "
+            "attempts = coalesce(?, attempts) WHERE id = ?",
+            (status, error, now_us, attempts, task_id),
+        )
+        deps.block_downstream(conn, task_id, status, now_us)
+
+    def requeue_expired(self, now_us: int, alive_owners: set[int]) -> list[tuple[int, str]]:
+        """Returns tasks whose owner's lease expired to `queued` (or `failed`, once they have
+        been interrupted `max_attempts` times). Owners known to be alive keep their tasks."""
+        changed: list[tuple[int, str]] = []
+        with self.write() as conn:
+            rows = conn.execute(
+                "SELECT id, owner, attempts, max_attempts FROM tasks "
+                "WHERE status = 'running' AND lease_expires_us < ?",
+                (now_us,),
+            ).fetchall()
+            for task_id, owner, attempts, max_attempts in rows:
+                if owner in alive_owners:
+                    continue
+                if attempts >= max_attempts:
+                    reason = f"interrupted {attempts} times: the dispatcher running it stopped"
+                    self._finish(conn, task_id, "failed", reason, now_us)
+                    changed.append((task_id, "failed"))
+                else:
+                    conn.execute(
+                        "UPDATE tasks SET status = 'queued', lease_expires_us = NULL, "
+                        "error = 'interrupted: the dispatcher running it stopped' WHERE id = ?",
+                        (task_id,),
+                    )
+                    changed.append((task_id, "queued"))
+        return changed
+
+    def release(self, task_id: int, token: int, *, block: bool, now_us: int) -> bool:
+        """Gives back a task interrupted by a graceful shutdown, without charging the attempt."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE tasks SET status = 'queued', attempts = attempts - 1, "
+                "lease_expires_us = NULL WHERE id = ? AND token = ? AND status = 'running'",
+                (task_id, token),
+            )
+            if cursor.rowcount and block:
+                self._finish(conn, task_id, "blocked", "interrupted by a shutdown", now_us)
+            return cursor.rowcount == 1
+
+    # --- operator actions ------------------------------------------------------------------
+    def cancel(self, task_id: int, now_us: int) -> tuple[str, int | None]:
+        """Cancels a task that has not finished; returns its previous status and owner."""
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT status, owner FROM tasks WHERE id = ?", (task_id,)
+            ).fetchone()
+            if row is None:
+                raise TaskNotFound(f"No task {task_id}.")
+            if row[0] not in ("waiting", "queued", "running"):
+                raise InvalidInput(
+                    f"Task {task_id} is already {row[0]}; there is nothing to cancel."
+                )
+            self._finish(conn, task_id, "cancelled", None, now_us)
+            return row[0], row[1] if row[0] == "running" else None
+
+    def retry(self, task_id: int, now_us: int) -> str:
+        """Puts a failed, blocked or cancelled task back in line with a fresh attempt budget."""
+        with self.write() as conn:
+            row = conn.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                raise TaskNotFound(f"No task {task_id}.")
+            if row[0] not in ("failed", "blocked", "cancelled"):
+                raise InvalidInput(
+                    f"Task {task_id} is {row[0]}; only failed, blocked or cancelled tasks can be "
+                    "retried."
+                )
+            parents = tuple(
+                r[0]
+                for r in conn.execute("SELECT depends_on FROM deps WHERE task_id = ?", (task_id,))
+            )
+            status = deps.unfinished_status(conn, parents)
+            if status == "blocked":
+                raise InvalidInput(
+                    f"Task {task_id} depends on a task that failed or was cancelled; retry that "
+                    "one first."
+                )
+            conn.execute(
+                "UPDATE tasks SET status = ?, attempts = 0, error = NULL, result = NULL, "
+                "finished_us = NULL, started_us = NULL, run_after_us = NULL, pool = NULL "
+                "WHERE id = ?",
+                (status, task_id),
+            )
+            deps.unblock_downstream(conn, task_id)
+            return status
+
+    # --- reading ---------------------------------------------------------------------------
+    def get(self, task_id: int) -> Task:
+        row = self.conn.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
+        ).fetchone()
+        if row is None:
+            raise TaskNotFound(f"No task {task_id}.")
+        return self._task(row)
+
+    def list_tasks(
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[Task]:
+        where, args = [], []
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.conn.execute(sql + " ORDER BY priority, id LIMIT ?", [*args, limit]).fetchall()
+        return [self._task(row) for row in rows]
+
+    def _task(self, row: Sequence[Any]) -> Task:
+        parents = tuple(
+            r[0]
+            for r in self.conn.execute(
+                "SELECT depends_on FROM deps WHERE task_id = ? ORDER BY depends_on", (row[0],)
+            )
+        )
+        return Task(
+            id=row[0],
+            title=row[1],
+            kind=row[2],
+            priority=row[3],
+            status=row[4],
+            pool=row[5],
+            attempts=row[6],
+            max_attempts=row[7],
+            depends_on=parents,
+            params=json.loads(row[8]),
+            created_us=row[9],
+            started_us=row[10],
+            finished_us=row[11],
+            result=row[12],
+            error=row[13],
+            external_id=row[14],
+            prompt=row[15],
+            timeout_s=row[16],
+            tokens_in=row[17],
+            tokens_out=row[18],
+            run_after_us=row[19],
+        )
+
+    def counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")
+        return dict(rows.fetchall())
+
+    def pool_load(self, pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, int]]:
+        """Per pool: tasks running in it (any owner) and ready tasks of the kinds it serves."""
+        running = dict(
+            self.conn.execute(
+                "SELECT pool, count(*) FROM tasks WHERE status = 'running' GROUP BY pool"
+            ).fetchall()
+        )
+        queued = dict(
+            self.conn.execute(
+                "SELECT kind, count(*) FROM tasks WHERE status = 'queued' GROUP BY kind"
+            ).fetchall()
+        )
+        return {
+            name: (running.get(name, 0), sum(queued.get(kind, 0) for kind in kinds))
+            for name, kinds in pools.items()
+        }
+
+    def has_pending(self, kinds: Sequence[str]) -> bool:
+        """Whether anything is running, or queued for one of `kinds` (now or after a backoff)."""
+        if self.conn.execute("SELECT 1 FROM tasks WHERE status = 'running' LIMIT 1").fetchone():
+            return True
+        if not kinds:
+            return False
+        return (
+            self.conn.execute(
+                f"SELECT 1 FROM tasks WHERE status = 'queued' "
+                f"AND kind IN ({_marks(kinds)}) LIMIT 1",
+                list(kinds),
+            ).fetchone()
+            is not None
+        )
+
+    def next_retry_us(self) -> int | None:
+        row = self.conn.execute(
+            "SELECT min(run_after_us) FROM tasks "
+            "WHERE status = 'queued' AND run_after_us IS NOT NULL"
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    # --- daemons sharing the queue ---------------------------------------------------------
+    def register_daemon(
+        self, hostname: str, pid: int, pid_started_us: int, nudge: str, mode: str, now_us: int
+    ) -> int:
+        with self.write() as conn:
+            daemon_id: int = conn.execute(
+                "INSERT INTO daemons (hostname, pid, pid_started_us, nudge, mode, started_us, "
+                "heartbeat_us) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (hostname, pid, pid_started_us, nudge, mode, now_us, now_us),
+            ).fetchone()[0]
+            return daemon_id
+
+    def unregister_daemon(self, daemon_id: int) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM daemons WHERE id = ?", (daemon_id,))
+
+    def forget_daemons(self, daemon_ids: Sequence[int]) -> None:
+        with self.write() as conn:
+            conn.execute(
+                f"DELETE FROM daemons WHERE id IN ({_marks(daemon_ids)})", list(daemon_ids)
+            )
+
+    def daemons(self) -> list[Daemon]:
+        rows = self.conn.execute(
+            "SELECT id, hostname, pid, pid_started_us, nudge, mode, heartbeat_us FROM daemons"
+        ).fetchall()
+        return [Daemon(*row) for row in rows]

@@ -1,0 +1,133 @@
+"""One SQLite connection: opening it safely, write transactions, migrations.
+
+A file that is not ours (another application's database, a newer schema, not a database at
+all) is refused before anything is written to it, so it stays byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ygg.errors import StoreBusy, StoreError
+from ygg.store.schema import APPLICATION_ID, MIGRATIONS, statements
+
+SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+class Database:
+    """Owns one connection; use it from one thread at a time."""
+
+    def __init__(
+        self, path: str, *, synchronous: str = "full", busy_timeout_s: float = 30.0
+    ) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self._depth = 0
+        try:
+            self.conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the database: {exc}.") from None
+        try:
+            self._check_ours()
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
+            self.conn.execute("PRAGMA temp_store = MEMORY")
+            self.conn.execute("PRAGMA cache_size = -32000")  # 32 MB, bounded whatever the depth
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"{path}: {exc}; it is not a usable ygg database.") from None
+        except StoreError:
+            self.conn.close()
+            raise
+
+    def _check_ours(self) -> None:
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables and app_id != APPLICATION_ID:
+            raise StoreError(f"{self.path}: this SQLite database belongs to another application.")
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: the database has schema version {version}, newer than this ygg "
+                f"understands ({len(MIGRATIONS)}); upgrade ygg."
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE); nested calls join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: the write could not be committed: {exc}.") from None
+
+    def _begin(self) -> None:
+        # sqlite's busy handler already waits up to busy_timeout_s; this loop only covers the
+        # cases where SQLite reports BUSY at once instead of waiting.
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc):
+                    raise StoreError(f"{self.path}: {exc}.") from None
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"{self.path}: the database stayed locked by another process for "
+                        f"{self.busy_timeout_s:g} s."
+                    ) from None
+                time.sleep(0.005)
+
+    def migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.write() as conn:
+                # Another process may have migrated while we waited for the lock.
+                if conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+                    continue
+                for statement in statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {number}")
+
+
+def db_path(url: str) -> str:
+    """The SQLite file a `daemon.db` value names; other engines are refused clearly."""
+    if url.startswith(("postgresql://", "postgres://")):
+        raise StoreError("PostgreSQL queues are not supported by this version of ygg yet.")
+    if url.startswith("sqlite:///"):
+        url = url[len("sqlite:///") - 1 :]
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    return url
