@@ -1,1 +1,258 @@
-"""Placeholder replaced below."""
+"""`ygg loop --legacy`: the old dispatcher's model, kept for rollback.
+
+One worker thread per pool, at most one task per pool at a time, blocking I/O, no asyncio.
+It shares everything that decides correctness with the async dispatcher — the store's atomic
+claim (which also counts other dispatchers' running tasks against the pool's slots), leases,
+fencing tokens and outcome records — so a legacy and an async daemon can share one queue.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+import structlog
+
+from ygg.backends.base import AttemptFailed, Job
+from ygg.backends.blocking import BlockingBackend, Interrupted
+from ygg.config import Config, PoolConfig
+from ygg.dispatch import nudge
+from ygg.dispatch.leases import is_alive
+from ygg.dispatch.outcome import log_recorded, record
+from ygg.store import SQLiteStore, open_store
+from ygg.store.model import US, Claim, Outcome, now_us
+
+log = structlog.get_logger("ygg.legacy")
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class Running:
+    claim: Claim
+    stop_reason: str | None = None
+
+
+class Worker:
+    """One pool's thread: claim one task, run it to the end, record it, repeat."""
+
+    def __init__(self, pool: PoolConfig, legacy: LegacyDispatcher) -> None:
+        self.pool = pool
+        self.legacy = legacy
+        self.backend = BlockingBackend(pool)
+        self.running: Running | None = None
+        self.thread = threading.Thread(target=self._loop, name=f"pool-{pool.name}", daemon=True)
+
+    def _loop(self) -> None:
+        legacy = self.legacy
+        store = legacy.open()
+        try:
+            while not legacy.stopping.is_set():
+                claims = store.claim(
+                    self.pool.name,
+                    self.pool.kinds,
+                    1,
+                    slots=self.pool.slots,
+                    owner=legacy.owner,
+                    lease_us=legacy.lease_us,
+                    now_us=now_us(),
+                )
+                if not claims:
+                    legacy.wake.wait(legacy.config.daemon.poll_s)
+                    continue
+                self._attempt(store, claims[0])
+        finally:
+            self.backend.close()
+            store.close()
+
+    def _attempt(self, store: SQLiteStore, claim: Claim) -> None:
+        self.running = Running(claim)
+        bound = log.bind(task_id=claim.task_id, pool=self.pool.name, attempt=claim.attempt)
+        bound.info("task_started", kind=claim.kind, priority=claim.priority)
+        job = Job(
+            claim.task_id,
+            claim.attempt,
+            claim.kind,
+            claim.priority,
+            claim.title,
+            claim.prompt,
+            claim.params,
+        )
+        outcome: Outcome | None = None
+        failure: AttemptFailed | None = None
+        started = time.monotonic()
+        try:
+            outcome = self.backend.run(job, claim.timeout_s or self.pool.retry.timeout_s)
+        except AttemptFailed as exc:
+            failure = exc
+        except Interrupted:
+            pass
+        except Exception as exc:  # a backend bug fails the attempt, not the daemon
+            bound.exception("backend_crashed")
+            failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
+        running, self.running = self.running, None
+        now = now_us()
+        if running.stop_reason == "shutdown":
+            block = self.legacy.config.daemon.on_shutdown == "block"
+            store.release(claim.task_id, claim.token, block=block, now_us=now)
+            bound.info("task_interrupted", on_shutdown=self.legacy.config.daemon.on_shutdown)
+            return
+        if running.stop_reason is not None:  # cancelled, or the lease is gone: not ours to write
+            bound.info("task_cancelled" if running.stop_reason == "cancelled" else "lease_lost")
+            return
+        recorded = record(store, claim, self.pool, outcome, failure, now)
+        log_recorded(bound, recorded, failure, now, time.monotonic() - started)
+        if recorded.promoted:
+            self.legacy.wake.set()
+
+    def interrupt(self, task_id: int | None, reason: str) -> None:
+        running = self.running
+        if running is not None and (task_id is None or running.claim.task_id == task_id):
+            running.stop_reason = reason
+            self.backend.stop.set()
+
+
+class LegacyDispatcher:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        until_idle: bool = False,
+        open_store_fn: Callable[[], SQLiteStore] | None = None,
+    ) -> None:
+        self.config = config
+        self.until_idle = until_idle
+        self.lease_us = int(config.daemon.lease_s * US)
+        self.open = open_store_fn or (
+            lambda: open_store(
+                config.daemon.db, synchronous=config.daemon.synchronous, busy_timeout_s=60.0
+            )
+        )
+        self.stopping = threading.Event()
+        self.wake = _Pulse()
+        self.owner = 0
+        self.workers = [Worker(pool, self) for pool in config.pools.values()]
+
+    def run(self) -> None:
+        store = self.open()
+        listener = nudge.BlockingListener(self._on_nudge)
+        me = psutil.Process()
+        self.owner = store.register_daemon(
+            socket.gethostname(),
+            os.getpid(),
+            int(me.create_time() * US),
+            listener.address,
+            "legacy",
+            now_us(),
+        )
+        log.info(
+            "dispatcher_started",
+            owner=self.owner,
+            mode="legacy",
+            pools={w.pool.name: 1 for w in self.workers},
+        )
+        for worker in self.workers:
+            worker.thread.start()
+        try:
+            self._supervise(store)
+        finally:
+            self._stop(store)
+            listener.close()
+
+    def _supervise(self, store: SQLiteStore) -> None:
+        """Renews leases, reaps dead owners' tasks, and notices idleness, until told to stop."""
+        kinds = self.config.kinds_served()
+        hostname = socket.gethostname()
+        tick_s = min(self.config.daemon.lease_s / 3, self.config.daemon.poll_s)
+        while not self.stopping.wait(tick_s):
+            now = now_us()
+            held = store.renew(self.owner, now + self.lease_us, now)
+            for worker in self.workers:
+                running = worker.running
+                if running is not None and running.claim.task_id not in held:
+                    worker.interrupt(running.claim.task_id, "lease_lost")
+            alive = {d.id for d in store.daemons() if d.id == self.owner or is_alive(d, hostname)}
+            if store.requeue_expired(now, alive):
+                self.wake.set()
+            if (
+                self.until_idle
+                and all(w.running is None for w in self.workers)
+                and not store.has_pending(kinds)
+            ):
+                log.info("queue_idle")
+                return
+
+    def _on_nudge(self, message: bytes) -> None:
+        if message.startswith(nudge.CANCEL):
+            task_id = int(message.split()[1]) if message.split()[1:] else None
+            for worker in self.workers:
+                if task_id is not None:
+                    worker.interrupt(task_id, "cancelled")
+        else:
+            self.wake.set()
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def _stop(self, store: SQLiteStore) -> None:
+        self.request_stop()
+        log.info("dispatcher_stopping", drain_s=self.config.daemon.drain_s)
+        deadline = time.monotonic() + self.config.daemon.drain_s
+        for worker in self.workers:
+            worker.thread.join(max(deadline - time.monotonic(), 0.0))
+        for worker in self.workers:
+            worker.interrupt(None, "shutdown")
+            # A blocking read may not notice at once; past this, the lease recovers the task.
+            worker.thread.join(STOP_GRACE_S)
+        store.unregister_daemon(self.owner)
+        store.close()
+        log.info("dispatcher_stopped")
+
+
+class _Pulse:
+    """A wake-up shared by the worker threads: set() wakes everyone waiting now."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    def set(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait(self, timeout_s: float) -> None:
+        with self._cond:
+            seen = self._generation
+            self._cond.wait_for(lambda: self._generation != seen, timeout_s)
+
+
+def run_legacy(config: Config, *, until_idle: bool = False) -> None:
+    legacy = LegacyDispatcher(config, until_idle=until_idle)
+    seen = 0
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen > 1:  # a second signal: do not wait for the drain
+            legacy.config = _no_drain(legacy.config)
+        legacy.request_stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        legacy.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _no_drain(config: Config) -> Config:
+    from dataclasses import replace
+
+    return replace(config, daemon=replace(config.daemon, drain_s=0.0))

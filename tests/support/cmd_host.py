@@ -3,8 +3,8 @@
 Reads the prompt from stdin and logs `start <task> <attempt> <pool> <pid> <time>` to LOGFILE,
 then obeys YGG_PARAM_SECONDS (sleep), YGG_PARAM_STDERR (text for stderr), YGG_PARAM_EXIT
 (exit status) and YGG_PARAM_SPAWN_CHILD=1 (a sleeping grandchild in the same process group,
-logged as `child <task> <pid> <parent pid>`). Exit status 0 prints `result for <task>: <prompt>` on stdout.
-Unless killed, it logs `end <task> <attempt> <pool> <pid> <time>` last.
+logged as `child <task> <pid> <parent pid>`). Exit status 0 prints `result for <task>: <prompt>`
+on stdout. Unless killed, it logs `end <task> <attempt> <pool> <pid> <time>` last.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ the client goes away, and then the connection is dropped without an answer.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import itertools
 import json
@@ -290,10 +291,8 @@ class _Server(ThreadingHTTPServer):
         with self.fake._lock:
             connections = dict(self.connections)
         for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)  # wakes handlers blocked reading the next request
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # wakes handlers blocked reading the next request
+                conn.shutdown(socket.SHUT_RDWR)
         self.server_close()
         for thread in connections.values():
             thread.join(max(deadline - time.monotonic(), 0.0))

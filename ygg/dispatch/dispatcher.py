@@ -18,7 +18,7 @@ from ygg.dispatch import nudge
 from ygg.dispatch.leases import keep_leases, reap_expired
 from ygg.dispatch.pool import PoolRunner
 from ygg.store import SQLiteStore, open_store
-from ygg.store.model import US, now_us
+from ygg.store.model import US, Daemon, now_us
 from ygg.store.writer import StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
@@ -46,6 +46,9 @@ class Dispatcher:
         self._side_tasks: list[asyncio.Task[None]] = []
         self._listener: nudge.Listener | None = None
         self.crashed: BaseException | None = None
+        self.peers: list[str] = []  # nudge addresses of the other daemons on this queue
+        self._peer_nudge_due = False
+        self._errands: set[asyncio.Task[object]] = set()
 
     # --- starting ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -64,6 +67,8 @@ class Dispatcher:
             now,
         )
         self._listener.start()
+        await self.refresh_peers()
+        nudge.send(self.peers, nudge.PEERS)  # so they count us in at once
         for pool in self.config.pools.values():
             self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
         self._spawn("lease_keeper", keep_leases(self))
@@ -84,6 +89,12 @@ class Dispatcher:
         task.add_done_callback(self._side_task_done)
         self._side_tasks.append(task)
 
+    def _fire(self, coro: Coroutine[Any, Any, object]) -> None:
+        """A short errand on the loop; keeps a reference so it is not collected mid-way."""
+        task = asyncio.create_task(coro)
+        self._errands.add(task)
+        task.add_done_callback(self._errands.discard)
+
     def _side_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self.stopping:
             return
@@ -96,8 +107,11 @@ class Dispatcher:
     # --- events ------------------------------------------------------------------------------
     def _on_nudge(self, message: bytes) -> None:
         if message.startswith(nudge.CANCEL):
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, IndexError):
                 self.stop_attempt(int(message.split()[1]), "cancelled")
+            return
+        if message == nudge.PEERS:
+            self._fire(self.refresh_peers())
             return
         self.wake_all()
 
@@ -117,6 +131,24 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         for runner in runners:
             loop.call_later(delay_s, runner.wake.set)
+
+    def slot_freed(self, runner: PoolRunner) -> None:
+        """Our slot is free: claim again, and let the other daemons on the queue know, since
+        their claims may have been refused while the pool was full (one datagram per peer per
+        loop iteration, however many slots were freed in it)."""
+        runner.wake.set()
+        if self.peers and not self._peer_nudge_due:
+            self._peer_nudge_due = True
+            asyncio.get_running_loop().call_soon(self._nudge_peers)
+
+    async def refresh_peers(self) -> list[Daemon]:
+        daemons = await self.store.call(SQLiteStore.daemons)
+        self.peers = [x.nudge for x in daemons if x.id != self.owner]
+        return daemons
+
+    def _nudge_peers(self) -> None:
+        self._peer_nudge_due = False
+        nudge.send(self.peers)
 
     def stop_attempt(self, task_id: int, reason: str) -> bool:
         return any(r.stop_attempt(task_id, reason) for r in self.runners.values())

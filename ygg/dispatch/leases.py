@@ -49,9 +49,9 @@ def is_alive(daemon: Daemon, hostname: str) -> bool:
 async def reap_expired(d: Dispatcher) -> None:
     """Returns to the queue the tasks whose owner died and whose lease ran out."""
     hostname = socket.gethostname()
+    period_s = max(min(d.config.daemon.lease_s / 2, d.config.daemon.poll_s), 0.05)
     while True:
-        await asyncio.sleep(max(d.config.daemon.lease_s / 2, 0.05))
-        daemons = await d.store.call(SQLiteStore.daemons)
+        daemons = await d.refresh_peers()
         alive = {x.id for x in daemons if x.id == d.owner or is_alive(x, hostname)}
         now = d.now_us()
         changed = await d.store.call(SQLiteStore.requeue_expired, now, alive)
@@ -62,3 +62,4 @@ async def reap_expired(d: Dispatcher) -> None:
             await d.store.call(SQLiteStore.forget_daemons, dead)
         if changed:
             d.wake_all()
+        await asyncio.sleep(period_s)

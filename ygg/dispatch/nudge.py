@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 
 WAKE = b"wake"
 CANCEL = b"cancel"
 RELOAD = b"reload"
+PEERS = b"peers"  # a daemon joined the queue
 
 
 def new_address() -> str:
@@ -61,4 +63,33 @@ class Listener:
     def close(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+
+class BlockingListener:
+    """The same listener for the legacy dispatcher: a thread blocked in recv, no event loop."""
+
+    def __init__(self, on_message: Callable[[bytes], None]) -> None:
+        self.address = new_address()
+        self._on_message = on_message
+        self._closed = False
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(self.address)
+        self._thread = threading.Thread(target=self._run, name="nudges", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                message = self._sock.recv(512)
+            except OSError:
+                return
+            if self._closed:
+                return
+            self._on_message(message)
+
+    def close(self) -> None:
+        self._closed = True
+        send([self.address], b"")  # wakes the blocked recv
+        self._thread.join(1.0)
         self._sock.close()

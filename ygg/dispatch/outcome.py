@@ -20,8 +20,14 @@ class Recorded:
     retry_at_us: int | None = None
 
 
-def record(store: SQLiteStore, claim: Claim, pool: PoolConfig, outcome: Outcome | None,
-           failure: AttemptFailed | None, now_us: int) -> Recorded:
+def record(
+    store: SQLiteStore,
+    claim: Claim,
+    pool: PoolConfig,
+    outcome: Outcome | None,
+    failure: AttemptFailed | None,
+    now_us: int,
+) -> Recorded:
     """Writes the outcome under the claim's fencing token (runs on the store's thread)."""
     if outcome is not None:
         promoted = store.complete(claim.task_id, claim.token, outcome, now_us)
@@ -31,19 +37,33 @@ def record(store: SQLiteStore, claim: Claim, pool: PoolConfig, outcome: Outcome 
     if failure.retryable:
         delay_s = backoff_s(claim.attempt, pool.retry, failure.retry_after_s)
         retry_at = now_us + int(delay_s * US)
-    status = store.fail(claim.task_id, claim.token, failure.message, retry_at_us=retry_at,
-                        charge=not failure.unreachable, now_us=now_us)
+    status = store.fail(
+        claim.task_id,
+        claim.token,
+        failure.message,
+        retry_at_us=retry_at,
+        charge=not failure.unreachable,
+        now_us=now_us,
+    )
     return Recorded(status, retry_at_us=retry_at if status == "queued" else None)
 
 
-def log_recorded(bound: structlog.BoundLogger, recorded: Recorded, failure: AttemptFailed | None,
-                 now_us: int, seconds: float) -> None:
+def log_recorded(
+    bound: structlog.BoundLogger,
+    recorded: Recorded,
+    failure: AttemptFailed | None,
+    now_us: int,
+    seconds: float,
+) -> None:
     if recorded.status is None:
         bound.warning("stale_result_discarded")
     elif recorded.status == "done":
         bound.info("task_done", seconds=round(seconds, 6))
     elif recorded.status == "queued" and recorded.retry_at_us is not None:
-        bound.warning("task_retry_scheduled", error=failure.message if failure else None,
-                      retry_in_s=round((recorded.retry_at_us - now_us) / US, 3))
+        bound.warning(
+            "task_retry_scheduled",
+            error=failure.message if failure else None,
+            retry_in_s=round((recorded.retry_at_us - now_us) / US, 3),
+        )
     else:
         bound.error("task_failed", error=failure.message if failure else None)

@@ -122,7 +122,7 @@ class PoolRunner:
             await asyncio.shield(self._record(attempt, outcome, failure, bound))
         finally:
             self.attempts.pop(claim.task_id, None)
-            self.wake.set()
+            self.d.slot_freed(self)
 
     async def _record(
         self,

@@ -1,0 +1,136 @@
+"""The blocking form of every backend, for the legacy thread-per-pool dispatcher.
+
+It builds requests and reads answers with the same code as the async backends
+(`protocols`, `command_env`, `sim_outcome`); only the transport differs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import httpx
+
+from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
+from ygg.backends.command import command_env, exit_failure, kill_group
+from ygg.backends.http import CONNECT_TIMEOUT_S, classify, protocol_for
+from ygg.backends.protocols import Request, check_status
+from ygg.backends.sim import sim_outcome, sim_seconds
+from ygg.config import PoolConfig
+from ygg.store.model import Outcome
+
+
+class Interrupted(Exception):
+    """The attempt was stopped from outside (cancel, lost lease, shutdown)."""
+
+
+def timed_out(timeout_s: float) -> AttemptFailed:
+    return AttemptFailed(f"timed out after {timeout_s:g} s", retryable=True)
+
+
+class BlockingBackend:
+    """One per pool thread; `stop` interrupts the attempt in progress where the backend can."""
+
+    def __init__(self, pool: PoolConfig) -> None:
+        self.pool = pool
+        self.stop = threading.Event()
+        self._client: httpx.Client | None = None
+        if pool.backend in ("ollama", "openai"):
+            self.protocol = protocol_for(pool)
+            self._client = httpx.Client(
+                timeout=httpx.Timeout(pool.retry.timeout_s, connect=CONNECT_TIMEOUT_S),
+                follow_redirects=False,
+                trust_env=False,
+            )
+
+    def run(self, job: Job, timeout_s: float) -> Outcome:
+        self.stop.clear()
+        if self.pool.backend == "sim":
+            return self._sim(job, timeout_s)
+        if self.pool.backend == "command":
+            return self._command(job, timeout_s)
+        return self._http(job, timeout_s)
+
+    def _sim(self, job: Job, timeout_s: float) -> Outcome:
+        seconds = sim_seconds(job, self.pool)
+        if self.stop.wait(min(seconds, timeout_s)):
+            raise Interrupted
+        if seconds > timeout_s:
+            raise timed_out(timeout_s)
+        return sim_outcome(job)
+
+    def _command(self, job: Job, timeout_s: float) -> Outcome:
+        try:
+            process = subprocess.Popen(
+                self.pool.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=command_env(job, self.pool),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise AttemptFailed(
+                f"command {self.pool.argv[0]!r} cannot be started: {exc.strerror}", retryable=False
+            ) from None
+        watcher = threading.Thread(target=self._kill_on_stop, args=(process,), daemon=True)
+        watcher.start()
+        try:
+            stdout, stderr = process.communicate(job.prompt.encode(), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(process.pid)
+            process.communicate()
+            raise timed_out(timeout_s) from None
+        finally:
+            self.stop.set()  # releases the watcher
+            watcher.join()
+        if process.returncode != 0:
+            if process.returncode < 0 and self._interrupted:
+                raise Interrupted
+            raise exit_failure(process.returncode, stderr)
+        return Outcome(stdout.decode("utf-8", "replace"))
+
+    _interrupted = False
+
+    def _kill_on_stop(self, process: subprocess.Popen[bytes]) -> None:
+        self._interrupted = False
+        self.stop.wait()
+        if process.poll() is None:
+            self._interrupted = True
+            kill_group(process.pid)
+
+    def _http(self, job: Job, timeout_s: float) -> Outcome:
+        status, headers, body = self.send(self.protocol.chat(job), timeout_s)
+        check_status(status, headers, body, self.pool.host)
+        return self.protocol.parse(body)
+
+    def send(self, request: Request, timeout_s: float) -> tuple[int, dict[str, str], bytes]:
+        assert self._client is not None
+        deadline = time.monotonic() + timeout_s
+        chunks: list[bytes] = []
+        try:
+            with self._client.stream(
+                request.method, request.url, headers=request.headers, content=request.body
+            ) as response:
+                size = 0
+                for chunk in response.iter_raw():
+                    # The total deadline: a host trickling bytes must not hold the slot.
+                    if time.monotonic() > deadline:
+                        raise timed_out(timeout_s)
+                    if self.stop.is_set():
+                        raise Interrupted
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise AttemptFailed(
+                            f"{self.pool.host} sent more than {MAX_RESPONSE_BYTES} bytes",
+                            retryable=False,
+                        )
+                    chunks.append(chunk)
+                return response.status_code, dict(response.headers), b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise classify(exc, self.pool.host) from None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
