@@ -33,6 +33,15 @@ def check_params(params: Mapping[str, str]) -> None:
             raise InvalidInput(f"Param name {key!r} must be letters, digits and '_' (max 64).")
         if len(value) > MAX_PARAM_CHARS:
             raise InvalidInput(f"Param {key} is longer than {MAX_PARAM_CHARS} characters.")
+        check_utf8(value, f"Param {key}")
+
+
+def check_utf8(text: str, what: str) -> bytes:
+    """Text from argv may hold surrogates (undecodable bytes); the store takes only UTF-8."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid UTF-8 text.") from None
 
 
 def new_task(
@@ -49,6 +58,7 @@ def new_task(
     external_id: str | None = None,
 ) -> NewTask:
     """Validates one submission against the configuration."""
+    check_utf8(title, "The title")
     title = title.strip()
     if not title:
         raise InvalidInput("The title must not be empty.")
@@ -57,7 +67,7 @@ def new_task(
     check_kind(config, kind)
     if not 0 <= priority <= MAX_PRIORITY:
         raise InvalidInput(f"Priority must be 0 (most urgent) to {MAX_PRIORITY}, not {priority}.")
-    if len(prompt.encode("utf-8", "surrogatepass")) > MAX_PROMPT_BYTES:
+    if len(check_utf8(prompt, "The prompt")) > MAX_PROMPT_BYTES:
         raise InvalidInput(f"The prompt is larger than {MAX_PROMPT_BYTES} bytes.")
     params = dict(params or {})
     check_params(params)

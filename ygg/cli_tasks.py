@@ -22,14 +22,16 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.
 def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
     if prompt is not None and prompt_file is not None:
         raise InvalidInput("Give the prompt once: --prompt or --prompt-file, not both.")
-    try:
+    try:  # bytes, so nothing translates newlines or guesses an encoding from the locale
         if prompt == "-":
-            return sys.stdin.read()
-        if prompt_file is not None:
-            return prompt_file.read_text(encoding="utf-8")
+            data = sys.stdin.buffer.read()
+        elif prompt_file is not None:
+            data = prompt_file.read_bytes()
+        else:
+            return prompt or ""
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"The prompt cannot be read: {exc}.") from None
-    return prompt or ""
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -103,6 +105,8 @@ def list_tasks(
         raise InvalidInput(f"Unknown status {status!r}; the statuses are: {', '.join(STATUSES)}.")
     if limit < 1:
         raise InvalidInput(f"--limit must be at least 1, not {limit}.")
+    if kind is not None:
+        api.check_utf8(kind, "The kind")
     tasks = env(ctx).store().list_tasks(status=status, kind=kind, limit=limit)
     if as_json:
         emit_json([task.to_json() for task in tasks])

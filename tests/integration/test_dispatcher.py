@@ -1,0 +1,144 @@
+"""The async dispatcher in this process against a real SQLite file and sim/command hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+import uvloop
+
+from tests.conftest import MakeConfig
+from ygg import api
+from ygg.config import Config
+from ygg.dispatch.dispatcher import Dispatcher
+from ygg.store import SQLiteStore, Task, open_store
+
+SIM_ONE_SLOT = """
+[pools.solo]
+backend = "sim"
+seconds = 0.0
+slots = 1
+kinds = ["general", "code"]
+"""
+
+
+def submit(store: SQLiteStore, config: Config, title: str, **fields: object) -> Task:
+    return api.submit(store, api.new_task(config, title=title, **fields))  # type: ignore[arg-type]
+
+
+def run_until_idle(config: Config, timeout_s: float = 20.0) -> None:
+    async def main() -> None:
+        async with asyncio.timeout(timeout_s):
+            await Dispatcher(config, until_idle=True).run()
+
+    uvloop.run(main())
+
+
+def test_strict_priority_then_fifo(make_config: MakeConfig) -> None:
+    config = make_config(SIM_ONE_SLOT)
+    store = open_store(config.daemon.db)
+    plan = [3, 0, 4, 1, 0, 2, 1, 3, 0]
+    ids = [submit(store, config, f"t{i}", kind="general", priority=p).id
+           for i, p in enumerate(plan)]
+    run_until_idle(config)
+    tasks = [store.get(i) for i in ids]
+    assert all(t.status == "done" for t in tasks)
+    started = sorted(tasks, key=lambda t: t.started_us or 0)
+    assert [(t.priority, t.id) for t in started] == sorted((t.priority, t.id) for t in tasks)
+
+
+def test_dependencies_promote_and_block(make_config: MakeConfig) -> None:
+    config = make_config(SIM_ONE_SLOT.replace("slots = 1", "slots = 4"))
+    store = open_store(config.daemon.db)
+    first = submit(store, config, "first", kind="general")
+    second = submit(store, config, "second", kind="code", depends_on=[first.id])
+    both = submit(store, config, "both", kind="general", depends_on=[first.id, second.id])
+    broken = submit(store, config, "broken", kind="general", params={"fail": "true"},
+                    max_attempts=1)
+    after_broken = submit(store, config, "after broken", kind="general", depends_on=[broken.id])
+    chained = submit(store, config, "chained", kind="general", depends_on=[after_broken.id])
+    assert (second.status, both.status) == ("waiting", "waiting")
+    run_until_idle(config)
+    done = [store.get(t.id) for t in (first, second, both)]
+    assert [t.status for t in done] == ["done", "done", "done"]
+    assert done[0].finished_us <= done[1].started_us <= done[1].finished_us <= done[2].started_us  # type: ignore[operator]
+    assert store.get(broken.id).status == "failed"
+    assert [store.get(t.id).status for t in (after_broken, chained)] == ["blocked", "blocked"]
+    store.retry(broken.id, 0)
+    assert [store.get(t.id).status for t in (after_broken, chained)] == ["waiting", "waiting"]
+
+
+def test_retryable_failure_uses_every_attempt_then_fails(make_config: MakeConfig) -> None:
+    config = make_config(SIM_ONE_SLOT, defaults="backoff_seconds = 0.01")
+    store = open_store(config.daemon.db)
+    task = submit(store, config, "flaky", kind="general", params={"fail": "true"}, max_attempts=3)
+    run_until_idle(config)
+    final = store.get(task.id)
+    assert (final.status, final.attempts) == ("failed", 3)
+    assert "simulated failure" in (final.error or "")
+
+
+def test_timeout_fails_the_attempt(make_config: MakeConfig) -> None:
+    config = make_config(SIM_ONE_SLOT)
+    store = open_store(config.daemon.db)
+    task = submit(store, config, "slow", kind="general", params={"seconds": "5"},
+                  max_attempts=1, timeout_s=0.2)
+    run_until_idle(config)
+    final = store.get(task.id)
+    assert final.status == "failed"
+    assert "timed out after 0.2 s" in (final.error or "")
+
+
+def test_slots_bound_concurrency_in_one_daemon(make_config: MakeConfig, tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    pools = f"""
+[pools.cmd]
+backend = "command"
+argv = ["{sys.executable}", "{Path(__file__).parent.parent / 'support' / 'cmd_host.py'}", "{log}"]
+slots = 3
+kinds = ["general"]
+"""
+    config = make_config(pools)
+    store = open_store(config.daemon.db)
+    for i in range(9):
+        submit(store, config, f"t{i}", kind="general", params={"seconds": "0.3"})
+    run_until_idle(config)
+    from tests.support.cmdlog import max_overlap, read_cmd_log
+
+    runs = read_cmd_log(log)
+    assert len(runs) == 9
+    assert max_overlap(runs) == 3
+    assert all(t.status == "done" for t in store.list_tasks())
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["async", "legacy"])
+def test_command_result_env_and_stdin(make_config: MakeConfig, tmp_path: Path,
+                                      legacy: bool) -> None:
+    script = tmp_path / "echo.py"
+    script.write_text(
+        "import os, sys\n"
+        "data = sys.stdin.buffer.read()\n"
+        "keys = ['YGG_TASK_ID','YGG_ATTEMPT','YGG_POOL','YGG_KIND','YGG_PRIORITY','YGG_PARAM_LANG']\n"
+        "sys.stdout.write(' '.join(os.environ[k] for k in keys) + '|' + data.decode())\n"
+    )
+    config = make_config(f"""
+[pools.cmd]
+backend = "command"
+argv = ["{sys.executable}", "{script}"]
+slots = 1
+kinds = ["general"]
+""")
+    store = open_store(config.daemon.db)
+    task = submit(store, config, "env", kind="general", priority=1, prompt="héllo\nworld",
+                  params={"lang": "py"})
+    if legacy:
+        from ygg.legacy import LegacyDispatcher
+
+        LegacyDispatcher(config, until_idle=True).run()
+    else:
+        run_until_idle(config)
+    final = store.get(task.id)
+    assert final.status == "done"
+    assert final.result == f"{task.id} 1 cmd general 1 py|héllo\nworld"
