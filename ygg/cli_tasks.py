@@ -150,14 +150,21 @@ def retry(ctx: typer.Context, task_id: Annotated[int, typer.Argument(metavar="ID
 
 
 @app.command()
-def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Per pool: slots, running, queued; task counts by status."""
+def status(
+    ctx: typer.Context,
+    as_json: JsonFlag = False,
+    probe: Annotated[bool, typer.Option("--probe/--no-probe",
+                                        help="Ask each host's health endpoint.")] = True,
+) -> None:
+    """Per pool: slots, running, queued, host health; task counts by status."""
+    from ygg.health import probe_all
+
     e = env(ctx)
     config = e.config()
     store = e.store()
     load = store.pool_load({name: pool.kinds for name, pool in config.pools.items()})
     counts = store.counts()
-    pools = pool_rows(config, load)
+    pools = pool_rows(config, load, probe_all(config) if probe else {})
     daemons = store.daemons()
     if as_json:
         emit_json(
@@ -172,12 +179,12 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         return
     typer.echo(
         f"{'pool':<20} {'host':<12} {'backend':<8} {'slots':>5} {'running':>7} "
-        f"{'queued':>7}  breaker"
+        f"{'queued':>7}  {'breaker':<8} health"
     )
     for row in pools:
         typer.echo(
             f"{row['name']:<20} {row['host']:<12} {row['backend']:<8} {row['slots']:>5} "
-            f"{row['running']:>7} {row['queued']:>7}  {row['breaker']}"
+            f"{row['running']:>7} {row['queued']:>7}  {row['breaker']:<8} {row['health']}"
         )
     typer.echo("tasks: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
     typer.echo(

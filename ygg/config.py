@@ -168,7 +168,7 @@ def _daemon(table: _Table, base_dir: Path | None) -> DaemonConfig:
     if base_dir is not None and "://" not in db and not Path(db).is_absolute():
         db = str(base_dir / db)
     listen = table.text("status_listen", d.status_listen)
-    if not re.fullmatch(r"\[?[\w.:-]+\]?:\d{1,5}", listen):
+    if not re.fullmatch(r"\[?[\w.:-]+\]?:\d{1,5}", listen) or int(listen.rsplit(":", 1)[1]) > 65535:
         table.fail("daemon.status_listen", f"must be HOST:PORT, not {listen!r}")
     config = DaemonConfig(
         db=db,

@@ -109,9 +109,16 @@ class BlockingBackend:
         assert self._client is not None
         deadline = time.monotonic() + timeout_s
         chunks: list[bytes] = []
+        # Every phase is bounded by this attempt's timeout (a task's own may be shorter than the
+        # pool's), so a host that never answers cannot hold the worker past it either.
+        phases = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
         try:
             with self._client.stream(
-                request.method, request.url, headers=request.headers, content=request.body
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=request.body,
+                timeout=phases,
             ) as response:
                 size = 0
                 for chunk in response.iter_raw():
@@ -129,6 +136,10 @@ class BlockingBackend:
                     chunks.append(chunk)
                 return response.status_code, dict(response.headers), b"".join(chunks)
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                exc, httpx.ConnectTimeout
+            ):
+                raise timed_out(timeout_s) from None  # as the async mode's asyncio.timeout says
             raise classify(exc, self.pool.host) from None
 
     def close(self) -> None:

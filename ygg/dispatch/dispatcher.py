@@ -52,6 +52,10 @@ class Dispatcher:
 
     # --- starting ----------------------------------------------------------------------------
     async def start(self) -> None:
+        # Backends first: a pool that cannot be built (say, a missing API key) stops us
+        # before we have told the queue we are here.
+        for pool in self.config.pools.values():
+            self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
         await self.store.start()
         self._listener = nudge.Listener(nudge.new_address(), self._on_nudge)
         me = psutil.Process()
@@ -69,8 +73,6 @@ class Dispatcher:
         self._listener.start()
         await self.refresh_peers()
         nudge.send(self.peers, nudge.PEERS)  # so they count us in at once
-        for pool in self.config.pools.values():
-            self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
         self._spawn("lease_keeper", keep_leases(self))
         self._spawn("reaper", reap_expired(self))
         self._spawn("status_logger", self._log_status())

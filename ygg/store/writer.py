@@ -105,7 +105,8 @@ class StoreThread:
     def _run_one(store: SQLiteStore, op: Op) -> tuple[Any, BaseException | None]:
         while True:
             try:
-                return op(store), None
+                with store.write():  # its own transaction: a failing op leaves nothing behind
+                    return op(store), None
             except StoreBusy as exc:
                 log.warning("store_locked", error=str(exc))
             except YggError as exc:

@@ -1,0 +1,800 @@
+"""The store's contract: what every engine must do, operation by operation.
+
+Times are explicit (`now_us`), so nothing here sleeps or depends on the wall clock. Unless a
+test says otherwise a task's kind is its title, so `run(store, id)` can claim exactly that task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from ygg.errors import EXIT_USAGE, InvalidInput, StoreError, TaskNotFound
+from ygg.store import SQLiteStore, open_store, sqlite_db
+from ygg.store.model import US, Claim, NewTask, Outcome, Task
+from ygg.store.schema import APPLICATION_ID, MIGRATIONS
+
+pytestmark = pytest.mark.timeout(10)
+
+NOW = 1_700_000_000 * US
+LEASE = 30 * US
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def submit(
+    store: SQLiteStore,
+    title: str,
+    *,
+    kind: str | None = None,
+    priority: int = 2,
+    after: Sequence[int] = (),
+    max_attempts: int = 3,
+    now: int = NOW,
+) -> int:
+    task = NewTask(
+        title=title,
+        kind=kind or title,
+        priority=priority,
+        depends_on=tuple(after),
+        max_attempts=max_attempts,
+    )
+    return store.enqueue(task, now)
+
+
+def claim(
+    store: SQLiteStore,
+    kinds: Sequence[str],
+    limit: int = 1,
+    *,
+    pool: str = "p",
+    slots: int = 100,
+    owner: int = 1,
+    now: int = NOW,
+) -> list[Claim]:
+    return store.claim(pool, kinds, limit, slots=slots, owner=owner, lease_us=LEASE, now_us=now)
+
+
+def run(store: SQLiteStore, task_id: int, *, owner: int = 1, now: int = NOW) -> Claim:
+    """Claims exactly `task_id` (the only ready task of its kind)."""
+    claims = claim(store, [store.get(task_id).kind], owner=owner, now=now)
+    assert [c.task_id for c in claims] == [task_id]
+    return claims[0]
+
+
+def finish(store: SQLiteStore, task_id: int) -> list[str]:
+    c = run(store, task_id)
+    promoted = store.complete(c.task_id, c.token, Outcome(result="ok"), NOW)
+    assert promoted is not None
+    return promoted
+
+
+def fail_for_good(store: SQLiteStore, task_id: int) -> None:
+    c = run(store, task_id)
+    assert store.fail(c.task_id, c.token, "boom", retry_at_us=None, charge=True, now_us=NOW) == (
+        "failed"
+    )
+
+
+def status(store: SQLiteStore, task_id: int) -> str:
+    return store.get(task_id).status
+
+
+def statuses(store: SQLiteStore, *task_ids: int) -> list[str]:
+    return [status(store, t) for t in task_ids]
+
+
+def nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if v}
+
+
+# --- submitting ------------------------------------------------------------------------------
+def test_enqueue_without_dependencies_is_queued(store: SQLiteStore) -> None:
+    task_id = store.enqueue(
+        NewTask(
+            title="write a poem",
+            kind="general",
+            priority=1,
+            prompt="about trees",
+            params={"seconds": "0.5"},
+            max_attempts=5,
+            timeout_s=12.5,
+            external_id="bd-1",
+        ),
+        NOW,
+    )
+    task = store.get(task_id)
+    assert task == Task(
+        id=task_id,
+        title="write a poem",
+        kind="general",
+        priority=1,
+        status="queued",
+        pool=None,
+        attempts=0,
+        max_attempts=5,
+        depends_on=(),
+        params={"seconds": "0.5"},
+        created_us=NOW,
+        started_us=None,
+        finished_us=None,
+        result=None,
+        error=None,
+        external_id="bd-1",
+        prompt="about trees",
+        timeout_s=12.5,
+    )
+    assert task.to_json()["created_at"] == "2023-11-14T22:13:20.000000Z"
+
+
+def test_ids_increase(store: SQLiteStore) -> None:
+    ids = [submit(store, f"t{i}") for i in range(5)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+
+
+def test_enqueue_with_unfinished_dependency_is_waiting(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b")
+    run(store, b)
+    c = submit(store, "c", after=[a, b, a])  # a queued, b running; duplicates collapse
+    assert status(store, c) == "waiting"
+    assert store.get(c).depends_on == (a, b)
+
+
+def test_enqueue_with_finished_dependencies_is_queued(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    finish(store, a)
+    b = submit(store, "b", after=[a])
+    assert status(store, b) == "queued"
+
+
+@pytest.mark.parametrize("how", ["failed", "cancelled", "blocked"])
+def test_enqueue_with_failed_dependency_is_blocked(store: SQLiteStore, how: str) -> None:
+    a = submit(store, "a")
+    other = submit(store, "other")
+    bad = submit(store, "bad", after=[a]) if how == "blocked" else a
+    if how in ("failed", "blocked"):
+        fail_for_good(store, a)
+    else:
+        store.cancel(a, NOW)
+    assert status(store, bad) == how
+    b = submit(store, "b", after=[other, bad], now=NOW + 5)
+    task = store.get(b)
+    assert task.status == "blocked"
+    assert task.finished_us == NOW + 5
+    assert task.error
+
+
+def test_depending_on_a_missing_task_raises_and_writes_nothing(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    before = (store.counts(), store.list_tasks())
+    with pytest.raises(TaskNotFound) as caught:
+        submit(store, "b", after=[a, a + 1000])
+    assert caught.value.exit_code == EXIT_USAGE == 2
+    assert str(a + 1000) in str(caught.value)
+    assert (store.counts(), store.list_tasks()) == before
+    # nothing half-written: the next task gets the next id and depends on nothing stale
+    c = submit(store, "c")
+    assert c == a + 1
+    assert store.get(c).depends_on == ()
+
+
+# --- claiming --------------------------------------------------------------------------------
+def test_claim_takes_priority_then_fifo(store: SQLiteStore) -> None:
+    order = [(4, "p4"), (1, "p1-first"), (0, "p0-first"), (1, "p1-second"), (0, "p0-second")]
+    ids = {title: submit(store, title, kind="k", priority=p) for p, title in order}
+    taken = [c.task_id for _ in ids for c in claim(store, ["k"])]
+    assert taken == [ids[t] for t in ("p0-first", "p0-second", "p1-first", "p1-second", "p4")]
+    assert claim(store, ["k"]) == []
+
+
+def test_claim_batch_is_in_priority_order_across_kinds(store: SQLiteStore) -> None:
+    a = [submit(store, f"a{i}", kind="a", priority=3) for i in range(3)]
+    b = [submit(store, f"b{i}", kind="b", priority=1) for i in range(3)]
+    c = [submit(store, f"c{i}", kind="c", priority=0) for i in range(2)]
+    claims = claim(store, ["a", "b", "c"], limit=6)
+    assert [x.task_id for x in claims] == [*c, *b, a[0]]
+    assert [x.priority for x in claims] == [0, 0, 1, 1, 1, 3]
+
+
+def test_claim_only_takes_kinds_the_pool_serves(store: SQLiteStore) -> None:
+    ids = {kind: submit(store, kind) for kind in ("a", "b", "c")}
+    assert claim(store, []) == []
+    claims = claim(store, ["a", "c", "zzz"], limit=10)
+    assert sorted(x.task_id for x in claims) == [ids["a"], ids["c"]]
+    assert status(store, ids["b"]) == "queued"
+
+
+def test_claim_never_exceeds_slots_across_owners(store: SQLiteStore) -> None:
+    ids = [submit(store, f"t{i}", kind="k") for i in range(6)]
+    first = claim(store, ["k"], limit=2, slots=3, owner=1)
+    second = claim(store, ["k"], limit=5, slots=3, owner=2)
+    assert [x.task_id for x in first] == ids[:2]
+    assert [x.task_id for x in second] == ids[2:3]
+    assert claim(store, ["k"], limit=5, slots=3, owner=3) == []
+    assert claim(store, ["k"], limit=5, slots=3, owner=1) == []
+    # the slots are per pool: another pool serving the same kind has its own
+    assert [x.task_id for x in claim(store, ["k"], pool="q", slots=1, owner=2)] == ids[3:4]
+    # a finished task frees its slot
+    assert store.complete(first[0].task_id, first[0].token, Outcome(), NOW) == []
+    assert [x.task_id for x in claim(store, ["k"], limit=5, slots=3, owner=3)] == ids[4:5]
+    assert store.pool_load({"p": ["k"], "q": ["k"]}) == {"p": (3, 1), "q": (1, 1)}
+
+
+def test_claim_respects_retry_backoff(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    c = run(store, a)
+    assert store.fail(a, c.token, "flaky", retry_at_us=NOW + 10 * US, charge=True, now_us=NOW) == (
+        "queued"
+    )
+    assert store.next_retry_us() == NOW + 10 * US
+    assert store.has_pending(["a"])
+    assert claim(store, ["a"], now=NOW + 10 * US - 1) == []
+    again = claim(store, ["a"], now=NOW + 10 * US)
+    assert [x.task_id for x in again] == [a]
+    assert store.get(a).run_after_us is None
+    assert store.next_retry_us() is None
+
+
+def test_claim_backoff_does_not_hold_up_other_tasks(store: SQLiteStore) -> None:
+    a = submit(store, "a", kind="k", priority=0)
+    b = submit(store, "b", kind="k", priority=4)
+    c = run(store, a)
+    store.fail(a, c.token, "flaky", retry_at_us=NOW + US, charge=True, now_us=NOW)
+    assert [x.task_id for x in claim(store, ["k"], limit=5)] == [b]
+
+
+def test_claim_records_the_attempt(store: SQLiteStore) -> None:
+    task_id = store.enqueue(
+        NewTask(
+            title="t",
+            kind="k",
+            priority=3,
+            prompt="hi",
+            params={"x": "1"},
+            max_attempts=4,
+            timeout_s=9.0,
+        ),
+        NOW,
+    )
+    first = run(store, task_id, owner=7, now=NOW + 1)
+    assert first == Claim(
+        task_id=task_id,
+        token=first.token,
+        kind="k",
+        priority=3,
+        title="t",
+        prompt="hi",
+        params={"x": "1"},
+        attempt=1,
+        max_attempts=4,
+        timeout_s=9.0,
+    )
+    task = store.get(task_id)
+    assert (task.status, task.pool, task.attempts, task.started_us) == ("running", "p", 1, NOW + 1)
+
+    store.fail(task_id, first.token, "again", retry_at_us=NOW, charge=True, now_us=NOW + 2)
+    second = claim(store, ["k"], pool="other", owner=8, now=NOW + 3)[0]
+    assert second.attempt == 2
+    assert second.token != first.token
+    task = store.get(task_id)
+    assert (task.status, task.pool, task.attempts, task.started_us) == (
+        "running",
+        "other",
+        2,
+        NOW + 3,
+    )
+
+
+# --- outcomes --------------------------------------------------------------------------------
+def test_complete_records_the_result(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    c = run(store, a)
+    assert store.complete(a, c.token, Outcome("42", tokens_in=3, tokens_out=5), NOW + 9) == []
+    task = store.get(a)
+    assert (task.status, task.result, task.error, task.finished_us) == ("done", "42", None, NOW + 9)
+    assert (task.tokens_in, task.tokens_out, task.attempts) == (3, 5, 1)
+    assert store.renew(1, NOW + LEASE, NOW) == set()
+
+
+def test_complete_promotes_dependents_whose_last_dependency_it_was(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b")
+    both = submit(store, "both", kind="kb", after=[a, b])
+    only_a = submit(store, "only_a", kind="ka", after=[a])
+    grandchild = submit(store, "grandchild", after=[only_a])
+    assert statuses(store, both, only_a, grandchild) == ["waiting"] * 3
+
+    assert finish(store, a) == ["ka"]
+    assert statuses(store, both, only_a, grandchild) == ["waiting", "queued", "waiting"]
+    assert finish(store, b) == ["kb"]
+    assert statuses(store, both, only_a, grandchild) == ["queued", "queued", "waiting"]
+    assert finish(store, only_a) == ["grandchild"]
+    assert status(store, grandchild) == "queued"
+
+
+def test_complete_with_a_wrong_token_is_refused(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    c = run(store, a)
+    before = store.get(a)
+    assert store.complete(a, c.token + 1, Outcome("x"), NOW) is None
+    assert store.complete(a + 1, c.token, Outcome("x"), NOW) is None
+    assert store.get(a) == before
+
+
+def test_a_stale_owner_cannot_write_after_its_task_was_requeued_and_claimed_again(
+    store: SQLiteStore,
+) -> None:
+    a = submit(store, "a")
+    dependent = submit(store, "dependent", after=[a])
+    old = run(store, a, owner=1)
+    assert store.requeue_expired(NOW + LEASE + 1, alive_owners=set()) == [(a, "queued")]
+    assert store.complete(a, old.token, Outcome("late"), NOW) is None  # queued: nobody owns it
+    new = run(store, a, owner=2, now=NOW + LEASE + 2)
+    assert new.token != old.token
+    before = [store.get(a), store.get(dependent)]
+
+    assert store.complete(a, old.token, Outcome("late"), NOW) is None
+    assert store.fail(a, old.token, "late", retry_at_us=None, charge=True, now_us=NOW) is None
+    assert store.fail(a, old.token, "late", retry_at_us=NOW, charge=False, now_us=NOW) is None
+    assert store.release(a, old.token, block=False, now_us=NOW) is False
+    assert store.release(a, old.token, block=True, now_us=NOW) is False
+    assert [store.get(a), store.get(dependent)] == before
+    assert store.renew(1, NOW + 10 * LEASE, NOW) == set()
+
+    assert store.complete(a, new.token, Outcome("ok"), NOW) == ["dependent"]
+    assert store.get(a).result == "ok"
+
+
+def test_fail_with_retry_requeues_with_backoff_and_error(store: SQLiteStore) -> None:
+    a = submit(store, "a", max_attempts=2)
+    c = run(store, a)
+    assert store.fail(a, c.token, "503", retry_at_us=NOW + 7, charge=True, now_us=NOW) == "queued"
+    task = store.get(a)
+    assert (task.status, task.attempts, task.error, task.run_after_us) == (
+        "queued",
+        1,
+        "503",
+        NOW + 7,
+    )
+    assert task.finished_us is None
+    assert task.to_json()["retry_at"] is not None
+
+
+def test_fail_without_budget_fails_and_blocks_dependents_transitively(store: SQLiteStore) -> None:
+    a = submit(store, "a", max_attempts=2)
+    b = submit(store, "b", after=[a])
+    c = submit(store, "c", after=[b])
+    unrelated = submit(store, "unrelated")
+    first = run(store, a)
+    store.fail(a, first.token, "one", retry_at_us=NOW, charge=True, now_us=NOW)
+    second = run(store, a)
+    assert store.fail(a, second.token, "two", retry_at_us=NOW, charge=True, now_us=NOW + 3) == (
+        "failed"
+    )
+    task = store.get(a)
+    assert (task.status, task.attempts, task.error, task.finished_us) == (
+        "failed",
+        2,
+        "two",
+        NOW + 3,
+    )
+    assert statuses(store, b, c, unrelated) == ["blocked", "blocked", "queued"]
+    assert store.get(b).finished_us == store.get(c).finished_us == NOW + 3
+    assert store.get(b).error and store.get(c).error
+
+
+def test_fail_that_is_not_retryable_fails_at_once(store: SQLiteStore) -> None:
+    a = submit(store, "a", max_attempts=3)
+    c = run(store, a)
+    assert store.fail(a, c.token, "bad input", retry_at_us=None, charge=True, now_us=NOW) == (
+        "failed"
+    )
+    assert store.get(a).attempts == 1
+
+
+def test_fail_without_charge_refunds_the_attempt(store: SQLiteStore) -> None:
+    a = submit(store, "a", max_attempts=1)
+    for _ in range(3):  # an unreachable host never spends the only attempt
+        c = run(store, a)
+        assert c.attempt == 1
+        assert store.fail(a, c.token, "refused", retry_at_us=NOW, charge=False, now_us=NOW) == (
+            "queued"
+        )
+        assert store.get(a).attempts == 0
+    c = run(store, a)
+    assert store.fail(a, c.token, "real", retry_at_us=NOW, charge=True, now_us=NOW) == "failed"
+    assert store.get(a).attempts == 1
+
+
+def test_release_gives_the_attempt_back(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b")
+    after_b = submit(store, "after_b", after=[b])
+    ca, cb = run(store, a), run(store, b)
+    assert store.release(a, ca.token, block=False, now_us=NOW) is True
+    assert (status(store, a), store.get(a).attempts) == ("queued", 0)
+    assert store.release(b, cb.token, block=True, now_us=NOW) is True
+    assert statuses(store, b, after_b) == ["blocked", "blocked"]
+
+
+# --- operator actions ------------------------------------------------------------------------
+def test_cancel_queued_and_waiting(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b", after=[a])
+    c = submit(store, "c", after=[b])
+    assert store.cancel(b, NOW + 1) == ("waiting", None)
+    assert statuses(store, a, b, c) == ["queued", "cancelled", "blocked"]
+    assert store.get(b).finished_us == NOW + 1
+    d = submit(store, "d", after=[a])
+    assert store.cancel(a, NOW) == ("queued", None)
+    assert statuses(store, a, d) == ["cancelled", "blocked"]
+    assert claim(store, ["a", "b", "c", "d"], limit=10) == []
+
+
+def test_cancel_running_returns_the_owner(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b", after=[a])
+    c = run(store, a, owner=42)
+    assert store.cancel(a, NOW) == ("running", 42)
+    assert statuses(store, a, b) == ["cancelled", "blocked"]
+    # the owner's late outcome is not recorded
+    assert store.complete(a, c.token, Outcome("late"), NOW) is None
+    assert store.fail(a, c.token, "late", retry_at_us=NOW, charge=True, now_us=NOW) is None
+    assert store.release(a, c.token, block=False, now_us=NOW) is False
+    assert status(store, a) == "cancelled"
+    assert store.pool_load({"p": ["a"]}) == {"p": (0, 0)}
+
+
+@pytest.mark.parametrize("final", ["done", "failed", "cancelled", "blocked"])
+def test_cancel_of_a_finished_task_is_invalid(store: SQLiteStore, final: str) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b", after=[a])
+    target = b if final == "blocked" else a
+    if final == "done":
+        finish(store, a)
+    elif final == "cancelled":
+        store.cancel(a, NOW)
+    else:
+        fail_for_good(store, a)
+    before = store.get(target)
+    with pytest.raises(InvalidInput) as caught:
+        store.cancel(target, NOW + 1)
+    assert caught.value.exit_code == 2
+    assert store.get(target) == before
+
+
+def test_cancel_or_retry_of_a_missing_task(store: SQLiteStore) -> None:
+    with pytest.raises(TaskNotFound):
+        store.cancel(99, NOW)
+    with pytest.raises(TaskNotFound):
+        store.retry(99, NOW)
+    with pytest.raises(TaskNotFound):
+        store.get(99)
+
+
+def test_retry_of_failed_requeues_and_unblocks_dependents(store: SQLiteStore) -> None:
+    a = submit(store, "a", max_attempts=1)
+    x = submit(store, "x", max_attempts=1)
+    b = submit(store, "b", after=[a])
+    c = submit(store, "c", after=[b])
+    d = submit(store, "d", after=[a, x])  # also depends on another failed task
+    e = submit(store, "e", after=[c, b])  # reached twice through the chain
+    fail_for_good(store, x)
+    fail_for_good(store, a)
+    assert statuses(store, b, c, d, e) == ["blocked"] * 4
+
+    assert store.retry(a, NOW + 5) == "queued"
+    task = store.get(a)
+    assert (task.status, task.attempts, task.error, task.result) == ("queued", 0, None, None)
+    assert (task.pool, task.started_us, task.finished_us, task.run_after_us) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert statuses(store, b, c, d, e) == ["waiting", "waiting", "blocked", "waiting"]
+    assert store.get(b).finished_us is None and store.get(b).error is None
+
+    assert store.retry(x, NOW) == "queued"
+    assert status(store, d) == "waiting"
+    # and the chain runs to the end
+    assert finish(store, a) == ["b"]
+    assert finish(store, b) == ["c"]
+    assert finish(store, c) == ["e"]
+    assert finish(store, x) == ["d"]
+
+
+def test_retry_of_cancelled_and_of_a_task_with_pending_dependencies(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b", after=[a])
+    store.cancel(b, NOW)
+    assert store.retry(b, NOW) == "waiting"
+    store.cancel(a, NOW)
+    assert status(store, b) == "blocked"
+    assert store.retry(a, NOW) == "queued"
+    assert status(store, b) == "waiting"
+
+
+def test_retry_of_a_task_whose_own_dependency_failed_is_invalid(store: SQLiteStore) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b", after=[a])
+    fail_for_good(store, a)
+    before = store.get(b)
+    with pytest.raises(InvalidInput):
+        store.retry(b, NOW)
+    assert store.get(b) == before
+
+
+@pytest.mark.parametrize("current", ["queued", "waiting", "running", "done"])
+def test_retry_of_an_unfinished_or_done_task_is_invalid(store: SQLiteStore, current: str) -> None:
+    a = submit(store, "a")
+    b = submit(store, "b", after=[a])
+    target = b if current == "waiting" else a
+    if current == "running":
+        run(store, a)
+    elif current == "done":
+        finish(store, a)
+    before = store.get(target)
+    with pytest.raises(InvalidInput):
+        store.retry(target, NOW)
+    assert store.get(target) == before
+
+
+# --- leases ----------------------------------------------------------------------------------
+def test_requeue_expired_returns_dead_owners_tasks(store: SQLiteStore) -> None:
+    dead = submit(store, "dead", max_attempts=3)
+    alive = submit(store, "alive")
+    exhausted = submit(store, "exhausted", max_attempts=1)
+    downstream = submit(store, "downstream", after=[exhausted])
+    fresh = submit(store, "fresh")
+    run(store, dead, owner=1)
+    run(store, alive, owner=2)
+    run(store, exhausted, owner=1)
+    run(store, fresh, owner=1, now=NOW + LEASE)  # its lease has not expired yet
+
+    now = NOW + LEASE + 1
+    changed = store.requeue_expired(now, alive_owners={2})
+    assert sorted(changed) == sorted([(dead, "queued"), (exhausted, "failed")])
+    t = store.get(dead)
+    assert (t.status, t.attempts, t.pool) == ("queued", 1, "p")
+    assert t.error and "interrupted" in t.error
+    assert status(store, alive) == "running"
+    assert status(store, fresh) == "running"
+    t = store.get(exhausted)
+    assert (t.status, t.attempts, t.finished_us) == ("failed", 1, now)
+    assert status(store, downstream) == "blocked"
+    assert store.requeue_expired(now, alive_owners={2}) == []
+
+    # the interrupted attempt was charged: the next claim is attempt 2
+    assert run(store, dead, owner=3, now=now).attempt == 2
+
+
+def test_renew_extends_only_the_owners_leases(store: SQLiteStore) -> None:
+    a, b, c, d = (submit(store, t) for t in "abcd")
+    run(store, a, owner=1)
+    run(store, b, owner=1)
+    run(store, c, owner=2)
+    cd = run(store, d, owner=1)
+    store.complete(d, cd.token, Outcome(), NOW)
+    assert store.renew(1, NOW + 3 * LEASE, NOW + LEASE) == {a, b}
+    changed = store.requeue_expired(NOW + 2 * LEASE, alive_owners=set())
+    assert changed == [(c, "queued")]
+    assert statuses(store, a, b) == ["running", "running"]
+
+    store.cancel(a, NOW)
+    assert store.renew(1, NOW + 4 * LEASE, NOW) == {b}
+    assert store.renew(3, NOW + 4 * LEASE, NOW) == set()
+
+
+# --- reading ---------------------------------------------------------------------------------
+def test_list_tasks_order_filters_and_limit(store: SQLiteStore) -> None:
+    a = submit(store, "a", kind="x", priority=3)
+    b = submit(store, "b", kind="y", priority=0)
+    c = submit(store, "c", kind="x", priority=0)
+    d = submit(store, "d", kind="y", priority=3, after=[a])
+    e = submit(store, "e", kind="x", priority=1)
+    run_claims = claim(store, ["y"])
+    assert [x.task_id for x in run_claims] == [b]
+
+    def ids(tasks: list[Task]) -> list[int]:
+        return [t.id for t in tasks]
+
+    assert ids(store.list_tasks()) == [b, c, e, a, d]
+    assert ids(store.list_tasks(limit=2)) == [b, c]
+    assert ids(store.list_tasks(kind="x")) == [c, e, a]
+    assert ids(store.list_tasks(status="queued")) == [c, e, a]
+    assert ids(store.list_tasks(status="queued", kind="x", limit=1)) == [c]
+    assert ids(store.list_tasks(status="running")) == [b]
+    assert ids(store.list_tasks(status="waiting", kind="y")) == [d]
+    assert ids(store.list_tasks(status="done")) == []
+    assert store.list_tasks()[4].depends_on == (a,)
+
+
+def test_counts(store: SQLiteStore) -> None:
+    assert nonzero(store.counts()) == {}
+    a = submit(store, "a")
+    b = submit(store, "b", after=[a])
+    submit(store, "c")
+    d = submit(store, "d")
+    e = submit(store, "e")
+    run(store, d)
+    finish(store, e)
+    store.cancel(b, NOW)
+    assert nonzero(store.counts()) == {"queued": 2, "running": 1, "done": 1, "cancelled": 1}
+
+
+def test_pool_load(store: SQLiteStore) -> None:
+    for kind, n in (("a", 3), ("b", 2), ("c", 1)):
+        for i in range(n):
+            submit(store, f"{kind}{i}", kind=kind)
+    claim(store, ["a"], limit=2, pool="p")
+    claim(store, ["c"], pool="elsewhere")
+    load = store.pool_load({"p": ["a", "b"], "q": ["c"], "idle": []})
+    assert load == {"p": (2, 3), "q": (0, 0), "idle": (0, 0)}
+
+
+def test_has_pending(store: SQLiteStore) -> None:
+    assert not store.has_pending(["a"])
+    assert not store.has_pending([])
+    a = submit(store, "a")
+    b = submit(store, "b", after=[a])
+    assert store.has_pending(["a"])
+    assert not store.has_pending(["b"])  # waiting is not pending: it cannot run yet
+    assert not store.has_pending([])
+    c = run(store, a)
+    assert store.has_pending([])  # something is running, whatever its kind
+    assert store.fail(a, c.token, "x", retry_at_us=NOW + US, charge=True, now_us=NOW) == "queued"
+    assert store.has_pending(["a"])  # a retry backoff is still pending
+    store.cancel(a, NOW)
+    assert status(store, b) == "blocked"
+    assert not store.has_pending(["a", "b"])
+
+
+# --- daemons ---------------------------------------------------------------------------------
+def test_daemons_register_unregister_forget(store: SQLiteStore) -> None:
+    assert store.daemons() == []
+    one = store.register_daemon("skadi", 100, NOW - US, "@ygg-1", "async", NOW)
+    two = store.register_daemon("fenrir", 200, NOW - 2 * US, "@ygg-2", "legacy", NOW + 1)
+    three = store.register_daemon("skadi", 300, NOW, "@ygg-3", "async", NOW + 2)
+    assert len({one, two, three}) == 3
+    by_id = {d.id: d for d in store.daemons()}
+    assert set(by_id) == {one, two, three}
+    d = by_id[two]
+    assert (d.hostname, d.pid, d.pid_started_us, d.nudge, d.mode, d.heartbeat_us) == (
+        "fenrir",
+        200,
+        NOW - 2 * US,
+        "@ygg-2",
+        "legacy",
+        NOW + 1,
+    )
+    store.renew(two, NOW + LEASE, NOW + 50)
+    assert {d.id: d.heartbeat_us for d in store.daemons()}[two] == NOW + 50
+
+    store.unregister_daemon(one)
+    assert {d.id for d in store.daemons()} == {two, three}
+    store.forget_daemons([])
+    store.forget_daemons([two, three, 12345])
+    assert store.daemons() == []
+    store.unregister_daemon(one)  # twice is harmless
+
+
+# --- the file itself (SQLite) ----------------------------------------------------------------
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def schema(path: Path) -> list[tuple[str, str, str, str | None]]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
+    finally:
+        conn.close()
+    return rows
+
+
+def pragmas(path: Path) -> tuple[int, int, str]:
+    conn = sqlite3.connect(path)
+    try:
+        return (
+            conn.execute("PRAGMA user_version").fetchone()[0],
+            conn.execute("PRAGMA application_id").fetchone()[0],
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+        )
+    finally:
+        conn.close()
+
+
+def test_fresh_file_is_marked_as_ours(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    open_store(str(path)).close()
+    assert pragmas(path) == (len(MIGRATIONS), APPLICATION_ID, "wal")
+    assert {name for kind, name, _, _ in schema(path) if kind == "table"} >= {
+        "tasks",
+        "deps",
+        "daemons",
+    }
+
+
+def test_migrated_schema_equals_fresh_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = tmp_path / "fresh.db"
+    open_store(str(fresh)).close()
+
+    stepped = tmp_path / "stepped.db"
+    for version in range(1, len(MIGRATIONS) + 1):
+        # this build of ygg knows only the first `version` migrations
+        monkeypatch.setattr(sqlite_db, "MIGRATIONS", MIGRATIONS[:version])
+        store = open_store(str(stepped))
+        if version == 1:
+            store.enqueue(NewTask(title="old", kind="k"), NOW)
+        store.close()
+        assert pragmas(stepped)[:2] == (version, APPLICATION_ID)
+    monkeypatch.undo()
+
+    store = open_store(str(stepped))  # today's ygg: nothing left to do
+    try:
+        assert [t.title for t in store.list_tasks()] == ["old"]
+    finally:
+        store.close()
+    assert schema(stepped) == schema(fresh)
+    assert pragmas(stepped) == pragmas(fresh) == (len(MIGRATIONS), APPLICATION_ID, "wal")
+
+
+def test_reopening_is_a_no_op(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    store = open_store(str(path))
+    store.enqueue(NewTask(title="t", kind="k"), NOW)
+    store.close()
+    digest, before = sha256(path), schema(path)
+    for _ in range(2):
+        open_store(str(path)).close()
+    assert sha256(path) == digest
+    assert schema(path) == before
+    assert pragmas(path) == (len(MIGRATIONS), APPLICATION_ID, "wal")
+
+
+def _foreign(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"
+        "INSERT INTO notes (body) VALUES ('keep me');"
+    )
+    conn.close()
+
+
+def _random_bytes(path: Path) -> None:
+    path.write_bytes(random.Random(7).randbytes(16384))
+
+
+def _newer(path: Path) -> None:
+    open_store(str(path)).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "make", [_foreign, _random_bytes, _newer], ids=["foreign", "random", "newer"]
+)
+def test_a_file_that_is_not_ours_is_refused_untouched(
+    tmp_path: Path, make: Callable[[Path], None]
+) -> None:
+    path = tmp_path / "q.db"
+    make(path)
+    digest = sha256(path)
+    for _ in range(2):
+        with pytest.raises(StoreError) as caught:
+            open_store(str(path))
+        assert str(path) in str(caught.value)
+        assert "Traceback" not in str(caught.value)
+    assert sha256(path) == digest
