@@ -12,14 +12,30 @@ from ygg.store import NewTask, open_store
 from ygg.store.model import now_us
 
 
-def write_config(directory: Path, pools: dict[str, tuple[int, list[str]]],
-                 synchronous: str = "normal", seconds: float = 0.0) -> Path:
-    lines = ["[daemon]", 'db = "queue.db"', f'synchronous = "{synchronous}"',
-             'log_format = "json"', "lease_seconds = 30", ""]
+def write_config(
+    directory: Path,
+    pools: dict[str, tuple[int, list[str]]],
+    synchronous: str = "normal",
+    seconds: float = 0.0,
+) -> Path:
+    lines = [
+        "[daemon]",
+        'db = "queue.db"',
+        f'synchronous = "{synchronous}"',
+        'log_format = "json"',
+        "lease_seconds = 30",
+        "",
+    ]
     for name, (slots, kinds) in pools.items():
         kind_list = ", ".join(f'"{k}"' for k in kinds)
-        lines += [f"[pools.{name}]", 'backend = "sim"', f"seconds = {seconds}",
-                  f"slots = {slots}", f"kinds = [{kind_list}]", ""]
+        lines += [
+            f"[pools.{name}]",
+            'backend = "sim"',
+            f"seconds = {seconds}",
+            f"slots = {slots}",
+            f"kinds = [{kind_list}]",
+            "",
+        ]
     path = directory / "ygg.toml"
     path.write_text("\n".join(lines))
     return path
@@ -33,16 +49,29 @@ def fill(db: Path, kinds: list[str], count: int, *, priorities: int = 1) -> None
     while done < count:
         with store.write():
             for i in range(done, min(done + 5000, count)):
-                store.enqueue(NewTask(f"t{i}", kinds[i % len(kinds)], priority=i % priorities,
-                                      params={"seconds": "0"}), now)
+                store.enqueue(
+                    NewTask(
+                        f"t{i}",
+                        kinds[i % len(kinds)],
+                        priority=i % priorities,
+                        params={"seconds": "0"},
+                    ),
+                    now,
+                )
         done = min(done + 5000, count)
     store.close()
 
 
 def ygg(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}
-    return subprocess.run([sys.executable, "-m", "ygg", *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "ygg", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        check=check,
+    )
 
 
 def workdir() -> Path:

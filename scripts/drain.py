@@ -32,9 +32,11 @@ def main() -> None:
         "SELECT count(*), min(started_us), max(finished_us) FROM tasks WHERE status = 'done'"
     ).fetchone()
     span_s = (last - first) / 1e6
-    print(f"drain synchronous={args.synchronous}: {done}/{args.tasks} done, "
-          f"{done / span_s:,.0f} tasks/s (first claim to last completion {span_s:.2f} s; "
-          f"process wall time {wall_s:.2f} s)")
+    print(
+        f"drain synchronous={args.synchronous}: {done}/{args.tasks} done, "
+        f"{done / span_s:,.0f} tasks/s (first claim to last completion {span_s:.2f} s; "
+        f"process wall time {wall_s:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -42,16 +42,20 @@ def main() -> None:
     config = load(str(path))
     store = open_store(config.daemon.db)
     env = {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}
-    daemon = subprocess.Popen([sys.executable, "-m", "ygg", "--config", str(path), "loop"],
-                              env=env, stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "ygg", "--config", str(path), "loop"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: store.daemons(), 10)
         time.sleep(0.2)
         latencies_ms = []
         for i in range(args.tasks):
             before = now_us()
-            task = api.submit(store, api.new_task(config, title=f"t{i}", kind="general",
-                                                  params={"seconds": "0"}))
+            task = api.submit(
+                store, api.new_task(config, title=f"t{i}", kind="general", params={"seconds": "0"})
+            )
             wait_for(lambda: store.get(task.id).status == "done", 10)  # noqa: B023
             latencies_ms.append((store.get(task.id).started_us - before) / 1000)
             time.sleep(0.005)  # let the daemon settle back to idle
@@ -61,8 +65,10 @@ def main() -> None:
     latencies_ms.sort()
     p50 = statistics.median(latencies_ms)
     p99 = latencies_ms[min(len(latencies_ms) - 1, int(len(latencies_ms) * 0.99))]
-    print(f"submit-to-start over {len(latencies_ms)} tasks: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-          f"max {latencies_ms[-1]:.2f} ms")
+    print(
+        f"submit-to-start over {len(latencies_ms)} tasks: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+        f"max {latencies_ms[-1]:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

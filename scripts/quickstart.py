@@ -32,8 +32,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ygg-quickstart-") as cwd:
         ygg("init", "--demo", cwd=cwd)
         for title, kind, priority, seconds in SIX:
-            ygg("submit", title, "--kind", kind, "-p", str(priority),
-                "--param", f"seconds={seconds}", cwd=cwd)
+            ygg(
+                "submit",
+                title,
+                "--kind",
+                kind,
+                "-p",
+                str(priority),
+                "--param",
+                f"seconds={seconds}",
+                cwd=cwd,
+            )
         ygg("status", cwd=cwd)
         ygg("--config", "ygg.toml", "loop", "--until-idle", cwd=cwd)
         ygg("list", cwd=cwd)

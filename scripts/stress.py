@@ -43,8 +43,15 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}
     logs = [open(directory / f"daemon-{i}.log", "w") for i in range(args.daemons)]  # noqa: SIM115
     started = time.monotonic()
-    daemons = [subprocess.Popen([sys.executable, "-m", "ygg", "loop", "--until-idle"],
-                                cwd=directory, env=env, stderr=log) for log in logs]
+    daemons = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ygg", "loop", "--until-idle"],
+            cwd=directory,
+            env=env,
+            stderr=log,
+        )
+        for log in logs
+    ]
     peak = sample_running(db, daemons)
     for daemon in daemons:
         daemon.wait(600)
@@ -60,14 +67,26 @@ def main() -> None:
     conn = sqlite3.connect(db)
     done = conn.execute("SELECT count(*) FROM tasks WHERE status = 'done'").fetchone()[0]
     reclaimed = conn.execute("SELECT count(*) FROM tasks WHERE attempts != 1").fetchone()[0]
-    per_daemon = [sum(1 for line in (directory / f"daemon-{i}.log").read_text().splitlines()
-                      if '"task_done"' in line) for i in range(args.daemons)]
-    print(f"{args.daemons} daemons x {args.tasks} tasks in {wall_s:.1f} s "
-          f"(exit codes {[d.returncode for d in daemons]}; done per daemon {per_daemon})")
-    print(f"double claims: {sum(1 for n in starts.values() if n > 1)} "
-          f"(tasks started more than once; tasks with attempts != 1: {reclaimed})")
-    print(f"lost tasks: {args.tasks - done} (not done at the end); "
-          f"never started: {args.tasks - len(starts)}")
+    per_daemon = [
+        sum(
+            1
+            for line in (directory / f"daemon-{i}.log").read_text().splitlines()
+            if '"task_done"' in line
+        )
+        for i in range(args.daemons)
+    ]
+    print(
+        f"{args.daemons} daemons x {args.tasks} tasks in {wall_s:.1f} s "
+        f"(exit codes {[d.returncode for d in daemons]}; done per daemon {per_daemon})"
+    )
+    print(
+        f"double claims: {sum(1 for n in starts.values() if n > 1)} "
+        f"(tasks started more than once; tasks with attempts != 1: {reclaimed})"
+    )
+    print(
+        f"lost tasks: {args.tasks - done} (not done at the end); "
+        f"never started: {args.tasks - len(starts)}"
+    )
     for name, (slots, _) in POOLS.items():
         print(f"max running {name}: {peak.get(name, 0)} of {slots} slots")
 

@@ -40,8 +40,9 @@ def test_strict_priority_then_fifo(make_config: MakeConfig) -> None:
     config = make_config(SIM_ONE_SLOT)
     store = open_store(config.daemon.db)
     plan = [3, 0, 4, 1, 0, 2, 1, 3, 0]
-    ids = [submit(store, config, f"t{i}", kind="general", priority=p).id
-           for i, p in enumerate(plan)]
+    ids = [
+        submit(store, config, f"t{i}", kind="general", priority=p).id for i, p in enumerate(plan)
+    ]
     run_until_idle(config)
     tasks = [store.get(i) for i in ids]
     assert all(t.status == "done" for t in tasks)
@@ -55,8 +56,9 @@ def test_dependencies_promote_and_block(make_config: MakeConfig) -> None:
     first = submit(store, config, "first", kind="general")
     second = submit(store, config, "second", kind="code", depends_on=[first.id])
     both = submit(store, config, "both", kind="general", depends_on=[first.id, second.id])
-    broken = submit(store, config, "broken", kind="general", params={"fail": "true"},
-                    max_attempts=1)
+    broken = submit(
+        store, config, "broken", kind="general", params={"fail": "true"}, max_attempts=1
+    )
     after_broken = submit(store, config, "after broken", kind="general", depends_on=[broken.id])
     chained = submit(store, config, "chained", kind="general", depends_on=[after_broken.id])
     assert (second.status, both.status) == ("waiting", "waiting")
@@ -83,8 +85,15 @@ def test_retryable_failure_uses_every_attempt_then_fails(make_config: MakeConfig
 def test_timeout_fails_the_attempt(make_config: MakeConfig) -> None:
     config = make_config(SIM_ONE_SLOT)
     store = open_store(config.daemon.db)
-    task = submit(store, config, "slow", kind="general", params={"seconds": "5"},
-                  max_attempts=1, timeout_s=0.2)
+    task = submit(
+        store,
+        config,
+        "slow",
+        kind="general",
+        params={"seconds": "5"},
+        max_attempts=1,
+        timeout_s=0.2,
+    )
     run_until_idle(config)
     final = store.get(task.id)
     assert final.status == "failed"
@@ -96,7 +105,7 @@ def test_slots_bound_concurrency_in_one_daemon(make_config: MakeConfig, tmp_path
     pools = f"""
 [pools.cmd]
 backend = "command"
-argv = ["{sys.executable}", "{Path(__file__).parent.parent / 'support' / 'cmd_host.py'}", "{log}"]
+argv = ["{sys.executable}", "{Path(__file__).parent.parent / "support" / "cmd_host.py"}", "{log}"]
 slots = 3
 kinds = ["general"]
 """
@@ -114,13 +123,15 @@ kinds = ["general"]
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["async", "legacy"])
-def test_command_result_env_and_stdin(make_config: MakeConfig, tmp_path: Path,
-                                      legacy: bool) -> None:
+def test_command_result_env_and_stdin(
+    make_config: MakeConfig, tmp_path: Path, legacy: bool
+) -> None:
     script = tmp_path / "echo.py"
     script.write_text(
         "import os, sys\n"
         "data = sys.stdin.buffer.read()\n"
-        "keys = ['YGG_TASK_ID','YGG_ATTEMPT','YGG_POOL','YGG_KIND','YGG_PRIORITY','YGG_PARAM_LANG']\n"
+        "keys = ['YGG_TASK_ID', 'YGG_ATTEMPT', 'YGG_POOL', 'YGG_KIND', 'YGG_PRIORITY',\n"
+        "        'YGG_PARAM_LANG']\n"
         "sys.stdout.write(' '.join(os.environ[k] for k in keys) + '|' + data.decode())\n"
     )
     config = make_config(f"""
@@ -131,8 +142,15 @@ slots = 1
 kinds = ["general"]
 """)
     store = open_store(config.daemon.db)
-    task = submit(store, config, "env", kind="general", priority=1, prompt="héllo\nworld",
-                  params={"lang": "py"})
+    task = submit(
+        store,
+        config,
+        "env",
+        kind="general",
+        priority=1,
+        prompt="héllo\nworld",
+        params={"lang": "py"},
+    )
     if legacy:
         from ygg.legacy import LegacyDispatcher
 

@@ -27,8 +27,10 @@ Spawn = Callable[..., subprocess.Popen[bytes]]
 
 def write_config(directory: Path, pools: str, daemon: str = "") -> Config:
     path = directory / "ygg.toml"
-    path.write_text(f'[daemon]\ndb = "queue.db"\nlog_format = "json"\n{daemon}\n'
-                    f"[defaults]\nbackoff_seconds = 0.05\n{pools}")
+    path.write_text(
+        f'[daemon]\ndb = "queue.db"\nlog_format = "json"\n{daemon}\n'
+        f"[defaults]\nbackoff_seconds = 0.05\n{pools}"
+    )
     return load(str(path))
 
 
@@ -45,7 +47,10 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         log = (tmp_path / f"daemon-{len(started)}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "ygg", "--config", str(tmp_path / "ygg.toml"), "loop", *args],
-            env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=log)
+            env=subprocess_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         started.append(process)
         return process
 
@@ -69,13 +74,17 @@ def submit(store: SQLiteStore, config: Config, title: str, **fields: object) -> 
     return api.submit(store, api.new_task(config, title=title, **fields)).id  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("modes", [("--async", "--async"), ("--async", "--legacy")],
-                         ids=["async+async", "async+legacy"])
-def test_two_daemons_never_exceed_slots(tmp_path: Path, spawn: Spawn,
-                                        modes: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    "modes", [("--async", "--async"), ("--async", "--legacy")], ids=["async+async", "async+legacy"]
+)
+def test_two_daemons_never_exceed_slots(
+    tmp_path: Path, spawn: Spawn, modes: tuple[str, str]
+) -> None:
     log = tmp_path / "cmd.log"
     with FakeHost("ollama") as host:
-        config = write_config(tmp_path, f"""
+        config = write_config(
+            tmp_path,
+            f"""
 [pools.gpu]
 backend = "ollama"
 url = "{host.url}"
@@ -88,7 +97,8 @@ backend = "command"
 argv = {toml_list(cmd_argv(log))}
 slots = 2
 kinds = ["batch"]
-""")
+""",
+        )
         store = open_store(config.daemon.db)
         for i in range(16):
             submit(store, config, f"chat {i}", kind="chat", prompt=f"sleep=0.1 #{i}")
@@ -107,13 +117,17 @@ kinds = ["batch"]
 
 def test_sigterm_drains_then_requeues_without_charging(tmp_path: Path, spawn: Spawn) -> None:
     log = tmp_path / "cmd.log"
-    config = write_config(tmp_path, f"""
+    config = write_config(
+        tmp_path,
+        f"""
 [pools.batch]
 backend = "command"
 argv = {toml_list(cmd_argv(log))}
 slots = 2
 kinds = ["batch"]
-""", daemon="drain_seconds = 0.5")
+""",
+        daemon="drain_seconds = 0.5",
+    )
     store = open_store(config.daemon.db)
     quick = submit(store, config, "quick", kind="batch", params={"seconds": "0.2"})
     slow = submit(store, config, "slow", kind="batch", params={"seconds": "30"})
@@ -130,21 +144,36 @@ kinds = ["batch"]
 
 def test_cancel_stops_a_running_command_and_its_children(tmp_path: Path, spawn: Spawn) -> None:
     log = tmp_path / "cmd.log"
-    config = write_config(tmp_path, f"""
+    config = write_config(
+        tmp_path,
+        f"""
 [pools.batch]
 backend = "command"
 argv = {toml_list(cmd_argv(log))}
 slots = 1
 kinds = ["batch"]
-""")
+""",
+    )
     store = open_store(config.daemon.db)
-    task_id = submit(store, config, "long", kind="batch",
-                     params={"seconds": "60", "spawn_child": "1"})
+    task_id = submit(
+        store, config, "long", kind="batch", params={"seconds": "60", "spawn_child": "1"}
+    )
     spawn()
     assert wait_until(lambda: any(r.child_pids for r in read_cmd_log(log)), 10)
     child = read_cmd_log(log)[0].child_pids[0]
-    result = subprocess.run([sys.executable, "-m", "ygg", "--config", str(tmp_path / "ygg.toml"),
-                             "cancel", str(task_id)], env=subprocess_env(), capture_output=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ygg",
+            "--config",
+            str(tmp_path / "ygg.toml"),
+            "cancel",
+            str(task_id),
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+    )
     assert result.returncode == 0, result.stderr
     assert wait_until(lambda: not _alive(child), 5), "the command's process group survived"
     assert store.get(task_id).status == "cancelled"
@@ -155,32 +184,44 @@ kinds = ["batch"]
 
 
 def test_submit_wakes_an_idle_daemon_without_polling(tmp_path: Path, spawn: Spawn) -> None:
-    config = write_config(tmp_path, """
+    config = write_config(
+        tmp_path,
+        """
 [pools.sim]
 backend = "sim"
 seconds = 0
 slots = 1
 kinds = ["general"]
-""", daemon="poll_seconds = 60")
+""",
+        daemon="poll_seconds = 60",
+    )
     store = open_store(config.daemon.db)
     spawn()
     assert wait_until(lambda: bool(store.daemons()), 10)
     time.sleep(0.3)  # the daemon is idle, its next safety poll a minute away
-    result = subprocess.run([sys.executable, "-m", "ygg", "--config", str(tmp_path / "ygg.toml"),
-                             "submit", "now"], env=subprocess_env(), capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ygg", "--config", str(tmp_path / "ygg.toml"), "submit", "now"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
     task_id = int(result.stdout)
     assert wait_until(lambda: store.get(task_id).status == "done", 10)
 
 
 def test_sigkill_recovery_after_lease_expiry(tmp_path: Path, spawn: Spawn) -> None:
     log = tmp_path / "cmd.log"
-    config = write_config(tmp_path, f"""
+    config = write_config(
+        tmp_path,
+        f"""
 [pools.batch]
 backend = "command"
 argv = {toml_list(cmd_argv(log))}
 slots = 1
 kinds = ["batch"]
-""", daemon="lease_seconds = 1")
+""",
+        daemon="lease_seconds = 1",
+    )
     store = open_store(config.daemon.db)
     task_id = submit(store, config, "survives", kind="batch", params={"seconds": "1"})
     victim = spawn()
