@@ -134,6 +134,7 @@ class LegacyDispatcher:
             )
         )
         self.stopping = threading.Event()
+        self.forced = threading.Event()  # a second signal: cut the drain short
         self.wake = _Pulse()
         self.owner = 0
         self.workers = [Worker(pool, self) for pool in config.pools.values()]
@@ -205,7 +206,10 @@ class LegacyDispatcher:
         log.info("dispatcher_stopping", drain_s=self.config.daemon.drain_s)
         deadline = time.monotonic() + self.config.daemon.drain_s
         for worker in self.workers:
-            worker.thread.join(max(deadline - time.monotonic(), 0.0))
+            while worker.thread.is_alive() and time.monotonic() < deadline:
+                if self.forced.is_set():
+                    break
+                worker.thread.join(0.05)
         for worker in self.workers:
             worker.interrupt(None, "shutdown")
             # A blocking read may not notice at once; past this, the lease recovers the task.
@@ -240,8 +244,8 @@ def run_legacy(config: Config, *, until_idle: bool = False) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal seen
         seen += 1
-        if seen > 1:  # a second signal: do not wait for the drain
-            legacy.config = _no_drain(legacy.config)
+        if seen > 1:
+            legacy.forced.set()
         legacy.request_stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -250,9 +254,3 @@ def run_legacy(config: Config, *, until_idle: bool = False) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def _no_drain(config: Config) -> Config:
-    from dataclasses import replace
-
-    return replace(config, daemon=replace(config.daemon, drain_s=0.0))
