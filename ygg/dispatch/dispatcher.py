@@ -23,6 +23,7 @@ from ygg.store.writer import StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
 STATUS_EVERY_S = 10.0
+TIMER_SLACK_S = 0.005
 
 
 class Dispatcher:
@@ -129,7 +130,9 @@ class Dispatcher:
             for runner in runners:
                 runner.wake.set()
             return
-        delay_s = max((at_us - self.now_us()) / US, 0.0)
+        # The loop's timers may fire a little early against the wall clock; a claim made
+        # before the backoff ends would find nothing and wait for the next safety poll.
+        delay_s = max((at_us - self.now_us()) / US, 0.0) + TIMER_SLACK_S
         loop = asyncio.get_running_loop()
         for runner in runners:
             loop.call_later(delay_s, runner.wake.set)
