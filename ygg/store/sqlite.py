@@ -80,6 +80,7 @@ class SQLiteStore(Database):
         now_us: int,
     ) -> list[Claim]:
         """Up to `limit` of the most urgent ready tasks for `pool`, never past its `slots`."""
+        kinds = list(dict.fromkeys(kinds))  # a kind listed twice must not take two arms
         if not kinds or limit < 1:
             return []
         with self.write() as conn:
@@ -337,7 +338,8 @@ class SQLiteStore(Database):
         return dict(rows.fetchall())
 
     def pool_load(self, pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, int]]:
-        """Per pool: tasks running in it (any owner) and ready tasks of the kinds it serves."""
+        """Per pool: tasks running in it (any owner) and queued tasks of the kinds it serves
+        (including those waiting out a retry backoff)."""
         running = dict(
             self.conn.execute(
                 "SELECT pool, count(*) FROM tasks WHERE status = 'running' GROUP BY pool"

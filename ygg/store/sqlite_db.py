@@ -55,7 +55,7 @@ class Database:
         app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables and app_id != APPLICATION_ID:
+        if app_id not in (0, APPLICATION_ID) or (tables and app_id != APPLICATION_ID):
             raise StoreError(f"{self.path}: this SQLite database belongs to another application.")
         if version > len(MIGRATIONS):
             raise StoreError(
@@ -82,7 +82,8 @@ class Database:
             yield self.conn
         except BaseException:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                self.conn.execute("ROLLBACK")
             raise
         self._depth = 0
         try:
