@@ -49,8 +49,9 @@ def task_text(task: Task) -> str:
     return "\n".join(lines)
 
 
-def pool_rows(config: Config, load: dict[str, tuple[int, int]],
-              health: dict[str, str]) -> list[dict[str, Any]]:
+def pool_rows(
+    config: Config, load: dict[str, tuple[int, int]], health: dict[str, str]
+) -> list[dict[str, Any]]:
     return [
         {
             "name": name,
@@ -60,7 +61,8 @@ def pool_rows(config: Config, load: dict[str, tuple[int, int]],
             "running": load[name][0],
             "queued": load[name][1],
             "breaker": "closed",
-            "health": health.get(name, "unknown"), "kinds": list(pool.kinds),
+            "health": health.get(name, "unknown"),
+            "kinds": list(pool.kinds),
         }
         for name, pool in config.pools.items()
     ]

@@ -153,8 +153,9 @@ def retry(ctx: typer.Context, task_id: Annotated[int, typer.Argument(metavar="ID
 def status(
     ctx: typer.Context,
     as_json: JsonFlag = False,
-    probe: Annotated[bool, typer.Option("--probe/--no-probe",
-                                        help="Ask each host's health endpoint.")] = True,
+    probe: Annotated[
+        bool, typer.Option("--probe/--no-probe", help="Ask each host's health endpoint.")
+    ] = True,
 ) -> None:
     """Per pool: slots, running, queued, host health; task counts by status."""
     from ygg.health import probe_all

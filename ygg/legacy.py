@@ -74,15 +74,7 @@ class Worker:
         self.running = Running(claim)
         bound = log.bind(task_id=claim.task_id, pool=self.pool.name, attempt=claim.attempt)
         bound.info("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job(
-            claim.task_id,
-            claim.attempt,
-            claim.kind,
-            claim.priority,
-            claim.title,
-            claim.prompt,
-            claim.params,
-        )
+        job = Job.of(claim)
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None
         started = time.monotonic()

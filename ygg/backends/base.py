@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from ygg.config import PoolConfig
 from ygg.errors import YggError
-from ygg.store.model import Outcome
+from ygg.store.model import Claim, Outcome
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # an answer larger than this is a broken host, not a result
 
@@ -23,6 +23,18 @@ class Job:
     title: str
     prompt: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, claim: Claim) -> Job:
+        return cls(
+            claim.task_id,
+            claim.attempt,
+            claim.kind,
+            claim.priority,
+            claim.title,
+            claim.prompt,
+            claim.params,
+        )
 
 
 class AttemptFailed(YggError):

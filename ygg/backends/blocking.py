@@ -13,7 +13,7 @@ import time
 import httpx
 
 from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
-from ygg.backends.command import command_env, exit_failure, kill_group
+from ygg.backends.command import cannot_start, command_env, exit_failure, kill_group
 from ygg.backends.http import CONNECT_TIMEOUT_S, classify, protocol_for
 from ygg.backends.protocols import Request, check_status
 from ygg.backends.sim import sim_outcome, sim_seconds
@@ -71,9 +71,7 @@ class BlockingBackend:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise AttemptFailed(
-                f"command {self.pool.argv[0]!r} cannot be started: {exc.strerror}", retryable=False
-            ) from None
+            raise cannot_start(self.pool, exc) from None
         watcher = threading.Thread(target=self._kill_on_stop, args=(process,), daemon=True)
         watcher.start()
         try:

@@ -43,6 +43,12 @@ def exit_failure(returncode: int, stderr: bytes) -> AttemptFailed:
     return AttemptFailed(f"command {how}" + (f": {tail}" if tail else ""), retryable=True)
 
 
+def cannot_start(pool: PoolConfig, exc: OSError) -> AttemptFailed:
+    return AttemptFailed(
+        f"command {pool.argv[0]!r} cannot be started: {exc.strerror}", retryable=False
+    )
+
+
 def kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -63,9 +69,7 @@ class CommandBackend:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise AttemptFailed(
-                f"command {self.pool.argv[0]!r} cannot be started: {exc.strerror}", retryable=False
-            ) from None
+            raise cannot_start(self.pool, exc) from None
         try:
             stdout, stderr = await process.communicate(job.prompt.encode())
         except BaseException:

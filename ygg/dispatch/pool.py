@@ -91,15 +91,7 @@ class PoolRunner:
         claim = attempt.claim
         bound = log.bind(task_id=claim.task_id, pool=self.name, attempt=claim.attempt)
         bound.info("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job(
-            claim.task_id,
-            claim.attempt,
-            claim.kind,
-            claim.priority,
-            claim.title,
-            claim.prompt,
-            claim.params,
-        )
+        job = Job.of(claim)
         timeout_s = claim.timeout_s or self.config.retry.timeout_s
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None
