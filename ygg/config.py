@@ -29,6 +29,7 @@ class DaemonConfig:
     log_format: str = "auto"  # auto: JSON unless writing to a terminal
     synchronous: str = "normal"  # the daemon's SQLite durability for claims and outcomes
     poll_s: float = 2.0  # safety poll behind the nudges; never the way work is normally found
+    status_log_s: float = 10.0  # how often the pool_status event is logged
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ _DAEMON = (
     "log_format",
     "synchronous",
     "poll_seconds",
+    "status_log_seconds",
 )
 _RETRY = ("max_attempts", "timeout", "backoff_seconds", "backoff_max_seconds")
 _POOL = (
@@ -179,6 +181,7 @@ def _daemon(table: _Table, base_dir: Path | None) -> DaemonConfig:
         log_format=table.text("log_format", d.log_format, ("auto", "console", "json")),
         synchronous=table.text("synchronous", d.synchronous, ("normal", "full")),
         poll_s=table.number("poll_seconds", d.poll_s),
+        status_log_s=table.number("status_log_seconds", d.status_log_s),
     )
     table.done(_DAEMON)
     return config

@@ -162,7 +162,11 @@ class LegacyDispatcher:
         kinds = self.config.kinds_served()
         hostname = socket.gethostname()
         tick_s = min(self.config.daemon.lease_s / 3, self.config.daemon.poll_s)
+        next_status = time.monotonic() + self.config.daemon.status_log_s
         while not self.stopping.wait(tick_s):
+            if time.monotonic() >= next_status:
+                next_status += self.config.daemon.status_log_s
+                self._log_status(store)
             now = now_us()
             held = store.renew(self.owner, now + self.lease_us, now)
             for worker in self.workers:
@@ -179,6 +183,21 @@ class LegacyDispatcher:
             ):
                 log.info("queue_idle")
                 return
+
+    def _log_status(self, store: SQLiteStore) -> None:
+        load = store.pool_load({w.pool.name: w.pool.kinds for w in self.workers})
+        log.info(
+            "pool_status",
+            pools={
+                w.pool.name: {
+                    "running": int(w.running is not None),
+                    "slots": 1,
+                    "queued": load[w.pool.name][1],
+                    "running_all_daemons": load[w.pool.name][0],
+                }
+                for w in self.workers
+            },
+        )
 
     def _on_nudge(self, message: bytes) -> None:
         if message.startswith(nudge.CANCEL):

@@ -6,6 +6,7 @@ records concurrent requests, and cmd_host.py logs each command's start and end.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -242,3 +243,34 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize("mode", ["--async", "--legacy"])
+def test_pool_status_events_report_running_slots_queued(
+    tmp_path: Path, spawn: Spawn, mode: str
+) -> None:
+    config = write_config(
+        tmp_path,
+        """
+[pools.sim]
+backend = "sim"
+seconds = 0.5
+slots = 2
+kinds = ["general"]
+""",
+        daemon="status_log_seconds = 0.2\npoll_seconds = 0.1",
+    )
+    store = open_store(config.daemon.db)
+    for i in range(6):
+        submit(store, config, f"t{i}", kind="general")
+    daemon = spawn(mode, "--until-idle")
+    assert daemon.wait(30) == 0
+    events = [json.loads(line) for line in (tmp_path / "daemon-0.log").read_text().splitlines()]
+    statuses = [e["pools"]["sim"] for e in events if e["event"] == "pool_status"]
+    assert statuses, "no pool_status event was logged"
+    slots = 2 if mode == "--async" else 1
+    assert all(s["slots"] == slots and 0 <= s["running"] <= slots for s in statuses)
+    assert any(s["running"] == slots and s["queued"] > 0 for s in statuses)
+    started = [e for e in events if e["event"] == "task_started"]
+    assert {(e["pool"], e["attempt"]) for e in started} == {("sim", 1)}
+    assert sorted(e["task_id"] for e in started) == list(range(1, 7))

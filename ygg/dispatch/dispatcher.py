@@ -22,7 +22,6 @@ from ygg.store.model import US, Daemon, now_us
 from ygg.store.writer import StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
-STATUS_EVERY_S = 10.0
 TIMER_SLACK_S = 0.005
 
 
@@ -231,7 +230,7 @@ class Dispatcher:
     async def _log_status(self) -> None:
         pools = {name: r.config.kinds for name, r in self.runners.items()}
         while True:
-            await asyncio.sleep(STATUS_EVERY_S)
+            await asyncio.sleep(self.config.daemon.status_log_s)
             load = await self.store.call(SQLiteStore.pool_load, pools)
             log.info(
                 "pool_status",
