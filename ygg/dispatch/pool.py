@@ -110,8 +110,10 @@ class PoolRunner:
             failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
         attempt.recording = True
         try:
-            # Shielded: a shutdown must not lose an outcome half-way through recording it.
-            await asyncio.shield(self._record(attempt, outcome, failure, bound))
+            if attempt.stop_reason is None:
+                await self._record(attempt, outcome, failure, bound)
+            else:
+                await asyncio.shield(self._record_stop(attempt, bound))
         finally:
             self.attempts.pop(claim.task_id, None)
             self.d.slot_freed(self)
@@ -125,10 +127,10 @@ class PoolRunner:
     ) -> None:
         claim, d = attempt.claim, self.d
         now = d.now_us()
-        if attempt.stop_reason is not None:
-            await self._record_stop(attempt, bound)
-            return
-        recorded = await d.store.call(record, claim, self.config, outcome, failure, now)
+        # Submitted, then shielded: once queued, the write happens even if a forced stop
+        # cancels us while we wait for it.
+        written = d.store.submit(record, claim, self.config, outcome, failure, now)
+        recorded = await asyncio.shield(written)
         log_recorded(bound, recorded, failure, now, time.monotonic() - attempt.started)
         if recorded.promoted:
             d.wake_kinds(recorded.promoted)

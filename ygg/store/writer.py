@@ -32,7 +32,10 @@ MAX_BATCH = 256
 class StoreThread:
     def __init__(self, open_store: Callable[[], SQLiteStore]) -> None:
         self._open = open_store
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # The loop hands over everything submitted in one iteration as one list, so a burst
+        # of completions becomes one batch and one wake-up of this thread, not dozens.
+        self._queue: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
+        self._pending: list[_Item] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -46,17 +49,32 @@ class StoreThread:
         if self._open_error is not None:
             raise self._open_error
 
+    def submit(
+        self, method: Callable[Concatenate[SQLiteStore, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> asyncio.Future[T]:
+        """Queues `method(store, *args, **kwargs)` for the store thread, batched with others.
+
+        The operation runs even if nobody awaits the future any more."""
+        assert self._loop is not None, "StoreThread.start() was not awaited"
+        future: asyncio.Future[T] = self._loop.create_future()
+        if not self._pending:
+            self._loop.call_soon(self._hand_over)
+        self._pending.append((lambda store: method(store, *args, **kwargs), future))
+        return future
+
+    def _hand_over(self) -> None:
+        pending, self._pending = self._pending, []
+        self._queue.put(pending)
+
     async def call(
         self, method: Callable[Concatenate[SQLiteStore, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Runs `method(store, *args, **kwargs)` on the store thread, batched with others."""
-        assert self._loop is not None, "StoreThread.start() was not awaited"
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((lambda store: method(store, *args, **kwargs), future))
-        return await future
+        return await self.submit(method, *args, **kwargs)
 
     async def stop(self) -> None:
         if self._thread is not None:
+            if self._pending:
+                self._hand_over()
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -72,19 +90,18 @@ class StoreThread:
         self._ready.set()
         try:
             while True:
-                first = self._queue.get()
-                if first is None:
+                batch = self._queue.get()
+                if batch is None:
                     return
-                batch = [first]
                 while len(batch) < MAX_BATCH:
                     try:
-                        item = self._queue.get_nowait()
+                        more = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if item is None:
+                    if more is None:
                         self._queue.put(None)  # finish this batch, then stop
                         break
-                    batch.append(item)
+                    batch += more
                 self._deliver(self._run_batch(store, batch))
         finally:
             store.close()
