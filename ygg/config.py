@@ -9,7 +9,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from ygg.config_files import Layers, find_config_path, read_layers
@@ -79,13 +79,11 @@ class _Table:
         if not isinstance(data, dict):
             self.fail(where, "must be a table")
         self.data: dict[str, Any] = data
-        self.used: set[str] = set()
 
-    def fail(self, key: str, problem: str) -> None:
+    def fail(self, key: str, problem: str) -> NoReturn:
         raise ConfigError(f"{self.layers.file_of(key)}: {key} {problem}.")
 
     def _get(self, key: str, kinds: tuple[type, ...], what: str) -> Any:
-        self.used.add(key)
         value = self.data.get(key)
         if value is None:
             return None
