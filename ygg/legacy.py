@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 import structlog
@@ -36,6 +36,7 @@ STOP_GRACE_S = 5.0
 class Running:
     claim: Claim
     stop_reason: str | None = None
+    started: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -167,11 +168,16 @@ class LegacyDispatcher:
             if time.monotonic() >= next_status:
                 next_status += self.config.daemon.status_log_s
                 self._log_status(store)
-            now = now_us()
+            asked_at, now = time.monotonic(), now_us()
             held = store.renew(self.owner, now + self.lease_us, now)
             for worker in self.workers:
                 running = worker.running
-                if running is not None and running.claim.task_id not in held:
+                # Claimed after we asked: the answer says nothing of it (as in keep_leases).
+                if (
+                    running is not None
+                    and running.started < asked_at
+                    and running.claim.task_id not in held
+                ):
                     worker.interrupt(running.claim.task_id, "lease_lost")
             alive = {d.id for d in store.daemons() if d.id == self.owner or is_alive(d, hostname)}
             if store.requeue_expired(now, alive):
