@@ -39,6 +39,14 @@ def toml_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
 
+def batch_pool(log: Path, *, slots: int) -> str:
+    """A command pool running cmd_host.py, which logs each run's start and end to `log`."""
+    return (
+        f'\n[pools.batch]\nbackend = "command"\nargv = {toml_list(cmd_argv(log))}\n'
+        f'slots = {slots}\nkinds = ["batch"]\n'
+    )
+
+
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Starts `ygg loop` processes; kills any still running at the end of the test."""
@@ -92,13 +100,8 @@ url = "{host.url}"
 model = "m"
 slots = 2
 kinds = ["chat"]
-
-[pools.batch]
-backend = "command"
-argv = {toml_list(cmd_argv(log))}
-slots = 2
-kinds = ["batch"]
-""",
+"""
+            + batch_pool(log, slots=2),
         )
         store = open_store(config.daemon.db)
         for i in range(16):
@@ -120,13 +123,7 @@ def test_sigterm_drains_then_requeues_without_charging(tmp_path: Path, spawn: Sp
     log = tmp_path / "cmd.log"
     config = write_config(
         tmp_path,
-        f"""
-[pools.batch]
-backend = "command"
-argv = {toml_list(cmd_argv(log))}
-slots = 2
-kinds = ["batch"]
-""",
+        batch_pool(log, slots=2),
         daemon="drain_seconds = 0.5",
     )
     store = open_store(config.daemon.db)
@@ -147,13 +144,7 @@ def test_cancel_stops_a_running_command_and_its_children(tmp_path: Path, spawn: 
     log = tmp_path / "cmd.log"
     config = write_config(
         tmp_path,
-        f"""
-[pools.batch]
-backend = "command"
-argv = {toml_list(cmd_argv(log))}
-slots = 1
-kinds = ["batch"]
-""",
+        batch_pool(log, slots=1),
     )
     store = open_store(config.daemon.db)
     task_id = submit(
@@ -214,13 +205,7 @@ def test_sigkill_recovery_after_lease_expiry(tmp_path: Path, spawn: Spawn) -> No
     log = tmp_path / "cmd.log"
     config = write_config(
         tmp_path,
-        f"""
-[pools.batch]
-backend = "command"
-argv = {toml_list(cmd_argv(log))}
-slots = 1
-kinds = ["batch"]
-""",
+        batch_pool(log, slots=1),
         daemon="lease_seconds = 1",
     )
     store = open_store(config.daemon.db)
