@@ -9,8 +9,8 @@ from typing import Any
 
 from ygg.errors import InvalidInput, TaskNotFound
 from ygg.store import sqlite_deps as deps
-from ygg.store.model import Claim, Daemon, NewTask, Outcome, Task
-from ygg.store.sqlite_db import Database
+from ygg.store.model import Claim, NewTask, Outcome, Task
+from ygg.store.sqlite_daemons import DaemonRegistry
 
 _TASK_COLUMNS = (
     "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
@@ -23,7 +23,7 @@ def _marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
 
-class SQLiteStore(Database):
+class SQLiteStore(DaemonRegistry):
     # --- submitting ----------------------------------------------------------------------
     def enqueue(self, task: NewTask, now_us: int) -> int:
         with self.write() as conn:
@@ -380,31 +380,3 @@ class SQLiteStore(Database):
             "WHERE status = 'queued' AND run_after_us IS NOT NULL"
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
-
-    # --- daemons sharing the queue ---------------------------------------------------------
-    def register_daemon(
-        self, hostname: str, pid: int, pid_started_us: int, nudge: str, mode: str, now_us: int
-    ) -> int:
-        with self.write() as conn:
-            daemon_id: int = conn.execute(
-                "INSERT INTO daemons (hostname, pid, pid_started_us, nudge, mode, started_us, "
-                "heartbeat_us) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (hostname, pid, pid_started_us, nudge, mode, now_us, now_us),
-            ).fetchone()[0]
-            return daemon_id
-
-    def unregister_daemon(self, daemon_id: int) -> None:
-        with self.write() as conn:
-            conn.execute("DELETE FROM daemons WHERE id = ?", (daemon_id,))
-
-    def forget_daemons(self, daemon_ids: Sequence[int]) -> None:
-        with self.write() as conn:
-            conn.execute(
-                f"DELETE FROM daemons WHERE id IN ({_marks(daemon_ids)})", list(daemon_ids)
-            )
-
-    def daemons(self) -> list[Daemon]:
-        rows = self.conn.execute(
-            "SELECT id, hostname, pid, pid_started_us, nudge, mode, heartbeat_us FROM daemons"
-        ).fetchall()
-        return [Daemon(*row) for row in rows]
