@@ -24,6 +24,7 @@ from tests.support.cmdlog import Run, cmd_argv, read_cmd_log
 from tests.support.hosts import FakeHost, Step
 from ygg import api
 from ygg.backends import AttemptFailed, Job, make_backend
+from ygg.backends.base import MAX_RESPONSE_BYTES
 from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import Config, PoolConfig
 from ygg.dispatch.dispatcher import Dispatcher
@@ -462,6 +463,14 @@ def test_command_missing_executable(make_config: MakeConfig, tmp_path: Path, mod
     failed = failure_of(pool, job(), mode)
     assert failed.retryable is False
     assert "cannot be started" in failed.message and "no-such-program" in failed.message
+
+
+@MODES
+def test_command_stdout_is_capped(make_config: MakeConfig, tmp_path: Path, mode: Mode) -> None:
+    pool = command_pool(make_config, cmd_argv(tmp_path / "cmd.log"))
+    failed = failure_of(pool, job(stdout_bytes=str(MAX_RESPONSE_BYTES + 1)), mode)
+    assert failed.retryable is False
+    assert failed.message == f"command wrote more than {MAX_RESPONSE_BYTES} bytes to stdout"
 
 
 def test_command_async_cancel_kills_the_group(make_config: MakeConfig, tmp_path: Path) -> None:

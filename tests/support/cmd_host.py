@@ -2,7 +2,8 @@
 
 Reads the prompt from stdin and logs `start <task> <attempt> <pool> <pid> <time>` to LOGFILE,
 then obeys YGG_PARAM_SECONDS (sleep), YGG_PARAM_STDERR (text for stderr), YGG_PARAM_EXIT
-(exit status) and YGG_PARAM_SPAWN_CHILD=1 (a sleeping grandchild in the same process group,
+(exit status), YGG_PARAM_STDOUT_BYTES (that many extra bytes on stdout) and
+YGG_PARAM_SPAWN_CHILD=1 (a sleeping grandchild in the same process group,
 logged as `child <task> <pid> <parent pid>`). Exit status 0 prints `result for <task>: <prompt>`
 on stdout. Unless killed, it logs `end <task> <attempt> <pool> <pid> <time>` last.
 """
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> int:
     code = int(env.get("YGG_PARAM_EXIT") or 0)
     if code == 0:
         sys.stdout.write(f"result for {task}: {prompt}")
+        sys.stdout.write("x" * int(env.get("YGG_PARAM_STDOUT_BYTES") or 0))
     sys.stdout.flush()
     sys.stderr.flush()
     if child is not None:  # a clean exit leaves nothing behind

@@ -201,7 +201,8 @@ kinds = ["general"]
     assert wait_until(lambda: store.get(task_id).status == "done", 10)
 
 
-def test_sigkill_recovery_after_lease_expiry(tmp_path: Path, spawn: Spawn) -> None:
+@pytest.mark.parametrize("mode", ["--async", "--legacy"])
+def test_sigkill_recovery_after_lease_expiry(tmp_path: Path, spawn: Spawn, mode: str) -> None:
     log = tmp_path / "cmd.log"
     config = write_config(
         tmp_path,
@@ -209,17 +210,20 @@ def test_sigkill_recovery_after_lease_expiry(tmp_path: Path, spawn: Spawn) -> No
         daemon="lease_seconds = 1",
     )
     store = open_store(config.daemon.db)
-    task_id = submit(store, config, "survives", kind="batch", params={"seconds": "1"})
-    victim = spawn()
+    task_id = submit(store, config, "survives", kind="batch", params={"seconds": "3"})
+    victim = spawn(mode)
     assert wait_until(lambda: len(read_cmd_log(log)) == 1, 10)
     victim.send_signal(signal.SIGKILL)
     victim.wait(5)
-    rescuer = spawn("--until-idle")
+    # The attempt dies with its daemon, so it cannot overlap the next owner's run.
+    assert wait_until(lambda: not _alive(read_cmd_log(log)[0].pid), 5)
+    rescuer = spawn(mode, "--until-idle")
     assert rescuer.wait(30) == 0
     final = store.get(task_id)
     assert (final.status, final.attempts) == ("done", 2)
     runs = runs_by_task(read_cmd_log(log))[str(task_id)]
-    assert [r.attempt for r in runs] == [1, 2] and runs[1].finished
+    assert [r.attempt for r in runs] == [1, 2]
+    assert not runs[0].finished and runs[1].finished
 
 
 def _alive(pid: int) -> bool:

@@ -6,19 +6,73 @@ It builds requests and reads answers with the same code as the async backends
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from typing import IO
 
 import httpx
 
 from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
-from ygg.backends.command import cannot_start, command_env, exit_failure, kill_group
+from ygg.backends.command import (
+    READ_CHUNK_BYTES,
+    STDERR_TAIL_BYTES,
+    cannot_start,
+    command_env,
+    exit_failure,
+    kill_group,
+    spawn_options,
+    too_much_output,
+)
 from ygg.backends.http import CONNECT_TIMEOUT_S, classify, protocol_for
 from ygg.backends.protocols import Request, check_status
 from ygg.backends.sim import sim_outcome, sim_seconds
 from ygg.config import PoolConfig
 from ygg.store.model import Outcome
+
+STOP_POLL_S = 0.05  # how soon a cancel or shutdown reaches a running command
+
+
+class _Output:
+    """Reads a command's stdout (capped) and stderr (tail only) on two threads."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.stdout = b""
+        self.stderr = b""
+        self.overflow = False
+        assert process.stdout is not None and process.stderr is not None
+        self._threads = [
+            threading.Thread(target=self._read_stdout, args=(process.stdout,), daemon=True),
+            threading.Thread(target=self._read_stderr, args=(process.stderr,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_stdout(self, stream: IO[bytes]) -> None:
+        chunks, size = [], 0
+        while chunk := os.read(stream.fileno(), READ_CHUNK_BYTES):
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                self.overflow = True
+                kill_group(self.process.pid)
+                return
+            chunks.append(chunk)
+        self.stdout = b"".join(chunks)
+
+    def _read_stderr(self, stream: IO[bytes]) -> None:
+        while chunk := os.read(stream.fileno(), READ_CHUNK_BYTES):
+            self.stderr = (self.stderr + chunk)[-STDERR_TAIL_BYTES:]
+
+    def done(self) -> bool:
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
 
 
 class Interrupted(Exception):
@@ -68,35 +122,38 @@ class BlockingBackend:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=command_env(job, self.pool),
-                start_new_session=True,
+                **spawn_options(),
             )
         except OSError as exc:
             raise cannot_start(self.pool, exc) from None
-        watcher = threading.Thread(target=self._kill_on_stop, args=(process,), daemon=True)
-        watcher.start()
+        output = _Output(process)
+        deadline = time.monotonic() + timeout_s
         try:
-            stdout, stderr = process.communicate(job.prompt.encode(), timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+            with contextlib.suppress(BrokenPipeError):
+                assert process.stdin is not None
+                process.stdin.write(job.prompt.encode())
+                process.stdin.close()
+            self._wait(lambda: process.poll() is not None, deadline, timeout_s)
+            # Its children may still hold the pipes open; they get the rest of the timeout.
+            self._wait(output.done, deadline, timeout_s)
+        except BaseException:
             kill_group(process.pid)
-            process.communicate()
-            raise timed_out(timeout_s) from None
-        finally:
-            self.stop.set()  # releases the watcher
-            watcher.join()
+            process.wait()
+            output.join()
+            raise
+        if output.overflow:
+            raise too_much_output()
         if process.returncode != 0:
-            if process.returncode < 0 and self._interrupted:
+            raise exit_failure(process.returncode, output.stderr)
+        return Outcome(output.stdout.decode("utf-8", "replace"))
+
+    def _wait(self, finished: Callable[[], bool], deadline: float, timeout_s: float) -> None:
+        """Waits, polling the stop flag, so a cancel or shutdown stops the command promptly."""
+        while not finished():
+            if self.stop.wait(STOP_POLL_S):
                 raise Interrupted
-            raise exit_failure(process.returncode, stderr)
-        return Outcome(stdout.decode("utf-8", "replace"))
-
-    _interrupted = False
-
-    def _kill_on_stop(self, process: subprocess.Popen[bytes]) -> None:
-        self._interrupted = False
-        self.stop.wait()
-        if process.poll() is None:
-            self._interrupted = True
-            kill_group(process.pid)
+            if time.monotonic() > deadline:
+                raise timed_out(timeout_s)
 
     def _http(self, job: Job, timeout_s: float) -> Outcome:
         status, headers, body = self.send(self.protocol.chat(job), timeout_s)

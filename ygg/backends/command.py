@@ -1,22 +1,29 @@
 """The command backend: argv without a shell, prompt on stdin, result from stdout.
 
 The process leads its own process group, so a timeout or a cancel kills everything it
-started, not just the first process.
+started, not just the first process. It also dies with the daemon (PR_SET_PDEATHSIG): a daemon
+killed with SIGKILL must not leave an attempt running that the next owner will run again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
+import sys
+from collections.abc import Callable
+from typing import Any
 
-from ygg.backends.base import AttemptFailed, Job
+from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
 from ygg.config import PoolConfig
 from ygg.store.model import Outcome
 
 STDERR_TAIL_BYTES = 2000
+READ_CHUNK_BYTES = 64 * 1024
+_PR_SET_PDEATHSIG = 1
 
 
 def command_env(job: Job, pool: PoolConfig) -> dict[str, str]:
@@ -35,12 +42,38 @@ def command_env(job: Job, pool: PoolConfig) -> dict[str, str]:
     return env
 
 
+def _die_with(parent_pid: int) -> Callable[[], None]:
+    """Runs in the child between fork and exec: SIGKILL it when the daemon dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the daemon died before the line above took effect
+            os._exit(1)
+
+    return arm
+
+
+def spawn_options() -> dict[str, Any]:
+    """Options for both subprocess APIs: own process group, and death with the daemon."""
+    options: dict[str, Any] = {"start_new_session": True}
+    if sys.platform == "linux":
+        options["preexec_fn"] = _die_with(os.getpid())
+    return options
+
+
 def exit_failure(returncode: int, stderr: bytes) -> AttemptFailed:
     tail = stderr[-STDERR_TAIL_BYTES:].decode("utf-8", "replace").strip()
     how = (
         f"killed by signal {-returncode}" if returncode < 0 else f"exited with status {returncode}"
     )
     return AttemptFailed(f"command {how}" + (f": {tail}" if tail else ""), retryable=True)
+
+
+def too_much_output() -> AttemptFailed:
+    return AttemptFailed(
+        f"command wrote more than {MAX_RESPONSE_BYTES} bytes to stdout", retryable=False
+    )
 
 
 def cannot_start(pool: PoolConfig, exc: OSError) -> AttemptFailed:
@@ -52,6 +85,31 @@ def cannot_start(pool: PoolConfig, exc: OSError) -> AttemptFailed:
 def kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+async def _read_capped(stream: asyncio.StreamReader) -> bytes:
+    chunks, size = [], 0
+    while chunk := await stream.read(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise too_much_output()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_tail(stream: asyncio.StreamReader) -> bytes:
+    tail = b""
+    while chunk := await stream.read(READ_CHUNK_BYTES):
+        tail = (tail + chunk)[-STDERR_TAIL_BYTES:]
+    return tail
+
+
+async def _feed(stdin: asyncio.StreamWriter, prompt: bytes) -> None:
+    # A command that exits without reading its input is not a failure of the attempt.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.write(prompt)
+        await stdin.drain()
+    stdin.close()
 
 
 class CommandBackend:
@@ -66,14 +124,20 @@ class CommandBackend:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=command_env(job, self.pool),
-                start_new_session=True,
+                **spawn_options(),
             )
         except OSError as exc:
             raise cannot_start(self.pool, exc) from None
+        assert process.stdin and process.stdout and process.stderr
         try:
-            stdout, stderr = await process.communicate(job.prompt.encode())
+            _, stdout, stderr = await asyncio.gather(
+                _feed(process.stdin, job.prompt.encode()),
+                _read_capped(process.stdout),
+                _read_tail(process.stderr),
+            )
+            await process.wait()
         except BaseException:
-            kill_group(process.pid)  # timeout or cancel: the whole group goes
+            kill_group(process.pid)  # timeout, cancel or runaway output: the whole group goes
             await asyncio.shield(process.wait())
             raise
         if process.returncode != 0:
