@@ -17,12 +17,14 @@ def write_config(
     pools: dict[str, tuple[int, list[str]]],
     synchronous: str = "normal",
     seconds: float = 0.0,
+    log_level: str = "info",
 ) -> Path:
     lines = [
         "[daemon]",
         'db = "queue.db"',
         f'synchronous = "{synchronous}"',
         'log_format = "json"',
+        f'log_level = "{log_level}"',
         "lease_seconds = 30",
         "",
     ]

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20_000)
     args = parser.parse_args()
     directory = workdir()
-    write_config(directory, POOLS)
+    write_config(directory, POOLS, log_level="debug")  # task_started counts claims
     db = directory / "queue.db"
     fill(db, [k for _, kinds in POOLS.values() for k in kinds], args.tasks, priorities=5)
     env = {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}

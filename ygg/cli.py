@@ -12,6 +12,7 @@ import typer
 from typer.exceptions import TyperException
 
 from ygg import __version__
+from ygg.cli_import import import_app
 from ygg.config import Config, load, validate
 from ygg.config_files import layers_with, parse_value, set_value
 from ygg.errors import EXIT_USAGE, ConfigError, InvalidInput, YggError
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(no_args_is_help=True, help="Read and change the configuration.")
 app.add_typer(config_app, name="config")
+app.add_typer(import_app, name="import")
 
 
 @dataclass
@@ -124,7 +126,7 @@ def loop(
         config = _with_db(config, env(ctx).db or "")
     if not config.pools:
         raise ConfigError(f"{config.path}: no pools are configured; there is nothing to run.")
-    configure(config.daemon.log_format)
+    configure(config.daemon.log_format, level=config.daemon.log_level)
     if not use_async:
         from ygg.legacy import run_legacy
 

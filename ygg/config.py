@@ -16,6 +16,7 @@ from ygg.config_files import Layers, find_config_path, read_layers
 from ygg.errors import ConfigError
 
 BACKENDS = ("ollama", "openai", "command", "sim")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -27,6 +28,7 @@ class DaemonConfig:
     on_shutdown: str = "requeue"
     status_listen: str = "127.0.0.1:9464"
     log_format: str = "auto"  # auto: JSON unless writing to a terminal
+    log_level: str = "info"  # debug adds one event per task started and finished
     synchronous: str = "normal"  # the daemon's SQLite durability for claims and outcomes
     poll_s: float = 2.0  # safety poll behind the nudges; never the way work is normally found
     status_log_s: float = 10.0  # how often the pool_status event is logged
@@ -142,6 +144,7 @@ _DAEMON = (
     "on_shutdown",
     "status_listen",
     "log_format",
+    "log_level",
     "synchronous",
     "poll_seconds",
     "status_log_seconds",
@@ -177,6 +180,7 @@ def _daemon(table: _Table, base_dir: Path | None) -> DaemonConfig:
         on_shutdown=table.text("on_shutdown", d.on_shutdown, ("requeue", "block")),
         status_listen=listen,
         log_format=table.text("log_format", d.log_format, ("auto", "console", "json")),
+        log_level=table.text("log_level", d.log_level, LOG_LEVELS),
         synchronous=table.text("synchronous", d.synchronous, ("normal", "full")),
         poll_s=table.number("poll_seconds", d.poll_s),
         status_log_s=table.number("status_log_seconds", d.status_log_s),

@@ -14,6 +14,7 @@ drain_seconds = 60            # on SIGTERM: how long in-flight tasks may finish
 on_shutdown = "requeue"       # tasks still running after the drain: requeue | block
 status_listen = "127.0.0.1:9464"
 # log_format = "json"         # console | json; default: JSON unless on a terminal
+# log_level = "info"          # debug adds an event for every task started and finished
 
 [defaults]                    # per-task defaults, overridable per pool and per task
 max_attempts = 3

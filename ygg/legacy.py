@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import psutil
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from ygg.backends.base import AttemptFailed, Job
 from ygg.backends.blocking import BlockingBackend, Interrupted
@@ -66,15 +67,18 @@ class Worker:
                 if not claims:
                     legacy.wake.wait(legacy.config.daemon.poll_s)
                     continue
-                self._attempt(store, claims[0])
+                claim = claims[0]
+                with bound_contextvars(
+                    task_id=claim.task_id, pool=self.pool.name, attempt=claim.attempt
+                ):
+                    self._attempt(store, claim)
         finally:
             self.backend.close()
             store.close()
 
     def _attempt(self, store: SQLiteStore, claim: Claim) -> None:
         self.running = Running(claim)
-        bound = log.bind(task_id=claim.task_id, pool=self.pool.name, attempt=claim.attempt)
-        bound.info("task_started", kind=claim.kind, priority=claim.priority)
+        log.debug("task_started", kind=claim.kind, priority=claim.priority)
         job = Job.of(claim)
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None
@@ -86,20 +90,20 @@ class Worker:
         except Interrupted:
             pass
         except Exception as exc:  # a backend bug fails the attempt, not the daemon
-            bound.exception("backend_crashed")
+            log.exception("backend_crashed")
             failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
         running, self.running = self.running, None
         now = now_us()
         if running.stop_reason == "shutdown":
             block = self.legacy.config.daemon.on_shutdown == "block"
             store.release(claim.task_id, claim.token, block=block, now_us=now)
-            bound.info("task_interrupted", on_shutdown=self.legacy.config.daemon.on_shutdown)
+            log.info("task_interrupted", on_shutdown=self.legacy.config.daemon.on_shutdown)
             return
         if running.stop_reason is not None:  # cancelled, or the lease is gone: not ours to write
-            bound.info("task_cancelled" if running.stop_reason == "cancelled" else "lease_lost")
+            log.info("task_cancelled" if running.stop_reason == "cancelled" else "lease_lost")
             return
         recorded = record(store, claim, self.pool, outcome, failure, now)
-        log_recorded(bound, recorded, failure, now, time.monotonic() - started)
+        log_recorded(recorded, failure, now, time.monotonic() - started)
         if recorded.promoted:
             self.legacy.wake.set()
 

@@ -31,7 +31,9 @@ class _Timestamp:
         return event
 
 
-def configure(log_format: str = "auto", *, level: int = logging.INFO) -> None:
+def configure(log_format: str = "auto", *, level: int | str = logging.INFO) -> None:
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()

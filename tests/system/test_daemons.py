@@ -247,7 +247,7 @@ seconds = 0.5
 slots = 2
 kinds = ["general"]
 """,
-        daemon="status_log_seconds = 0.2\npoll_seconds = 0.1",
+        daemon='status_log_seconds = 0.2\npoll_seconds = 0.1\nlog_level = "debug"',
     )
     store = open_store(config.daemon.db)
     for i in range(6):

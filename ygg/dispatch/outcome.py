@@ -12,6 +12,8 @@ from ygg.dispatch.retry import backoff_s
 from ygg.store import SQLiteStore
 from ygg.store.model import US, Claim, Outcome
 
+log = structlog.get_logger("ygg.dispatch")
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -49,21 +51,20 @@ def record(
 
 
 def log_recorded(
-    bound: structlog.BoundLogger,
     recorded: Recorded,
     failure: AttemptFailed | None,
     now_us: int,
     seconds: float,
 ) -> None:
     if recorded.status is None:
-        bound.warning("stale_result_discarded")
+        log.warning("stale_result_discarded")
     elif recorded.status == "done":
-        bound.info("task_done", seconds=round(seconds, 6))
+        log.debug("task_done", seconds=round(seconds, 6))
     elif recorded.status == "queued" and recorded.retry_at_us is not None:
-        bound.warning(
+        log.warning(
             "task_retry_scheduled",
             error=failure.message if failure else None,
             retry_in_s=round((recorded.retry_at_us - now_us) / US, 3),
         )
     else:
-        bound.error("task_failed", error=failure.message if failure else None)
+        log.error("task_failed", error=failure.message if failure else None)

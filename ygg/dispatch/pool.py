@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
+from structlog.contextvars import bind_contextvars
 
 from ygg.backends import AttemptFailed, Backend, Job
 from ygg.config import PoolConfig
@@ -89,8 +90,11 @@ class PoolRunner:
 
     async def _run(self, attempt: Attempt) -> None:
         claim = attempt.claim
-        bound = log.bind(task_id=claim.task_id, pool=self.name, attempt=claim.attempt)
-        bound.info("task_started", kind=claim.kind, priority=claim.priority)
+        # This asyncio task's own context: every event of the attempt carries these.
+        bind_contextvars(task_id=claim.task_id, pool=self.name, attempt=claim.attempt)
+        # Per-task lifecycle events are debug: at thousands of tasks/s they would cost more
+        # than the work; the queue keeps every start and finish time anyway.
+        log.debug("task_started", kind=claim.kind, priority=claim.priority)
         job = Job.of(claim)
         timeout_s = claim.timeout_s or self.config.retry.timeout_s
         outcome: Outcome | None = None
@@ -106,14 +110,14 @@ class PoolRunner:
             if attempt.stop_reason is None:
                 raise  # not ours to swallow
         except Exception as exc:  # a backend bug must fail the attempt, not the daemon
-            bound.exception("backend_crashed")
+            log.exception("backend_crashed")
             failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
         attempt.recording = True
         try:
             if attempt.stop_reason is None:
-                await self._record(attempt, outcome, failure, bound)
+                await self._record(attempt, outcome, failure)
             else:
-                await asyncio.shield(self._record_stop(attempt, bound))
+                await asyncio.shield(self._record_stop(attempt))
         finally:
             self.attempts.pop(claim.task_id, None)
             self.d.slot_freed(self)
@@ -123,21 +127,18 @@ class PoolRunner:
         attempt: Attempt,
         outcome: Outcome | None,
         failure: AttemptFailed | None,
-        bound: structlog.BoundLogger,
     ) -> None:
         claim, d = attempt.claim, self.d
         now = d.now_us()
-        # Submitted, then shielded: once queued, the write happens even if a forced stop
-        # cancels us while we wait for it.
-        written = d.store.submit(record, claim, self.config, outcome, failure, now)
-        recorded = await asyncio.shield(written)
-        log_recorded(bound, recorded, failure, now, time.monotonic() - attempt.started)
+        # Once submitted, the write happens even if a forced stop cancels us while we wait.
+        recorded = await d.store.submit(record, claim, self.config, outcome, failure, now)
+        log_recorded(recorded, failure, now, time.monotonic() - attempt.started)
         if recorded.promoted:
             d.wake_kinds(recorded.promoted)
         if recorded.retry_at_us is not None:
             d.wake_kinds([claim.kind], at_us=recorded.retry_at_us)
 
-    async def _record_stop(self, attempt: Attempt, bound: structlog.BoundLogger) -> None:
+    async def _record_stop(self, attempt: Attempt) -> None:
         claim, d = attempt.claim, self.d
         if attempt.stop_reason == "shutdown":
             block = d.config.daemon.on_shutdown == "block"
@@ -145,8 +146,8 @@ class PoolRunner:
             await d.store.call(
                 SQLiteStore.release, claim.task_id, claim.token, block=block, now_us=now
             )
-            bound.info("task_interrupted", on_shutdown=d.config.daemon.on_shutdown)
+            log.info("task_interrupted", on_shutdown=d.config.daemon.on_shutdown)
         elif attempt.stop_reason == "cancelled":
-            bound.info("task_cancelled")
+            log.info("task_cancelled")
         else:
-            bound.warning("lease_lost")
+            log.warning("lease_lost")
