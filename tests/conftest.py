@@ -11,6 +11,7 @@ import pytest
 from ygg.config import Config, load
 
 REPO = Path(__file__).resolve().parent.parent
+BEADS_FIXTURES = REPO.parent / "shared" / "fixtures" / "beads"  # CI checks ../shared out beside us
 MakeConfig = Callable[..., Config]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,18 +122,47 @@ def loop(
     from ygg.daemon import run_daemon
     from ygg.logs import configure
 
-    config = env(ctx).config()
-    if env(ctx).db:
-        config = _with_db(config, env(ctx).db or "")
-    if not config.pools:
-        raise ConfigError(f"{config.path}: no pools are configured; there is nothing to run.")
+    e = env(ctx)
+
+    def read_config() -> Config:
+        config = load(e.config_path, required=e.db is None)
+        if e.db:
+            config = _with_db(config, e.db)
+        if not config.pools:
+            raise ConfigError(f"{config.path}: no pools are configured; there is nothing to run.")
+        return config
+
+    config = read_config()
     configure(config.daemon.log_format, level=config.daemon.log_level)
     if not use_async:
         from ygg.legacy import run_legacy
 
         run_legacy(config, until_idle=until_idle)
         return
-    run_daemon(config, until_idle=until_idle)
+    run_daemon(config, until_idle=until_idle, reload_config=read_config)
+
+
+@app.command()
+def reload(ctx: typer.Context) -> None:
+    """Make the daemons running on this queue re-read their configuration (as SIGHUP does)."""
+    from ygg.dispatch import nudge
+
+    env(ctx).config()  # an invalid configuration is reported here, before any daemon sees it
+    daemons = env(ctx).store().daemons()
+    here = socket.gethostname()
+    local = [d for d in daemons if d.hostname == here]
+    if not local:
+        raise YggError("No daemon on this machine runs on this queue; nothing was reloaded.")
+    asked = nudge.send([d.nudge for d in local], nudge.RELOAD)
+    elsewhere = len(daemons) - len(local)
+    typer.echo(
+        f"asked {asked} daemon(s) to reload"
+        + (
+            f"; {elsewhere} on other machines need `systemctl reload ygg` there"
+            if elsewhere
+            else ""
+        )
+    )
 
 
 def _with_db(config: Config, db: str) -> Config:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ygg.config import Config
 from ygg.store import Task
-from ygg.store.model import iso
+from ygg.store.model import BreakerState, iso
 
 
 def task_line(task: Task) -> str:
@@ -49,8 +49,23 @@ def task_text(task: Task) -> str:
     return "\n".join(lines)
 
 
+_BREAKER_RANK = {"closed": 0, "half-open": 1, "open": 2}
+
+
+def breaker_of(states: list[BreakerState], pool: str) -> tuple[str, str | None]:
+    """The most cautious breaker state the daemons report for `pool`, with its reason."""
+    mine = [s for s in states if s.pool == pool]
+    if not mine:
+        return "closed", None
+    worst = max(mine, key=lambda s: _BREAKER_RANK[s.state])
+    return worst.state, worst.reason
+
+
 def pool_rows(
-    config: Config, load: dict[str, tuple[int, int]], health: dict[str, str]
+    config: Config,
+    load: dict[str, tuple[int, int]],
+    health: dict[str, str],
+    breakers: list[BreakerState],
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -60,7 +75,8 @@ def pool_rows(
             "slots": pool.slots,
             "running": load[name][0],
             "queued": load[name][1],
-            "breaker": "closed",
+            "breaker": breaker_of(breakers, name)[0],
+            "breaker_reason": breaker_of(breakers, name)[1],
             "health": health.get(name, "unknown"),
             "kinds": list(pool.kinds),
         }

@@ -165,15 +165,24 @@ def status(
     store = e.store()
     load = store.pool_load({name: pool.kinds for name, pool in config.pools.items()})
     counts = store.counts()
-    pools = pool_rows(config, load, probe_all(config) if probe else {})
     daemons = store.daemons()
+    live = {d.id for d in daemons}
+    breakers = [b for b in store.breakers() if b.daemon in live]
+    pools = pool_rows(config, load, probe_all(config) if probe else {}, breakers)
     if as_json:
         emit_json(
             {
                 "pools": pools,
                 "tasks": {s: counts.get(s, 0) for s in STATUSES},
                 "daemons": [
-                    {"id": d.id, "host": d.hostname, "pid": d.pid, "mode": d.mode} for d in daemons
+                    {
+                        "id": d.id,
+                        "host": d.hostname,
+                        "pid": d.pid,
+                        "mode": d.mode,
+                        "config_error": d.config_error,
+                    }
+                    for d in daemons
                 ],
             }
         )
@@ -188,7 +197,10 @@ def status(
             f"{row['running']:>7} {row['queued']:>7}  {row['breaker']:<8} {row['health']}"
         )
     typer.echo("tasks: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
-    typer.echo(
-        f"daemons: {len(daemons)}"
-        + "".join(f"\n  #{d.id} {d.mode} pid {d.pid} on {d.hostname}" for d in daemons)
-    )
+    for row in pools:
+        if row["breaker"] != "closed":
+            typer.echo(f"breaker of {row['name']} is {row['breaker']}: {row['breaker_reason']}")
+    typer.echo(f"daemons: {len(daemons)}")
+    for d in daemons:
+        refused = f"; last reload refused: {d.config_error}" if d.config_error else ""
+        typer.echo(f"  #{d.id} {d.mode} pid {d.pid} on {d.hostname}{refused}")

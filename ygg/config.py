@@ -56,6 +56,13 @@ class PoolConfig:
     argv: tuple[str, ...] = ()
     seconds: float = 1.0
     fallback: tuple[str, ...] = ()
+    breaker_failures: int = 5  # consecutive host failures that open the circuit breaker
+    breaker_cooldown_s: float = 30.0  # open this long before the health probe is tried
+
+    def same_host_as(self, other: PoolConfig) -> bool:
+        """Whether a reload can keep this pool's backend (and its connections) for `other`."""
+        keep = ("backend", "host", "url", "model", "api_key_env", "argv", "seconds")
+        return all(getattr(self, key) == getattr(other, key) for key in keep)
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,8 @@ _POOL = (
     "slots",
     "kinds",
     "fallback",
+    "breaker_failures",
+    "breaker_cooldown_seconds",
     *_RETRY,
 )
 
@@ -228,6 +237,8 @@ def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
         argv=argv,
         seconds=table.number("seconds", 1.0, zero_ok=True),
         fallback=table.strings("fallback"),
+        breaker_failures=table.integer("breaker_failures", 5),
+        breaker_cooldown_s=table.number("breaker_cooldown_seconds", 30.0),
     )
     table.done(_POOL)
     return pool

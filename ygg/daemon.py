@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 import structlog
 import uvloop
@@ -24,8 +25,10 @@ class DaemonCrashed(YggError):
     """A part of the daemon died unexpectedly."""
 
 
-async def _serve(config: Config, until_idle: bool) -> None:
-    dispatcher = Dispatcher(config, until_idle=until_idle)
+async def _serve(
+    config: Config, until_idle: bool, reload_config: Callable[[], Config] | None
+) -> None:
+    dispatcher = Dispatcher(config, until_idle=until_idle, reload_config=reload_config)
     loop = asyncio.get_running_loop()
     signals_seen = 0
 
@@ -42,10 +45,11 @@ async def _serve(config: Config, until_idle: bool) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, dispatcher.request_reload)
     try:
         await dispatcher.run()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     if dispatcher.crashed is not None:
         raise DaemonCrashed(
@@ -53,6 +57,12 @@ async def _serve(config: Config, until_idle: bool) -> None:
         )
 
 
-def run_daemon(config: Config, *, until_idle: bool = False) -> None:
-    """Runs the async dispatcher until it is stopped (or idle, with until_idle)."""
-    uvloop.run(_serve(config, until_idle))
+def run_daemon(
+    config: Config,
+    *,
+    until_idle: bool = False,
+    reload_config: Callable[[], Config] | None = None,
+) -> None:
+    """Runs the async dispatcher until it is stopped (or idle, with until_idle); SIGHUP
+    applies `reload_config()`."""
+    uvloop.run(_serve(config, until_idle, reload_config))

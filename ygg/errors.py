@@ -7,6 +7,7 @@ from __future__ import annotations
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+EXIT_DATA = 65  # EX_DATAERR: the database file is not one this ygg can use
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd units use it in RestartPreventExitStatus
 
 
@@ -45,3 +46,13 @@ class StoreError(YggError):
 
 class StoreBusy(StoreError):
     """The database stayed locked by another process for too long."""
+
+
+class StoreRefused(StoreError):
+    """The database file is not one this ygg can use; it was left untouched."""
+
+    exit_code = EXIT_DATA
+
+
+class StoreFull(StoreError):
+    """The disk holding the database is full."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import socket
 from collections.abc import Callable, Coroutine, Iterable
@@ -15,8 +16,10 @@ import structlog
 from ygg.backends import make_backend
 from ygg.config import Config
 from ygg.dispatch import nudge
+from ygg.dispatch.breaker import CLOSED
 from ygg.dispatch.leases import keep_leases, reap_expired
 from ygg.dispatch.pool import PoolRunner
+from ygg.dispatch.reload import reload
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Daemon, now_us
 from ygg.store.writer import StoreThread
@@ -27,9 +30,15 @@ TIMER_SLACK_S = 0.005
 
 class Dispatcher:
     def __init__(
-        self, config: Config, *, until_idle: bool = False, clock: Callable[[], int] = now_us
+        self,
+        config: Config,
+        *,
+        until_idle: bool = False,
+        clock: Callable[[], int] = now_us,
+        reload_config: Callable[[], Config] | None = None,
     ) -> None:
         self.config = config
+        self.reload_config = reload_config  # re-reads the configuration, for SIGHUP
         self.until_idle = until_idle
         self.now_us = clock
         self.store = StoreThread(
@@ -39,6 +48,7 @@ class Dispatcher:
         )
         self.owner = 0
         self.runners: dict[str, PoolRunner] = {}
+        self.retiring: set[PoolRunner] = set()  # removed by a reload, finishing their attempts
         self.stopping = False
         self.idle_hint = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -77,8 +87,7 @@ class Dispatcher:
         self._spawn("reaper", reap_expired(self))
         self._spawn("status_logger", self._log_status())
         for runner in self.runners.values():
-            self._spawn(f"pool:{runner.name}", runner.run())
-            runner.task = self._side_tasks[-1]
+            self.start_runner(runner)
         log.info(
             "dispatcher_started",
             owner=self.owner,
@@ -86,21 +95,33 @@ class Dispatcher:
             pools={name: r.config.slots for name, r in self.runners.items()},
         )
 
+    def start_runner(self, runner: PoolRunner) -> None:
+        self._spawn(f"pool:{runner.name}", runner.run())
+        runner.task = self._side_tasks[-1]
+
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(self._side_task_done)
         self._side_tasks.append(task)
 
-    def _fire(self, coro: Coroutine[Any, Any, object]) -> None:
+    def fire(self, coro: Coroutine[Any, Any, object]) -> None:
         """A short errand on the loop; keeps a reference so it is not collected mid-way."""
-        task = asyncio.create_task(coro)
+        # A fresh context: an errand started by an attempt must not log as that attempt.
+        task = asyncio.create_task(coro, context=contextvars.Context())
         self._errands.add(task)
-        task.add_done_callback(self._errands.discard)
+        task.add_done_callback(self._errand_done)
+
+    def _errand_done(self, task: asyncio.Task[object]) -> None:
+        self._errands.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("errand_failed", error=repr(task.exception()))
 
     def _side_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self.stopping:
             return
         error = task.exception()
+        if error is None and any(r.task is task for r in self.retiring):
+            return  # a removed pool's claim loop ends by design
         # A supervised part that dies takes the daemon down, so systemd restarts it whole.
         log.error("side_task_died", name=task.get_name(), error=repr(error))
         self.crashed = error
@@ -113,9 +134,21 @@ class Dispatcher:
                 self.stop_attempt(int(message.split()[1]), "cancelled")
             return
         if message == nudge.PEERS:
-            self._fire(self.refresh_peers())
+            self.fire(self.refresh_peers())
+            return
+        if message == nudge.RELOAD:
+            self.request_reload()
             return
         self.wake_all()
+
+    def kinds_for(self, runner: PoolRunner) -> list[str]:
+        """The kinds `runner` claims: its own, and those of pools whose breaker is not closed
+        that list it as a fallback."""
+        kinds = list(runner.config.kinds)
+        for other in self.runners.values():
+            if other.breaker.state != CLOSED and runner.name in other.config.fallback:
+                kinds += [k for k in other.config.kinds if k not in kinds]
+        return kinds
 
     def wake_all(self) -> None:
         for runner in self.runners.values():
@@ -124,7 +157,7 @@ class Dispatcher:
     def wake_kinds(self, kinds: Iterable[str], at_us: int | None = None) -> None:
         """Wakes the pools serving `kinds`, now or at `at_us` (when a backoff ends)."""
         kinds = set(kinds)
-        runners = [r for r in self.runners.values() if kinds.intersection(r.config.kinds)]
+        runners = [r for r in self.runners.values() if kinds.intersection(self.kinds_for(r))]
         if at_us is None:
             for runner in runners:
                 runner.wake.set()
@@ -154,11 +187,22 @@ class Dispatcher:
         self._peer_nudge_due = False
         nudge.send(self.peers)
 
+    def all_runners(self) -> list[PoolRunner]:
+        """The configured pools and those a reload removed that still finish attempts."""
+        return [*self.runners.values(), *self.retiring]
+
     def stop_attempt(self, task_id: int, reason: str) -> bool:
-        return any(r.stop_attempt(task_id, reason) for r in self.runners.values())
+        return any(r.stop_attempt(task_id, reason) for r in self.all_runners())
 
     def running_count(self) -> int:
-        return sum(len(r.attempts) for r in self.runners.values())
+        return sum(len(r.attempts) for r in self.all_runners())
+
+    def on_reload(self, begins: bool) -> None:
+        """Hook around a reload (the daemon tells systemd RELOADING=1, then READY=1)."""
+
+    def request_reload(self) -> None:
+        if self.reload_config is not None and not self.stopping:
+            self.fire(reload(self, self.reload_config))
 
     def request_stop(self) -> None:
         self._stop_requested.set()
@@ -201,24 +245,24 @@ class Dispatcher:
         self.wake_all()
         # Each runner finishes the claim it may have in flight, then claims nothing more.
         await asyncio.gather(
-            *(r.task for r in self.runners.values() if r.task), return_exceptions=True
+            *(r.task for r in self.all_runners() if r.task), return_exceptions=True
         )
         drain_s = self.config.daemon.drain_s if drain_s is None else drain_s
-        attempts = [a.task for r in self.runners.values() for a in r.attempts.values() if a.task]
+        attempts = [a.task for r in self.all_runners() for a in r.attempts.values() if a.task]
         log.info("dispatcher_stopping", running=len(attempts), drain_s=drain_s)
         if attempts:
             drained = asyncio.ensure_future(asyncio.wait(attempts))
             cut = asyncio.ensure_future(self._drain_cut.wait())
             await asyncio.wait([drained, cut], timeout=drain_s, return_when=asyncio.FIRST_COMPLETED)
             cut.cancel()
-            for runner in self.runners.values():
+            for runner in self.all_runners():
                 for task_id in list(runner.attempts):
                     runner.stop_attempt(task_id, "shutdown")
             await drained  # interrupted attempts record their release, shielded
         for task in self._side_tasks:
             task.cancel()
         await asyncio.gather(*self._side_tasks, return_exceptions=True)
-        for runner in self.runners.values():
+        for runner in self.all_runners():
             await runner.backend.aclose()
         if self._listener is not None:
             self._listener.close()
@@ -228,9 +272,9 @@ class Dispatcher:
         log.info("dispatcher_stopped")
 
     async def _log_status(self) -> None:
-        pools = {name: r.config.kinds for name, r in self.runners.items()}
         while True:
             await asyncio.sleep(self.config.daemon.status_log_s)
+            pools = {name: r.config.kinds for name, r in self.runners.items()}
             load = await self.store.call(SQLiteStore.pool_load, pools)
             log.info(
                 "pool_status",

@@ -28,7 +28,7 @@ async def keep_leases(d: Dispatcher) -> None:
         asked_at = time.monotonic()
         now, owner = d.now_us(), d.owner
         held = await d.store.call(SQLiteStore.renew, owner, now + lease_us, now)
-        for runner in d.runners.values():
+        for runner in d.all_runners():
             for task_id, attempt in list(runner.attempts.items()):
                 # Claimed after we asked, or already recording: the answer says nothing of it.
                 if attempt.started < asked_at and not attempt.recording and task_id not in held:

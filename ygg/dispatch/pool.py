@@ -13,6 +13,7 @@ from structlog.contextvars import bind_contextvars
 
 from ygg.backends import AttemptFailed, Backend, Job
 from ygg.config import PoolConfig
+from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.store import SQLiteStore
 from ygg.store.model import US, Claim, Outcome
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from ygg.dispatch.dispatcher import Dispatcher
 
 log = structlog.get_logger("ygg.dispatch")
+PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -38,10 +40,18 @@ class PoolRunner:
         self.backend = backend
         self.d = dispatcher
         self.attempts: dict[int, Attempt] = {}
+        self.breaker = Breaker(config.breaker_failures, config.breaker_cooldown_s)
         self.wake = asyncio.Event()
         self.wake.set()
         self.closing = False  # removed by a reload: finish what runs, claim nothing more
         self.task: asyncio.Task[None] | None = None  # the claim loop
+
+    def reconfigure(self, config: PoolConfig) -> None:
+        """A reload changed slots, kinds or limits; the backend and running attempts stay."""
+        self.config = config
+        self.breaker.failures_to_open = config.breaker_failures
+        self.breaker.cooldown_s = config.breaker_cooldown_s
+        self.wake.set()
 
     @property
     def name(self) -> str:
@@ -51,7 +61,8 @@ class PoolRunner:
         """Claims whenever a slot is free and the queue may hold work for it."""
         while not (self.d.stopping or self.closing):
             self.wake.clear()
-            free = self.config.slots - len(self.attempts)
+            running = len(self.attempts)
+            free = self.breaker.claim_limit(running, self.config.slots - running)
             claimed = await self._claim(free) if free > 0 else 0
             if claimed and claimed == free:
                 continue  # the queue may hold more
@@ -67,7 +78,7 @@ class PoolRunner:
         claims = await d.store.call(
             SQLiteStore.claim,
             config.name,
-            config.kinds,
+            d.kinds_for(self),
             free,
             slots=config.slots,
             owner=d.owner,
@@ -133,6 +144,8 @@ class PoolRunner:
         # Once submitted, the write happens even if a forced stop cancels us while we wait.
         recorded = await d.store.submit(record, claim, self.config, outcome, failure, now)
         log_recorded(recorded, failure, now, time.monotonic() - attempt.started)
+        if recorded.status is not None:
+            self._breaker_learns(failure)
         if recorded.promoted:
             d.wake_kinds(recorded.promoted)
         if recorded.retry_at_us is not None:
@@ -151,3 +164,43 @@ class PoolRunner:
             log.info("task_cancelled")
         else:
             log.warning("lease_lost")
+
+    # --- the circuit breaker -----------------------------------------------------------------
+    def _breaker_learns(self, failure: AttemptFailed | None) -> None:
+        # Only the host's own trouble counts: a 4xx or a bad model says the host is up.
+        if failure is not None and failure.retryable:
+            changed = self.breaker.failed(failure.message, time.monotonic())
+        else:
+            changed = self.breaker.succeeded()
+        if changed:
+            self._breaker_changed()
+
+    def _breaker_changed(self) -> None:
+        breaker, d = self.breaker, self.d
+        event = {CLOSED: log.info, HALF_OPEN: log.info, OPEN: log.warning}[breaker.state]
+        event("breaker_" + breaker.state.replace("-", "_"), pool=self.name, reason=breaker.reason)
+        d.fire(
+            d.store.call(
+                SQLiteStore.set_breaker,
+                d.owner,
+                self.name,
+                breaker.state,
+                breaker.reason,
+                d.now_us(),
+            )
+        )
+        if breaker.state == OPEN:
+            d.fire(self._probe_when_cooled())
+        d.wake_all()  # fallback pools gain or lose this pool's kinds; a trial may start
+
+    async def _probe_when_cooled(self) -> None:
+        while self.breaker.state == OPEN and not (self.d.stopping or self.closing):
+            await asyncio.sleep(max(self.breaker.probe_due_at_s() - time.monotonic(), 0.0))
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    healthy = await self.backend.health()
+            except Exception:  # any error of the probe means the host is not back
+                healthy = False
+            log.info("breaker_probed", pool=self.name, healthy=healthy)
+            if self.breaker.probed(healthy, time.monotonic()):
+                self._breaker_changed()

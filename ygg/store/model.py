@@ -122,3 +122,15 @@ class Daemon:
     nudge: str  # the abstract Unix socket name the daemon listens on
     mode: str
     heartbeat_us: int
+    config_error: str | None = None  # why its last reload was refused
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    """One daemon's circuit breaker for one pool, as last recorded."""
+
+    daemon: int
+    pool: str
+    state: str  # closed | open | half-open
+    reason: str | None
+    since_us: int

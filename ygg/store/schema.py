@@ -56,6 +56,18 @@ MIGRATIONS: tuple[str, ...] = (
         heartbeat_us INTEGER NOT NULL
     );
     """,
+    # 2: per-daemon pool state (circuit breakers) and why the last reload was refused
+    """
+    ALTER TABLE daemons ADD COLUMN config_error TEXT;
+    CREATE TABLE breakers (
+        daemon INTEGER NOT NULL,
+        pool TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('closed', 'open', 'half-open')),
+        reason TEXT,
+        since_us INTEGER NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    ) WITHOUT ROWID;
+    """,
 )
 
 

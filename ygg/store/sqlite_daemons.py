@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ygg.store.model import Daemon
+from ygg.store.model import BreakerState, Daemon
 from ygg.store.sqlite_db import Database
 
 
@@ -21,18 +21,38 @@ class DaemonRegistry(Database):
             return daemon_id
 
     def unregister_daemon(self, daemon_id: int) -> None:
-        with self.write() as conn:
-            conn.execute("DELETE FROM daemons WHERE id = ?", (daemon_id,))
+        self.forget_daemons([daemon_id])
 
     def forget_daemons(self, daemon_ids: Sequence[int]) -> None:
+        marks = ",".join("?" * len(daemon_ids))
+        with self.write() as conn:
+            conn.execute(f"DELETE FROM daemons WHERE id IN ({marks})", list(daemon_ids))
+            conn.execute(f"DELETE FROM breakers WHERE daemon IN ({marks})", list(daemon_ids))
+
+    def set_config_error(self, daemon_id: int, error: str | None) -> None:
+        """Why the daemon's last reload was refused (None: the running configuration is current)."""
+        with self.write() as conn:
+            conn.execute("UPDATE daemons SET config_error = ? WHERE id = ?", (error, daemon_id))
+
+    def set_breaker(
+        self, daemon_id: int, pool: str, state: str, reason: str | None, now_us: int
+    ) -> None:
         with self.write() as conn:
             conn.execute(
-                f"DELETE FROM daemons WHERE id IN ({','.join('?' * len(daemon_ids))})",
-                list(daemon_ids),
+                "INSERT OR REPLACE INTO breakers (daemon, pool, state, reason, since_us) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (daemon_id, pool, state, reason, now_us),
             )
+
+    def breakers(self) -> list[BreakerState]:
+        rows = self.conn.execute(
+            "SELECT daemon, pool, state, reason, since_us FROM breakers ORDER BY pool, daemon"
+        ).fetchall()
+        return [BreakerState(*row) for row in rows]
 
     def daemons(self) -> list[Daemon]:
         rows = self.conn.execute(
-            "SELECT id, hostname, pid, pid_started_us, nudge, mode, heartbeat_us FROM daemons"
+            "SELECT id, hostname, pid, pid_started_us, nudge, mode, heartbeat_us, config_error "
+            "FROM daemons"
         ).fetchall()
         return [Daemon(*row) for row in rows]

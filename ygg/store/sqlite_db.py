@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ygg.errors import StoreBusy, StoreError
+from ygg.errors import StoreBusy, StoreError, StoreFull, StoreRefused
 from ygg.store.schema import APPLICATION_ID, MIGRATIONS, statements
 
 SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
@@ -20,6 +20,12 @@ SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _wrap(path: str, exc: sqlite3.Error, doing: str) -> StoreError:
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        return StoreFull(f"{path}: the disk is full; {doing} was not saved.")
+    return StoreError(f"{path}: {doing} failed: {exc}.")
 
 
 class Database:
@@ -44,9 +50,12 @@ class Database:
             self.conn.execute("PRAGMA temp_store = MEMORY")
             self.conn.execute("PRAGMA cache_size = -32000")  # 32 MB, bounded whatever the depth
             self.migrate()
+        except sqlite3.OperationalError as exc:
+            self.conn.close()
+            raise _wrap(path, exc, "opening the database") from None
         except sqlite3.DatabaseError as exc:
             self.conn.close()
-            raise StoreError(f"{path}: {exc}; it is not a usable ygg database.") from None
+            raise StoreRefused(f"{path}: {exc}; it is not a usable ygg database.") from None
         except StoreError:
             self.conn.close()
             raise
@@ -56,9 +65,9 @@ class Database:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id not in (0, APPLICATION_ID) or (tables and app_id != APPLICATION_ID):
-            raise StoreError(f"{self.path}: this SQLite database belongs to another application.")
+            raise StoreRefused(f"{self.path}: this SQLite database belongs to another application.")
         if version > len(MIGRATIONS):
-            raise StoreError(
+            raise StoreRefused(
                 f"{self.path}: the database has schema version {version}, newer than this ygg "
                 f"understands ({len(MIGRATIONS)}); upgrade ygg."
             )
@@ -80,18 +89,15 @@ class Database:
         self._depth = 1
         try:
             yield self.conn
-        except BaseException:
-            self._depth = 0
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
             if self.conn.in_transaction:  # SQLite may have rolled back already (disk full)
                 self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error: not a bug
+                raise _wrap(self.path, exc, "the write") from None
             raise
-        self._depth = 0
-        try:
-            self.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: the write could not be committed: {exc}.") from None
+        finally:
+            self._depth = 0
 
     def _begin(self) -> None:
         # sqlite's busy handler already waits up to busy_timeout_s; this loop only covers the
@@ -103,7 +109,7 @@ class Database:
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_locked(exc):
-                    raise StoreError(f"{self.path}: {exc}.") from None
+                    raise _wrap(self.path, exc, "starting a write") from None
                 if time.monotonic() >= deadline:
                     raise StoreBusy(
                         f"{self.path}: the database stayed locked by another process for "

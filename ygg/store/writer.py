@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
 
-from ygg.errors import StoreBusy, YggError
+from ygg.errors import StoreBusy, StoreFull, YggError
 from ygg.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
@@ -27,6 +27,7 @@ _Item = tuple[Op, asyncio.Future[Any]]
 
 log = structlog.get_logger("ygg.store")
 MAX_BATCH = 256
+FULL_DISK_RETRY_S = 1.0  # how often a full disk is tried again while the daemon pauses
 
 
 class StoreThread:
@@ -40,6 +41,7 @@ class StoreThread:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
+        self._stopping = threading.Event()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -75,6 +77,7 @@ class StoreThread:
         if self._thread is not None:
             if self._pending:
                 self._hand_over()
+            self._stopping.set()
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -111,26 +114,35 @@ class StoreThread:
             try:
                 with store.write():
                     return [(future, op(store), None) for op, future in batch]
-            except StoreBusy as exc:
-                # Another process holds the write lock: wait on, never fail a task for it.
-                log.warning("store_locked", error=str(exc))
+            except (StoreBusy, StoreFull) as exc:
+                if not self._wait_out(exc):
+                    return [(future, None, exc) for _, future in batch]
             except Exception:
                 # One bad operation must not sink the rest: run each in its own transaction.
                 return [(future, *self._run_one(store, op)) for op, future in batch]
 
-    @staticmethod
-    def _run_one(store: SQLiteStore, op: Op) -> tuple[Any, BaseException | None]:
+    def _run_one(self, store: SQLiteStore, op: Op) -> tuple[Any, BaseException | None]:
         while True:
             try:
                 with store.write():  # its own transaction: a failing op leaves nothing behind
                     return op(store), None
-            except StoreBusy as exc:
-                log.warning("store_locked", error=str(exc))
+            except (StoreBusy, StoreFull) as exc:
+                if not self._wait_out(exc):
+                    return None, exc
             except YggError as exc:
                 return None, exc
             except Exception as exc:
                 log.exception("store_operation_failed")
                 return None, exc
+
+    def _wait_out(self, exc: StoreBusy | StoreFull) -> bool:
+        """Another process holds the lock, or the disk is full: the daemon pauses rather than
+        fail a task for it. Gives up only when stopping (leases then recover the tasks)."""
+        if isinstance(exc, StoreBusy):
+            log.warning("store_locked", error=str(exc))
+            return True
+        log.error("store_disk_full", error=str(exc), retry_in_s=FULL_DISK_RETRY_S)
+        return not self._stopping.wait(FULL_DISK_RETRY_S)
 
     def _deliver(self, results: list[tuple[Any, Any, Any]]) -> None:
         assert self._loop is not None

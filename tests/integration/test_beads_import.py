@@ -1,0 +1,294 @@
+"""`import_beads` against a real SQLite file: every fixture export, re-imports and updates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BEADS_FIXTURES, MakeConfig
+from ygg.api import MAX_PROMPT_BYTES, MAX_TITLE_CHARS
+from ygg.beads.importer import ImportReport, import_beads
+from ygg.config import Config
+from ygg.errors import InvalidInput
+from ygg.store import NewTask, SQLiteStore, Task, open_store
+from ygg.store.model import now_us
+from ygg.store.sqlite_import import Upsert, upsert_external
+
+FIXTURES = BEADS_FIXTURES
+FIXTURE_FILES = sorted(FIXTURES.glob("*.jsonl"))
+assert FIXTURE_FILES, f"no Beads exports in {FIXTURES}"
+POOLS = """
+[pools.sim]
+backend = "sim"
+seconds = 0.0
+slots = 1
+kinds = ["general", "documentation", "code"]
+"""
+INFRA = {"merge-request", "gate", "molecule", "message", "agent", "role", "rig"}
+
+
+def bd_ready(path: Path) -> set[str]:
+    """What `bd ready` lists, from the README's definition, straight from the raw JSON."""
+    issues: dict[str, dict[str, Any]] = {}
+    for text in path.read_bytes().split(b"\n"):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("_type", "issue") == "issue":
+            issues[record["id"]] = record
+
+    def targets(record: dict[str, Any], types: set[str]) -> list[str]:
+        edges = record.get("dependencies") or []
+        return [e["depends_on_id"] for e in edges if e.get("type", "blocks") in types]
+
+    def blocked(record: dict[str, Any], seen: set[str]) -> bool:
+        blockers = targets(record, {"blocks", "conditional-blocks"})
+        if any(issues.get(t, {}).get("status") not in (None, "closed", "pinned") for t in blockers):
+            return True
+        parents = [p for p in targets(record, {"parent-child"}) if p in issues and p not in seen]
+        return any(blocked(issues[p], seen | {p}) for p in parents)
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return {
+        key
+        for key, r in issues.items()
+        if r.get("status") == "open"
+        and not r.get("ephemeral")
+        and r.get("issue_type") not in INFRA
+        and str(r.get("defer_until") or "") <= now
+        and not blocked(r, {key})
+    }
+
+
+@pytest.fixture
+def config(make_config: MakeConfig) -> Config:
+    return make_config(POOLS)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    opened = open_store(str(tmp_path / "queue.db"))
+    yield opened
+    opened.close()
+
+
+def by_external_id(store: SQLiteStore) -> dict[str, Task]:
+    return {t.external_id or "": t for t in store.list_tasks(limit=1_000_000)}
+
+
+def check_against_bd_ready(store: SQLiteStore, path: Path, report: ImportReport) -> None:
+    tasks = by_external_id(store)
+    queued = {key for key, task in tasks.items() if task.status == "queued"}
+    assert queued == bd_ready(path)
+    assert {task.status for task in tasks.values()} <= {"queued", "waiting"}
+    assert (report.queued, report.waiting) == (
+        len(queued),
+        sum(task.status == "waiting" for task in tasks.values()),
+    )
+    ids = {task.id for task in tasks.values()}
+    for task in tasks.values():  # a waiting task waits on imported tasks, and only then
+        assert set(task.depends_on) <= ids
+        assert bool(task.depends_on) == (task.status == "waiting")
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.name for p in FIXTURE_FILES])
+def test_each_fixture_queues_exactly_what_bd_ready_lists(
+    path: Path, config: Config, store: SQLiteStore
+) -> None:
+    first = import_beads(config, store, path)
+    check_against_bd_ready(store, path, first)
+    assert first.imported == first.queued + first.waiting == len(by_external_id(store))
+    assert first.imported + first.skipped == first.issues == first.lines
+    assert first.updated == first.unchanged == 0
+
+    again = import_beads(config, store, path)  # idempotent: nothing added, nothing changed
+    assert (again.imported, again.updated, again.unchanged) == (0, 0, first.imported)
+    assert (again.queued, again.waiting, again.skipped) == (
+        first.queued,
+        first.waiting,
+        first.skipped,
+    )
+    assert len(by_external_id(store)) == first.imported
+    check_against_bd_ready(store, path, again)
+
+
+def test_the_known_counts_of_the_fixtures(config: Config, store: SQLiteStore) -> None:
+    counts = {}
+    for path in FIXTURE_FILES:
+        report = import_beads(config, store, path)
+        counts[path.name] = (report.imported, report.queued, report.waiting, report.skipped)
+    assert counts == {
+        "fastapi-todo-api-beads.jsonl": (0, 0, 0, 64),
+        "quad-ops.jsonl": (22, 12, 10, 172),
+    }
+
+
+def record(key: str, *edges: tuple[str, str], **fields: Any) -> dict[str, Any]:
+    deps = [{"issue_id": key, "depends_on_id": t, "type": kind} for t, kind in edges]
+    base = {"id": key, "title": f"Issue {key}", "status": "open", "priority": 2}
+    stamp = "2026-01-15T06:19:16.796021123Z"  # nanoseconds, as Go writes them
+    return {**base, "issue_type": "task", "created_at": stamp, "dependencies": deps, **fields}
+
+
+VARIANTS = [
+    record("s-1", labels=["ux", "documentation"], description="Write it", notes="carefully"),
+    record("s-2", ("s-1", "blocks")),
+    record("s-3", ("s-closed", "blocks"), _type="issue", comment_count=3),
+    record("s-closed", status="closed", closed_at="2026-01-16T00:00:00-08:00"),
+    record("s-epic", ("s-1", "blocks"), issue_type="epic"),
+    record("s-child", ("s-epic", "parent-child")),
+    record("s-free-child", ("s-closed", "parent-child")),
+    record("s-related", ("s-1", "related"), ("s-2", "discovered-from"), ("s-2", "my-link")),
+    record("s-prog", status="in_progress"),
+    record("s-after-prog", ("s-prog", "blocks")),
+    record("s-gate", issue_type="gate"),
+    record("s-after-gate", ("s-gate", "blocks")),
+    record("s-pinned", status="pinned"),
+    record("s-after-pinned", ("s-pinned", "blocks")),
+    record("s-wisp", ephemeral=True),
+    record("s-deferred", defer_until="2999-01-01T00:00:00Z"),
+    record("s-undeferred", defer_until="2001-01-01T00:00:00Z"),
+    record("s-zero", defer_until="0001-01-01T00:00:00Z"),
+    record("s-cond", ("s-2", "conditional-blocks")),
+    record("s-cyc-a", ("s-cyc-b", "blocks")),
+    record("s-cyc-b", ("s-cyc-a", "blocks")),
+    record("s-prio", priority=9),
+    record("s-tomb", status="tombstone"),
+    record("s-custom", status="done"),
+    record("s-dangling", ("elsewhere-9", "blocks")),
+    {"_type": "memory", "key": "style", "value": "short functions"},
+]
+
+
+def write_export(path: Path, records: list[dict[str, Any]], *, bad_line_at: int = 0) -> Path:
+    lines = [json.dumps(r) for r in records]
+    if bad_line_at:
+        lines.insert(bad_line_at - 1, '{"id": "broken", "title": ')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_variants_the_fixture_readme_lists(
+    tmp_path: Path, config: Config, store: SQLiteStore
+) -> None:
+    path = write_export(tmp_path / "issues.jsonl", VARIANTS, bad_line_at=5)
+    report = import_beads(config, store, path)
+    check_against_bd_ready(store, path, report)
+    tasks = by_external_id(store)
+    assert tasks["s-1"].kind == "documentation" and tasks["s-2"].kind == "general"
+    assert tasks["s-1"].prompt == "Write it\n\n## Notes\n\ncarefully"
+    assert tasks["s-prio"].priority == 4
+    assert tasks["s-child"].depends_on == (tasks["s-1"].id,)  # the epic's blocker, not the epic
+    assert tasks["s-cond"].status == "waiting"
+    assert report.cycles == [["s-cyc-a", "s-cyc-b"]]
+    assert report.skipped_by_reason == {
+        "blocked_by_skipped": 2,
+        "closed": 1,
+        "cycle": 2,
+        "deferred": 1,
+        "deleted": 1,
+        "ephemeral": 1,
+        "infrastructure": 1,
+        "malformed": 1,
+        "not_an_issue": 1,
+        "status:done": 1,
+        "status:in_progress": 1,
+        "status:pinned": 1,
+    }
+    warnings = [w.text() for w in report.warnings]
+    assert any(w.startswith("line 5: not valid JSON") for w in warnings)
+    assert any(w.startswith("line 23 (s-prio): priority 9 is outside 0-4") for w in warnings)
+    assert any("(s-after-prog): blocked by s-prog" in w for w in warnings)
+    assert any(
+        "(s-dangling): depends on elsewhere-9, which is not in the file" in w for w in warnings
+    )
+
+
+def test_reimport_updates_only_tasks_that_have_not_started(
+    tmp_path: Path, config: Config, store: SQLiteStore
+) -> None:
+    records = [record("a"), record("b", ("a", "blocks")), record("c"), record("d", ("c", "blocks"))]
+    path = write_export(tmp_path / "issues.jsonl", records)
+    import_beads(config, store, path)
+    claimed = store.claim("sim", ["general"], 1, slots=1, owner=1, lease_us=10**9, now_us=now_us())
+    assert [claim.title for claim in claimed] == ["Issue a"]
+
+    records[0]["title"] = "a, renamed while it runs"
+    records[1]["priority"] = 0
+    records[2]["status"] = "closed"  # d's blocker is done in Beads: d no longer waits
+    records[3]["description"] = "now with a prompt"
+    records.append(record("e", ("b", "blocks")))
+    report = import_beads(config, store, write_export(path, records))
+
+    assert (report.imported, report.updated, report.unchanged) == (1, 2, 1)
+    tasks = by_external_id(store)
+    assert tasks["a"].title == "Issue a" and tasks["a"].status == "running"
+    assert (tasks["b"].priority, tasks["b"].status) == (0, "waiting")
+    assert (tasks["d"].status, tasks["d"].depends_on, tasks["d"].prompt) == (
+        "queued",
+        (),
+        "now with a prompt",
+    )
+    assert tasks["c"].status == "queued"  # closed since: left as it is (see docs/BEADS.md)
+    assert tasks["e"].depends_on == (tasks["b"].id,)
+    kept = [w.text() for w in report.warnings if "left as it is" in w.message]
+    assert kept == [
+        f"line 1 (a): changed, but task {tasks['a'].id} is already running; left as it is"
+    ]
+
+
+def test_a_task_too_large_for_submit_is_skipped_with_its_line(
+    tmp_path: Path, config: Config, store: SQLiteStore
+) -> None:
+    records = [
+        record("ok"),
+        record("huge", description="x" * (MAX_PROMPT_BYTES + 1)),
+        record("long", title="t" * (MAX_TITLE_CHARS + 1)),
+        record("after-huge", ("huge", "blocks")),
+    ]
+    report = import_beads(config, store, write_export(tmp_path / "issues.jsonl", records))
+    assert set(by_external_id(store)) == {"ok"}
+    texts = [w.text() for w in report.warnings]
+    assert f"line 2 (huge): The prompt is larger than {MAX_PROMPT_BYTES} bytes." in texts
+    assert f"line 3 (long): The title is longer than {MAX_TITLE_CHARS} characters." in texts
+    assert "line 4 (after-huge): blocked by huge, which is not imported (invalid)" in texts
+
+
+def test_the_store_write_is_all_or_nothing(store: SQLiteStore) -> None:
+    items = [
+        Upsert(NewTask("first", "general", external_id="x-1")),
+        Upsert(NewTask("second", "general", external_id="x-2"), after=("x-1",)),
+        Upsert(NewTask("third", "general", external_id="x-3"), after=("nowhere",)),
+    ]
+    with pytest.raises(InvalidInput, match="nowhere"):
+        upsert_external(store, items, now_us())
+    assert store.counts() == {}
+    result = upsert_external(store, items[:2], now_us())
+    assert result.status == {"x-1": "queued", "x-2": "waiting"}
+
+
+def test_a_default_kind_no_pool_serves_is_refused_before_writing(
+    tmp_path: Path, config: Config, store: SQLiteStore
+) -> None:
+    path = write_export(tmp_path / "issues.jsonl", [record("a")])
+    with pytest.raises(InvalidInput, match="No pool serves kind 'nope'"):
+        import_beads(config, store, path, default_kind="nope")
+    assert store.counts() == {}
+    with pytest.raises(InvalidInput, match="Cannot read"):
+        import_beads(config, store, tmp_path / "missing.jsonl")
+
+
+def test_progress_is_reported_for_reading_and_writing(
+    tmp_path: Path, config: Config, store: SQLiteStore
+) -> None:
+    path = write_export(tmp_path / "issues.jsonl", [record("a"), record("b")])
+    seen: list[tuple[str, int, int]] = []
+    import_beads(config, store, path, progress=lambda *step: seen.append(step))
+    size = path.stat().st_size
+    assert seen[-3:] == [("read", size, size), ("write", 1, 2), ("write", 2, 2)]

@@ -1,0 +1,105 @@
+"""Live reload of a real `ygg loop` process: `ygg reload` and SIGHUP, under load."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from tests.support.daemons import DaemonSet, run_ygg, wait_until, write_config
+from ygg.store import SQLiteStore, open_store
+
+
+def sim_pool(name: str, *, slots: int, kinds: str, seconds: float) -> str:
+    return (
+        f'\n[pools.{name}]\nbackend = "sim"\nseconds = {seconds}\nslots = {slots}\n'
+        f"kinds = {kinds}\n"
+    )
+
+
+def running(store: SQLiteStore) -> int:
+    return store.counts().get("running", 0)
+
+
+def submit(config: Path, kind: str, n: int) -> list[int]:
+    ids = []
+    for i in range(n):
+        result = run_ygg(config, "submit", f"t{i}", "--kind", kind)
+        assert result.returncode == 0, result.stderr
+        ids.append(int(result.stdout))
+    return ids
+
+
+def test_reload_grows_and_shrinks_slots_without_killing_attempts(tmp_path: Path) -> None:
+    config = write_config(tmp_path, sim_pool("sim", slots=1, kinds='["general"]', seconds=1.5))
+    store = open_store(str(tmp_path / "queue.db"))
+    ids = submit(config, "general", 7)
+    with DaemonSet(config) as daemons:
+        daemon = daemons.start()
+        assert wait_until(lambda: running(store) == 1, 10)
+        assert run_ygg(config, "config", "set", "pools.sim.slots", "3").returncode == 0
+        answer = run_ygg(config, "reload")
+        assert (answer.returncode, answer.stdout.strip()) == (0, "asked 1 daemon(s) to reload")
+        assert wait_until(lambda: running(store) == 3, 5), "more slots did not start more work"
+        wave = {t.id for t in store.list_tasks(status="running")}
+        assert run_ygg(config, "config", "set", "pools.sim.slots", "1").returncode == 0
+        daemon.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: all(store.get(i).status == "done" for i in wave), 10)
+        most = 0
+        while not wait_until(lambda: all(store.get(i).status == "done" for i in ids), 0.05):
+            most = max(most, running(store))
+        assert most <= 1, "fewer slots were not respected once the running wave ended"
+        assert daemons.stop(daemon) == 0
+    assert all(store.get(i).attempts == 1 for i in ids)  # nothing was stopped and re-run
+    events = [json.loads(line) for line in daemons.log_of(daemon).splitlines()]
+    reloads = [e["pools"]["sim"] for e in events if e["event"] == "config_reloaded"]
+    assert reloads == [3, 1]
+
+
+def test_invalid_configuration_is_refused_and_reported(tmp_path: Path) -> None:
+    config = write_config(tmp_path, sim_pool("sim", slots=1, kinds='["general"]', seconds=0))
+    store = open_store(str(tmp_path / "queue.db"))
+    with DaemonSet(config) as daemons:
+        daemon = daemons.start()
+        assert wait_until(lambda: bool(store.daemons()), 10)
+        (tmp_path / "ygg.d").mkdir()
+        (tmp_path / "ygg.d" / "50-local.toml").write_text("[pools.sim]\nslots = 0\n")
+        refused = run_ygg(config, "reload")  # the CLI checks the file before asking anyone
+        assert refused.returncode == 78 and "slots" in refused.stderr
+        daemon.send_signal(signal.SIGHUP)  # the daemon, asked anyway, keeps its configuration
+
+        def reported() -> str | None:
+            status = json.loads(
+                run_ygg(
+                    None, "--db", str(tmp_path / "queue.db"), "status", "--json", "--no-probe"
+                ).stdout
+            )
+            return status["daemons"][0]["config_error"]
+
+        assert wait_until(lambda: reported() is not None, 10)
+        assert "pools.sim.slots" in (reported() or "")
+        (tmp_path / "ygg.d" / "50-local.toml").unlink()
+        [task] = submit(config, "general", 1)
+        assert wait_until(lambda: store.get(task).status == "done", 10), "the daemon stopped"
+        daemon.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: reported() is None, 10)  # a good reload clears the report
+        assert daemons.stop(daemon) == 0
+    assert '"config_reload_failed"' in daemons.log_of(daemon)
+
+
+def test_reload_adds_and_removes_pools(tmp_path: Path) -> None:
+    config = write_config(tmp_path, sim_pool("old", slots=1, kinds='["a"]', seconds=1.0))
+    store = open_store(str(tmp_path / "queue.db"))
+    [old_task] = submit(config, "a", 1)
+    with DaemonSet(config) as daemons:
+        daemon = daemons.start()
+        assert wait_until(lambda: running(store) == 1, 10)
+        write_config(tmp_path, sim_pool("new", slots=1, kinds='["b"]', seconds=0))
+        daemon.send_signal(signal.SIGHUP)
+        [new_task] = submit(config, "b", 1)
+        assert wait_until(lambda: store.get(new_task).status == "done", 10)
+        assert wait_until(lambda: store.get(old_task).status == "done", 10)
+        assert daemons.stop(daemon) == 0
+    assert (store.get(old_task).pool, store.get(old_task).attempts) == ("old", 1)
+    assert store.get(new_task).pool == "new"
+    assert '"pool_retired"' in daemons.log_of(daemon)

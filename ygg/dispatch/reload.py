@@ -1,0 +1,91 @@
+"""Live reload (SIGHUP, `ygg reload`): re-read the configuration and apply it without a restart.
+
+An invalid configuration changes nothing: the daemon runs on and says why (log event, and the
+daemon's row in the store, which `ygg status` shows). Otherwise: pools whose host settings are
+unchanged keep their backend and running attempts and take the new slots, kinds and limits at
+once (fewer slots never stop an attempt; the pool just claims less); removed pools, and pools
+whose host changed, finish their running attempts and close their clients; added pools start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ygg.backends import Backend, make_backend
+from ygg.config import Config
+from ygg.errors import YggError
+from ygg.store import SQLiteStore
+
+if TYPE_CHECKING:
+    from ygg.dispatch.dispatcher import Dispatcher
+    from ygg.dispatch.pool import PoolRunner
+
+log = structlog.get_logger("ygg.dispatch")
+
+
+async def reload(d: Dispatcher, read_config: Callable[[], Config]) -> bool:
+    """Applies a fresh reading of the configuration; False if it was refused."""
+    log.info("config_reload_started")
+    d.on_reload(True)
+    try:
+        config = read_config()
+        new_backends = {
+            name: make_backend(pool)
+            for name, pool in config.pools.items()
+            if name not in d.runners or not d.runners[name].config.same_host_as(pool)
+        }
+    except YggError as exc:
+        log.error("config_reload_failed", error=exc.message)
+        await d.store.call(SQLiteStore.set_config_error, d.owner, exc.message)
+        d.on_reload(False)
+        return False
+    if config.daemon.db != d.config.daemon.db:
+        log.warning("config_change_needs_restart", key="daemon.db", running=d.config.daemon.db)
+        config = replace(config, daemon=replace(config.daemon, db=d.config.daemon.db))
+    _apply(d, config, new_backends)
+    await d.store.call(SQLiteStore.set_config_error, d.owner, None)
+    log.info("config_reloaded", pools={name: r.config.slots for name, r in d.runners.items()})
+    d.on_reload(False)
+    return True
+
+
+def _apply(d: Dispatcher, config: Config, new_backends: dict[str, Backend]) -> None:
+    from ygg.dispatch.pool import PoolRunner
+
+    for name, runner in list(d.runners.items()):
+        if name in config.pools and name not in new_backends:
+            runner.reconfigure(config.pools[name])
+        else:
+            _retire(d, runner)
+    d.config = config
+    for name, backend in new_backends.items():
+        runner = PoolRunner(config.pools[name], backend, d)
+        d.runners[name] = runner
+        d.start_runner(runner)
+    d.wake_all()
+
+
+def _retire(d: Dispatcher, runner: PoolRunner) -> None:
+    del d.runners[runner.name]
+    d.retiring.add(runner)
+    runner.closing = True
+    runner.wake.set()
+    d.fire(_finish(d, runner))
+
+
+async def _finish(d: Dispatcher, runner: PoolRunner) -> None:
+    """A removed pool: its claim loop ends, its attempts finish, then its clients close."""
+    if runner.task is not None:
+        await asyncio.gather(runner.task, return_exceptions=True)
+    attempts = [a.task for a in runner.attempts.values() if a.task]
+    if attempts:
+        await asyncio.wait(attempts)
+    if not d.stopping:  # otherwise stop() closes it
+        await runner.backend.aclose()
+        d.retiring.discard(runner)
+    log.info("pool_retired", pool=runner.name)

@@ -1,0 +1,181 @@
+"""Prometheus metrics in a registry of their own, so several instances (and tests) never clash.
+
+Event metrics (claims, attempts, queue waits, lease renewals, reaps) are updated on the
+dispatcher's hot path: each method is one dict lookup and one observation. State metrics (task
+counts, pool load, breakers, the process) are read only when scraped, from a Snapshot and psutil.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Final
+
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ygg import __version__
+from ygg.ops.snapshot import BREAKER_STATES, Snapshot
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+# Claims are one SQLite statement: sub-millisecond normally, seconds when the file is locked.
+CLAIM_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                   0.5, 1.0, 2.5, 5.0)  # fmt: skip
+# LLM attempts run from milliseconds (sim, cache hits) to the 10-minute default timeout and past.
+ATTEMPT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                     600.0, 1800.0)  # fmt: skip
+QUEUE_WAIT_BUCKETS_S = (0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0,
+                        3600.0, 14400.0, 86400.0)  # fmt: skip
+
+# Outcomes `attempt_finished` is meant to be called with (free text is accepted; keep it small).
+OUTCOMES = ("done", "retry", "failed", "stale", "cancelled", "interrupted", "lease_lost")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._claim_s = Histogram(
+            "ygg_claim_duration_seconds",
+            "Time one claim statement took, per pool (including waits for the store thread).",
+            ["pool"],
+            buckets=CLAIM_BUCKETS_S,
+            registry=r,
+        )
+        self._claimed = Counter(
+            "ygg_tasks_claimed", "Tasks claimed by this daemon, per pool.", ["pool"], registry=r
+        )
+        self._attempt_s = Histogram(
+            "ygg_attempt_duration_seconds",
+            f"Duration of finished attempts by pool, kind and outcome ({', '.join(OUTCOMES)}).",
+            ["pool", "kind", "outcome"],
+            buckets=ATTEMPT_BUCKETS_S,
+            registry=r,
+        )
+        self._wait_s = Histogram(
+            "ygg_queue_wait_seconds",
+            "Time a task waited in the queue before this daemon claimed it.",
+            ["pool", "kind"],
+            buckets=QUEUE_WAIT_BUCKETS_S,
+            registry=r,
+        )
+        self._renewed = Counter("ygg_leases_renewed", "Task leases renewed.", registry=r)
+        self._reaped = Counter(
+            "ygg_tasks_reaped", "Tasks recovered from dispatchers whose lease ran out.", registry=r
+        )
+        self._state = _StateCollector()
+        r.register(self._state)
+        # labels() validates and locks on every call; the children are cached here instead.
+        self._claim_children: dict[str, tuple[Histogram, Counter]] = {}
+        self._attempt_children: dict[tuple[str, str, str], Histogram] = {}
+        self._wait_children: dict[tuple[str, str], Histogram] = {}
+
+    # --- the hot path --------------------------------------------------------------------------
+    def claim_observed(self, pool: str, seconds: float, claimed: int) -> None:
+        children = self._claim_children.get(pool)
+        if children is None:
+            children = self._claim_s.labels(pool), self._claimed.labels(pool)
+            self._claim_children[pool] = children
+        children[0].observe(seconds)
+        if claimed:
+            children[1].inc(claimed)
+
+    def attempt_finished(self, pool: str, kind: str, outcome: str, duration_s: float) -> None:
+        key = (pool, kind, outcome)
+        child = self._attempt_children.get(key)
+        if child is None:
+            child = self._attempt_children[key] = self._attempt_s.labels(*key)
+        child.observe(duration_s)
+
+    def queue_wait_observed(self, pool: str, kind: str, seconds: float) -> None:
+        key = (pool, kind)
+        child = self._wait_children.get(key)
+        if child is None:
+            child = self._wait_children[key] = self._wait_s.labels(*key)
+        child.observe(max(seconds, 0.0))  # clocks of two machines may disagree a little
+
+    def leases_renewed(self, n: int) -> None:
+        if n:
+            self._renewed.inc(n)
+
+    def tasks_reaped(self, n: int) -> None:
+        if n:
+            self._reaped.inc(n)
+
+    # --- scraping ------------------------------------------------------------------------------
+    def render(self, snapshot: Snapshot | None) -> bytes:
+        """The text exposition, with the state gauges read from `snapshot` (None: left out).
+
+        The snapshot is passed in rather than fetched by the collector because making one reads
+        the database through the store thread, which must be awaited, and collectors are sync.
+        """
+        self._state.current = snapshot
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self._state.current = None
+
+
+class _StateCollector:
+    """Gauges computed at scrape time only: from the snapshot being rendered, and psutil."""
+
+    def __init__(self) -> None:
+        self.current: Snapshot | None = None
+        self._process = psutil.Process(os.getpid())
+
+    def collect(self) -> Iterable[Metric]:
+        if self.current is not None:
+            yield from _snapshot_metrics(self.current)
+        yield from self._process_metrics()
+
+    def _process_metrics(self) -> Iterable[Metric]:
+        try:
+            with self._process.oneshot():
+                rss_bytes = self._process.memory_info().rss
+                times = self._process.cpu_times()
+                fds = self._process.num_fds()
+                started_s = self._process.create_time()
+        except psutil.Error:
+            return  # a scrape must not fail because /proc could not be read
+        yield GaugeMetricFamily(
+            "ygg_process_resident_memory_bytes", "Resident set size.", value=rss_bytes
+        )
+        yield CounterMetricFamily(
+            "ygg_process_cpu_seconds", "User and system CPU time.", value=times.user + times.system
+        )
+        yield GaugeMetricFamily("ygg_process_open_fds", "Open file descriptors.", value=fds)
+        yield GaugeMetricFamily(
+            "ygg_process_start_time_seconds", "Start time, seconds since the epoch.", started_s
+        )
+
+
+def _snapshot_metrics(snap: Snapshot) -> Iterable[Metric]:
+    info = GaugeMetricFamily("ygg_daemon_info", "Always 1; labels describe the daemon.",
+                             labels=["mode", "version"])  # fmt: skip
+    info.add_metric([snap["daemon"]["mode"], __version__], 1)
+    yield info
+    tasks = GaugeMetricFamily("ygg_tasks", "Tasks in the queue by status.", labels=["status"])
+    for status, n in snap["tasks"].items():
+        tasks.add_metric([status], n)
+    yield tasks
+    slots = GaugeMetricFamily("ygg_pool_slots", "Configured slots.", labels=["pool"])
+    running = GaugeMetricFamily(
+        "ygg_pool_running", "Tasks running in the pool, across all daemons.", labels=["pool"]
+    )
+    queued = GaugeMetricFamily(
+        "ygg_pool_queued", "Queued tasks of the kinds the pool serves.", labels=["pool"]
+    )
+    breaker = GaugeMetricFamily(
+        "ygg_pool_breaker_state",
+        "Circuit breaker: 0 closed, 1 half-open, 2 open, -1 unknown.",
+        labels=["pool"],
+    )
+    for pool in snap["pools"]:
+        name = [pool["name"]]
+        slots.add_metric(name, pool["slots"])
+        running.add_metric(name, pool["running"])
+        queued.add_metric(name, pool["queued"])
+        breaker.add_metric(name, BREAKER_STATES.get(pool["breaker"], -1))
+    yield from (slots, running, queued, breaker)

@@ -1,0 +1,34 @@
+"""Liveness for `/healthz`: the daemon's periodic loops each report a beat; it is healthy while
+every one of them has beaten recently.
+
+Answering the request proves only that the event loop runs; a beat from a loop that goes through
+the store thread (the reaper, the lease keeper) proves the database and that thread move too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Progress:
+    def __init__(self, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._beats: dict[str, float] = {}
+        self.stopped = False  # set when the daemon begins to stop: it is no longer healthy
+
+    def expect(self, name: str) -> None:
+        """Counts `name` as beating from now on (so a loop that never runs is noticed)."""
+        self._beats.setdefault(name, self._clock())
+
+    def beat(self, name: str) -> None:
+        self._beats[name] = self._clock()
+
+    def stale(self) -> list[str]:
+        """The loops that have not beaten within `max_age_s`."""
+        now = self._clock()
+        return sorted(name for name, at in self._beats.items() if now - at > self.max_age_s)
+
+    def healthy(self) -> bool:
+        return not self.stopped and not self.stale()

@@ -1,0 +1,161 @@
+"""The daemon's state at one moment: what `/status` serves, `/metrics` gauges and `ygg top` shows.
+
+The shape extends the contract's `status --json` (`pools`, `tasks`) with `daemon` and `running`.
+It is built from plain data so it can be made by the dispatcher, by the CLI from the database
+alone, and by tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
+
+from ygg.config import Config
+from ygg.store.model import STATUSES, iso
+
+if TYPE_CHECKING:
+    from ygg.store import SQLiteStore
+
+# Breaker states and the number `ygg_pool_breaker_state` exports for each.
+BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
+
+
+class DaemonInfo(TypedDict):
+    pid: int | None  # None: no daemon answered (a view read from the database alone)
+    mode: str  # async | legacy | none
+    started_at: str | None  # ISO 8601 UTC
+    config_path: str | None
+
+
+class PoolRow(TypedDict):
+    name: str
+    host: str
+    backend: str
+    slots: int
+    running: int  # across every daemon on the queue
+    queued: int  # queued tasks of the kinds it serves (including those in a retry backoff)
+    breaker: str  # closed | half-open | open | unknown
+    breaker_reason: str | None
+    kinds: list[str]
+
+
+class RunningRow(TypedDict):
+    id: int
+    title: str
+    kind: str
+    pool: str | None
+    attempt: int
+    started_at: str | None
+
+
+class Snapshot(TypedDict):
+    daemon: DaemonInfo
+    pools: list[PoolRow]
+    tasks: dict[str, int]
+    running: list[RunningRow]
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """What a snapshot needs to know of one pool besides its load."""
+
+    name: str
+    host: str
+    backend: str
+    slots: int
+    kinds: tuple[str, ...] = ()
+    breaker: str = "closed"
+    breaker_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunningInfo:
+    task_id: int
+    title: str
+    kind: str
+    pool: str | None
+    attempt: int
+    started_us: int | None  # wall clock, microseconds since the epoch
+
+
+def pools_of(config: Config, breaker: str = "closed") -> list[PoolInfo]:
+    """The configured pools, all with the same breaker state (the database does not know it)."""
+    return [
+        PoolInfo(p.name, p.host, p.backend, p.slots, tuple(p.kinds), breaker)
+        for p in config.pools.values()
+    ]
+
+
+def daemon_info(
+    pid: int | None, mode: str, started_us: int | None, config_path: str | None
+) -> DaemonInfo:
+    return {"pid": pid, "mode": mode, "started_at": iso(started_us), "config_path": config_path}
+
+
+def build_snapshot(
+    *,
+    daemon: DaemonInfo,
+    pools: Iterable[PoolInfo],
+    load: Mapping[str, tuple[int, int]],
+    counts: Mapping[str, int],
+    running: Iterable[RunningInfo],
+) -> Snapshot:
+    """`load` is `store.pool_load()`'s answer (running, queued) per pool name; `counts` is
+    `store.counts()`; a pool missing from `load` shows zeros."""
+    tasks = {status: int(counts.get(status, 0)) for status in STATUSES}
+    tasks.update({s: int(n) for s, n in counts.items() if s not in tasks})
+    return {
+        "daemon": daemon,
+        "pools": [_pool_row(pool, load.get(pool.name, (0, 0))) for pool in pools],
+        "tasks": tasks,
+        "running": [
+            {
+                "id": r.task_id,
+                "title": r.title,
+                "kind": r.kind,
+                "pool": r.pool,
+                "attempt": r.attempt,
+                "started_at": iso(r.started_us),
+            }
+            for r in sorted(running, key=lambda r: (r.pool or "", r.task_id))
+        ],
+    }
+
+
+def _pool_row(pool: PoolInfo, load: tuple[int, int]) -> PoolRow:
+    return {
+        "name": pool.name,
+        "host": pool.host,
+        "backend": pool.backend,
+        "slots": pool.slots,
+        "running": load[0],
+        "queued": load[1],
+        "breaker": pool.breaker,
+        "breaker_reason": pool.breaker_reason,
+        "kinds": list(pool.kinds),
+    }
+
+
+def snapshot_from_store(store: SQLiteStore, config: Config, running_limit: int = 200) -> Snapshot:
+    """What the database alone can tell (no breaker states), for when no daemon answers."""
+    load = store.pool_load({name: pool.kinds for name, pool in config.pools.items()})
+    running = [
+        RunningInfo(t.id, t.title, t.kind, t.pool, t.attempts, t.started_us)
+        for t in store.list_tasks(status="running", limit=running_limit)
+    ]
+    daemons = store.daemons()
+    first = daemons[0] if daemons else None
+    daemon = daemon_info(
+        first.pid if first else None,
+        first.mode if first else "none",
+        None,
+        str(config.path) if config.path else None,
+    )
+    return build_snapshot(
+        daemon=daemon,
+        pools=pools_of(config, breaker="unknown"),
+        load=load,
+        counts=store.counts(),
+        running=running,
+    )
