@@ -42,8 +42,9 @@ def claim_latency_ms(db: str, claims: int = 2000) -> list[float]:
     samples = []
     for _ in range(claims):
         started = time.perf_counter()
-        [claim] = store.claim("bench", KINDS[:3], 1, slots=4, owner=1, lease_us=30_000_000,
-                              now_us=now_us())
+        [claim] = store.claim(
+            "bench", KINDS[:3], 1, slots=4, owner=1, lease_us=30_000_000, now_us=now_us()
+        )
         samples.append((time.perf_counter() - started) * 1000)
         store.complete(claim.task_id, claim.token, Outcome("ok"), now_us())
     store.close()
@@ -52,8 +53,12 @@ def claim_latency_ms(db: str, claims: int = 2000) -> list[float]:
 
 def idle_rss_mb(directory: object) -> float:
     env = {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}
-    daemon = subprocess.Popen([sys.executable, "-m", "ygg", "loop"], cwd=str(directory), env=env,
-                              stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "ygg", "loop"],
+        cwd=str(directory),
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(4.0)  # started, claimed nothing, logged a status or two
         return float(psutil.Process(daemon.pid).memory_info().rss) / 2**20
@@ -76,8 +81,10 @@ def main() -> None:
         p50 = statistics.median(samples)
         p99 = samples[int(len(samples) * 0.99)]
         rss = idle_rss_mb(directory)
-        print(f"depth {depth:>9,}: claim p50 {p50:.3f} ms, p99 {p99:.3f} ms; "
-              f"idle daemon RSS {rss:.1f} MB")
+        print(
+            f"depth {depth:>9,}: claim p50 {p50:.3f} ms, p99 {p99:.3f} ms; "
+            f"idle daemon RSS {rss:.1f} MB"
+        )
 
 
 if __name__ == "__main__":

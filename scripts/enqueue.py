@@ -38,11 +38,18 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}
     started = time.perf_counter()
     for i in range(args.cli):
-        subprocess.run([sys.executable, "-m", "ygg", "submit", f"c{i}"], cwd=directory, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "ygg", "submit", f"c{i}"],
+            cwd=directory,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     cli_rate = args.cli / (time.perf_counter() - started)
-    print(f"enqueue through the Python API: {api_rate:,.0f} tasks/s ({args.api} tasks, "
-          f"each its own durable transaction)")
+    print(
+        f"enqueue through the Python API: {api_rate:,.0f} tasks/s ({args.api} tasks, "
+        f"each its own durable transaction)"
+    )
     print(f"enqueue through `ygg submit`: {cli_rate:,.1f} tasks/s ({args.cli} processes)")
 
 

@@ -29,20 +29,31 @@ def run(tasks: int, synchronous: str, batch: int) -> float:
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.executescript(SCHEMA)
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO tasks (kind, priority, status) VALUES ('k', ?, 'queued')",
-                     [(i % 5,) for i in range(tasks)])
+    conn.executemany(
+        "INSERT INTO tasks (kind, priority, status) VALUES ('k', ?, 'queued')",
+        [(i % 5,) for i in range(tasks)],
+    )
     conn.execute("COMMIT")
     started = time.perf_counter()
     for _ in range(tasks // batch):
         conn.execute("BEGIN IMMEDIATE")
-        ids = [row[0] for row in conn.execute(
-            "SELECT id FROM tasks INDEXED BY ready WHERE status = 'queued' AND kind = 'k' "
-            "ORDER BY priority, id LIMIT ?", (batch,))]
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM tasks INDEXED BY ready WHERE status = 'queued' AND kind = 'k' "
+                "ORDER BY priority, id LIMIT ?",
+                (batch,),
+            )
+        ]
         marks = ",".join("?" * len(ids))
-        conn.execute(f"UPDATE tasks SET status = 'running', owner = 1, started = ? "
-                     f"WHERE id IN ({marks})", [time.time(), *ids])
-        conn.executemany("UPDATE tasks SET status = 'done', finished = ? WHERE id = ?",
-                         [(time.time(), i) for i in ids])
+        conn.execute(
+            f"UPDATE tasks SET status = 'running', owner = 1, started = ? WHERE id IN ({marks})",
+            [time.time(), *ids],
+        )
+        conn.executemany(
+            "UPDATE tasks SET status = 'done', finished = ? WHERE id = ?",
+            [(time.time(), i) for i in ids],
+        )
         conn.execute("COMMIT")
     return (tasks // batch) * batch / (time.perf_counter() - started)
 
@@ -54,8 +65,10 @@ def main() -> None:
     for synchronous in ("NORMAL", "FULL"):
         for batch in (1, 32):
             rate = run(args.tasks, synchronous, batch)
-            print(f"raw sqlite3 claim+complete, synchronous={synchronous}, {batch:>2} per "
-                  f"transaction: {rate:,.0f} tasks/s")
+            print(
+                f"raw sqlite3 claim+complete, synchronous={synchronous}, {batch:>2} per "
+                f"transaction: {rate:,.0f} tasks/s"
+            )
 
 
 if __name__ == "__main__":

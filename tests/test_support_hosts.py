@@ -82,8 +82,10 @@ def test_openai_reply_and_models(openai: FakeHost) -> None:
     assert data["choices"][0]["message"] == {"role": "assistant", "content": "echo: hi"}
     assert data["choices"][0]["finish_reason"] == "stop"
     assert data["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
-    v1 = httpx.post(openai.url + "/v1/chat/completions",
-                    json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    v1 = httpx.post(
+        openai.url + "/v1/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert v1.json()["choices"][0]["message"]["content"] == "echo: x"
     assert httpx.get(openai.url + "/models").json() == {"data": [{"id": "m"}]}
     assert httpx.get(openai.url + "/api/chat").status_code == 404
@@ -168,8 +170,9 @@ def test_stop_with_idle_keepalive_connection(ollama: FakeHost) -> None:
 
 
 def test_concurrency_is_recorded(openai: FakeHost) -> None:
-    threads = [threading.Thread(target=chat, args=(openai, "sleep=0.2", f"m{i % 2}"))
-               for i in range(5)]
+    threads = [
+        threading.Thread(target=chat, args=(openai, "sleep=0.2", f"m{i % 2}")) for i in range(5)
+    ]
     began = time.monotonic()
     for thread in threads:
         thread.start()
@@ -196,12 +199,17 @@ def test_delay_is_cut_short_by_stop() -> None:
 # cmd_host.py
 
 
-def run_cmd(log: Path, task: str, prompt: str = "", **params: str,
-            ) -> subprocess.CompletedProcess[str]:
+def run_cmd(
+    log: Path,
+    task: str,
+    prompt: str = "",
+    **params: str,
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "YGG_TASK_ID": task, "YGG_ATTEMPT": "1", "YGG_POOL": "p"}
     env.update({f"YGG_PARAM_{k.upper()}": v for k, v in params.items()})
-    return subprocess.run(cmd_argv(log), input=prompt, env=env, capture_output=True, text=True,
-                          timeout=10)
+    return subprocess.run(
+        cmd_argv(log), input=prompt, env=env, capture_output=True, text=True, timeout=10
+    )
 
 
 def test_cmd_host_success_and_failure(tmp_path: Path) -> None:
@@ -212,14 +220,18 @@ def test_cmd_host_success_and_failure(tmp_path: Path) -> None:
     assert failed.returncode == 3 and failed.stdout == "" and failed.stderr == "boom"
     runs = read_cmd_log(log)
     assert [(r.task, r.attempt, r.pool, r.finished) for r in runs] == [
-        ("7", 1, "p", True), ("8", 1, "p", True)]
+        ("7", 1, "p", True),
+        ("8", 1, "p", True),
+    ]
     assert max_overlap(runs) == 1
 
 
 def test_cmd_host_overlap(tmp_path: Path) -> None:
     log = tmp_path / "cmd.log"
-    threads = [threading.Thread(target=run_cmd, args=(log, str(i)), kwargs={"seconds": "0.4"})
-               for i in range(3)]
+    threads = [
+        threading.Thread(target=run_cmd, args=(log, str(i)), kwargs={"seconds": "0.4"})
+        for i in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -232,10 +244,17 @@ def test_cmd_host_overlap(tmp_path: Path) -> None:
 
 def test_cmd_host_group_kill_leaves_no_end(tmp_path: Path) -> None:
     log = tmp_path / "cmd.log"
-    env = {**os.environ, "YGG_TASK_ID": "9", "YGG_ATTEMPT": "2", "YGG_POOL": "p",
-           "YGG_PARAM_SECONDS": "30", "YGG_PARAM_SPAWN_CHILD": "1"}
-    process = subprocess.Popen(cmd_argv(log), stdin=subprocess.PIPE, env=env,
-                               start_new_session=True)
+    env = {
+        **os.environ,
+        "YGG_TASK_ID": "9",
+        "YGG_ATTEMPT": "2",
+        "YGG_POOL": "p",
+        "YGG_PARAM_SECONDS": "30",
+        "YGG_PARAM_SPAWN_CHILD": "1",
+    }
+    process = subprocess.Popen(
+        cmd_argv(log), stdin=subprocess.PIPE, env=env, start_new_session=True
+    )
     assert process.stdin is not None
     process.stdin.close()
     deadline = time.monotonic() + 5
@@ -264,8 +283,12 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_max_overlap_open_runs_and_touching_ends() -> None:
-    runs = [Run("a", 1, "p", 1, 0.0, 1.0), Run("b", 1, "p", 2, 1.0, 2.0),
-            Run("c", 1, "q", 3, 0.5, None), Run("d", 1, "p", 4, 5.0, 6.0)]
+    runs = [
+        Run("a", 1, "p", 1, 0.0, 1.0),
+        Run("b", 1, "p", 2, 1.0, 2.0),
+        Run("c", 1, "q", 3, 0.5, None),
+        Run("d", 1, "p", 4, 5.0, 6.0),
+    ]
     assert max_overlap(runs) == 2
     assert max_overlap(runs, pool="p") == 1
     assert max_overlap([]) == 0

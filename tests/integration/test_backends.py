@@ -504,9 +504,7 @@ def test_command_async_timeout_kills_the_group(make_config: MakeConfig, tmp_path
     assert read_cmd_log(log)[0].end is None
 
 
-def test_command_blocking_timeout_kills_the_group(
-    make_config: MakeConfig, tmp_path: Path
-) -> None:
+def test_command_blocking_timeout_kills_the_group(make_config: MakeConfig, tmp_path: Path) -> None:
     log = tmp_path / "cmd.log"
     pool = command_pool(make_config, cmd_argv(log))
     began = time.monotonic()

@@ -39,7 +39,9 @@ def main(argv: list[str]) -> int:
     if env.get("YGG_PARAM_SPAWN_CHILD") == "1":
         child = subprocess.Popen(  # same process group: only a group kill reaches it
             [sys.executable, "-c", "import time; time.sleep(1000)"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         log(logfile, "child", task, child.pid, os.getpid())
 

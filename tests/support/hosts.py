@@ -101,8 +101,10 @@ class FakeHost:
         self._server = _Server(self)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"fakehost-{self.protocol}", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fakehost-{self.protocol}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -189,8 +191,9 @@ class FakeHost:
             self._chat_count += 1
             self._in_flight[model] += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight.total())
-            self._max_by_model[model] = max(self._max_by_model.get(model, 0),
-                                            self._in_flight[model])
+            self._max_by_model[model] = max(
+                self._max_by_model.get(model, 0), self._in_flight[model]
+            )
             self._changed.notify_all()
             return step
 
@@ -221,18 +224,32 @@ class FakeHost:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": _words(content),
-                      "total_tokens": prompt_tokens + _words(content)},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": _words(content),
+                "total_tokens": prompt_tokens + _words(content),
+            },
         }
 
     def _error(self, status: int, message: str) -> dict[str, Any]:
         if self.protocol == "ollama":
             return {"error": message}
-        kind = ("rate_limit_error" if status == 429 else
-                "server_error" if status >= 500 else
-                "authentication_error" if status == 401 else "invalid_request_error")
+        kind = (
+            "rate_limit_error"
+            if status == 429
+            else "server_error"
+            if status >= 500
+            else "authentication_error"
+            if status == 401
+            else "invalid_request_error"
+        )
         return {"error": {"message": message, "type": kind}}
 
 
@@ -267,11 +284,13 @@ class _Server(ThreadingHTTPServer):
         TCPServer.server_bind(self)  # skips HTTPServer's getfqdn(), which may do DNS
         self.server_name, self.server_port = "127.0.0.1", int(self.server_address[1])
 
-    def process_request(self, request: socket.socket | tuple[bytes, socket.socket],
-                        client_address: Any) -> None:
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
         assert isinstance(request, socket.socket)
-        thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
-                                  daemon=True)
+        thread = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), daemon=True
+        )
         with self.fake._lock:
             self.connections[request] = thread
         thread.start()
@@ -321,8 +340,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         path = self.path.split("?", 1)[0]
-        record = RequestRecord(self.command, path, {k.lower(): v for k, v in self.headers.items()},
-                               body, time.monotonic())
+        record = RequestRecord(
+            self.command,
+            path,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            time.monotonic(),
+        )
         self.fake._record(record)
         status: int | None = None
         try:
@@ -377,8 +401,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(step.status, step.body, extra)
         if 200 <= step.status < 300:
             return self._json(step.status, host._reply(payload), extra)
-        return self._json(step.status, host._error(step.status, f"scripted HTTP {step.status}"),
-                          extra)
+        return self._json(
+            step.status, host._error(step.status, f"scripted HTTP {step.status}"), extra
+        )
 
     # writing
 
