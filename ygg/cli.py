@@ -209,6 +209,9 @@ def config_set(
 def _register_task_commands() -> None:
     from ygg import cli_tasks  # noqa: F401, I001  (registers its commands on `app`)
     from ygg import cli_bench  # noqa: F401  (bench and demo, listed after them in --help)
+    from ygg.cli_top import top
+
+    app.command("top")(top)
 
 
 _register_task_commands()

@@ -8,13 +8,12 @@ so a host that trickles bytes cannot hold a slot past `timeout`.
 
 from __future__ import annotations
 
-import os
-
 import httpx
 
 from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
 from ygg.backends.protocols import Ollama, OpenAI, Request, check_status
 from ygg.config import PoolConfig
+from ygg.credentials import read_secret
 from ygg.errors import ConfigError
 from ygg.store.model import Outcome
 
@@ -24,10 +23,12 @@ CONNECT_TIMEOUT_S = 10.0
 def api_key(pool: PoolConfig) -> str | None:
     if not pool.api_key_env:
         return None
-    key = os.environ.get(pool.api_key_env)
-    if not key:
+    key = read_secret(pool.api_key_env)
+    if key is None:
         raise ConfigError(
-            f"pools.{pool.name}.api_key_env names ${pool.api_key_env}, which is not set."
+            f"pools.{pool.name}.api_key_env names {pool.api_key_env}, which is neither a "
+            f"non-empty environment variable nor a systemd credential "
+            f"(LoadCredential={pool.api_key_env}:...)."
         )
     return key
 

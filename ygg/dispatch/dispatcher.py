@@ -18,6 +18,7 @@ from ygg.config import Config
 from ygg.dispatch import nudge
 from ygg.dispatch.breaker import CLOSED
 from ygg.dispatch.leases import keep_leases, reap_expired
+from ygg.dispatch.observe import Observer
 from ygg.dispatch.pool import PoolRunner
 from ygg.dispatch.reload import reload
 from ygg.store import SQLiteStore, open_store
@@ -59,6 +60,7 @@ class Dispatcher:
         self.peers: list[str] = []  # nudge addresses of the other daemons on this queue
         self._peer_nudge_due = False
         self._errands: set[asyncio.Task[object]] = set()
+        self.observer = Observer(self)
 
     # --- starting ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -88,6 +90,7 @@ class Dispatcher:
         self._spawn("status_logger", self._log_status())
         for runner in self.runners.values():
             self.start_runner(runner)
+        await self.observer.start()
         log.info(
             "dispatcher_started",
             owner=self.owner,
@@ -197,9 +200,6 @@ class Dispatcher:
     def running_count(self) -> int:
         return sum(len(r.attempts) for r in self.all_runners())
 
-    def on_reload(self, begins: bool) -> None:
-        """Hook around a reload (the daemon tells systemd RELOADING=1, then READY=1)."""
-
     def request_reload(self) -> None:
         if self.reload_config is not None and not self.stopping:
             self.fire(reload(self, self.reload_config))
@@ -242,6 +242,7 @@ class Dispatcher:
         if self.stopping:
             return
         self.stopping = True
+        self.observer.stopping()
         self.wake_all()
         # Each runner finishes the claim it may have in flight, then claims nothing more.
         await asyncio.gather(
@@ -269,6 +270,7 @@ class Dispatcher:
         owner = self.owner
         await self.store.call(SQLiteStore.unregister_daemon, owner)
         await self.store.stop()
+        await self.observer.stop()
         log.info("dispatcher_stopped")
 
     async def _log_status(self) -> None:
@@ -276,6 +278,7 @@ class Dispatcher:
             await asyncio.sleep(self.config.daemon.status_log_s)
             pools = {name: r.config.kinds for name, r in self.runners.items()}
             load = await self.store.call(SQLiteStore.pool_load, pools)
+            self.observer.notifier.status(self.observer.summary(sum(q for _, q in load.values())))
             log.info(
                 "pool_status",
                 pools={

@@ -28,6 +28,8 @@ async def keep_leases(d: Dispatcher) -> None:
         asked_at = time.monotonic()
         now, owner = d.now_us(), d.owner
         held = await d.store.call(SQLiteStore.renew, owner, now + lease_us, now)
+        d.observer.metrics.leases_renewed(len(held))
+        d.observer.beat("lease_keeper")
         for runner in d.all_runners():
             for task_id, attempt in list(runner.attempts.items()):
                 # Claimed after we asked, or already recording: the answer says nothing of it.
@@ -57,6 +59,8 @@ async def reap_expired(d: Dispatcher) -> None:
         changed = await d.store.call(SQLiteStore.requeue_expired, now, alive)
         for task_id, status in changed:
             log.warning("task_reaped", task_id=task_id, status=status)
+        d.observer.metrics.tasks_reaped(len(changed))
+        d.observer.beat("reaper")
         dead = [x.id for x in daemons if x.hostname == hostname and x.id not in alive]
         if dead:
             await d.store.call(SQLiteStore.forget_daemons, dead)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ygg.dispatch")
 PROBE_TIMEOUT_S = 5.0
+# The recorded status of an attempt, as the attempt-duration metric's `outcome` label.
+_OUTCOME_NAMES = {"done": "done", "queued": "retry", "failed": "failed", None: "stale"}
 
 
 @dataclass
@@ -75,6 +77,7 @@ class PoolRunner:
     async def _claim(self, free: int) -> int:
         d, config = self.d, self.config
         lease_us, now = int(d.config.daemon.lease_s * US), d.now_us()
+        asked_s = time.perf_counter()
         claims = await d.store.call(
             SQLiteStore.claim,
             config.name,
@@ -85,6 +88,7 @@ class PoolRunner:
             lease_us=lease_us,
             now_us=now,
         )
+        d.observer.metrics.claim_observed(config.name, time.perf_counter() - asked_s, len(claims))
         for claim in claims:
             attempt = Attempt(claim)
             self.attempts[claim.task_id] = attempt
@@ -143,7 +147,10 @@ class PoolRunner:
         now = d.now_us()
         # Once submitted, the write happens even if a forced stop cancels us while we wait.
         recorded = await d.store.submit(record, claim, self.config, outcome, failure, now)
-        log_recorded(recorded, failure, now, time.monotonic() - attempt.started)
+        seconds = time.monotonic() - attempt.started
+        log_recorded(recorded, failure, now, seconds)
+        outcome_name = _OUTCOME_NAMES[recorded.status]
+        d.observer.metrics.attempt_finished(self.name, claim.kind, outcome_name, seconds)
         if recorded.status is not None:
             self._breaker_learns(failure)
         if recorded.promoted:
@@ -164,6 +171,9 @@ class PoolRunner:
             log.info("task_cancelled")
         else:
             log.warning("lease_lost")
+        outcome_name = "interrupted" if attempt.stop_reason == "shutdown" else attempt.stop_reason
+        seconds = time.monotonic() - attempt.started
+        d.observer.metrics.attempt_finished(self.name, claim.kind, outcome_name or "", seconds)
 
     # --- the circuit breaker -----------------------------------------------------------------
     def _breaker_learns(self, failure: AttemptFailed | None) -> None:

@@ -31,7 +31,7 @@ log = structlog.get_logger("ygg.dispatch")
 async def reload(d: Dispatcher, read_config: Callable[[], Config]) -> bool:
     """Applies a fresh reading of the configuration; False if it was refused."""
     log.info("config_reload_started")
-    d.on_reload(True)
+    d.observer.reloading(True)
     try:
         config = read_config()
         new_backends = {
@@ -42,7 +42,7 @@ async def reload(d: Dispatcher, read_config: Callable[[], Config]) -> bool:
     except YggError as exc:
         log.error("config_reload_failed", error=exc.message)
         await d.store.call(SQLiteStore.set_config_error, d.owner, exc.message)
-        d.on_reload(False)
+        d.observer.reloading(False)
         return False
     if config.daemon.db != d.config.daemon.db:
         log.warning("config_change_needs_restart", key="daemon.db", running=d.config.daemon.db)
@@ -50,7 +50,7 @@ async def reload(d: Dispatcher, read_config: Callable[[], Config]) -> bool:
     _apply(d, config, new_backends)
     await d.store.call(SQLiteStore.set_config_error, d.owner, None)
     log.info("config_reloaded", pools={name: r.config.slots for name, r in d.runners.items()})
-    d.on_reload(False)
+    d.observer.reloading(False)
     return True
 
 
