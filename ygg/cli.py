@@ -137,7 +137,7 @@ def loop(
     if not use_async:
         from ygg.legacy import run_legacy
 
-        run_legacy(config, until_idle=until_idle)
+        run_legacy(config, until_idle=until_idle, reload_config=read_config)
         return
     run_daemon(config, until_idle=until_idle, reload_config=read_config)
 

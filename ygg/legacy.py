@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psutil
 import structlog
@@ -26,6 +26,7 @@ from ygg.config import Config, PoolConfig
 from ygg.dispatch import nudge
 from ygg.dispatch.leases import is_alive
 from ygg.dispatch.outcome import log_recorded, record
+from ygg.errors import YggError
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Claim, Outcome, now_us
 
@@ -48,13 +49,14 @@ class Worker:
         self.legacy = legacy
         self.backend = BlockingBackend(pool)
         self.running: Running | None = None
+        self.closing = False  # removed by a reload: finish the attempt, claim nothing more
         self.thread = threading.Thread(target=self._loop, name=f"pool-{pool.name}", daemon=True)
 
     def _loop(self) -> None:
         legacy = self.legacy
         store = legacy.open()
         try:
-            while not legacy.stopping.is_set():
+            while not (legacy.stopping.is_set() or self.closing):
                 claims = store.claim(
                     self.pool.name,
                     self.pool.kinds,
@@ -75,6 +77,8 @@ class Worker:
         finally:
             self.backend.close()
             store.close()
+            if self.closing:
+                log.info("pool_retired", pool=self.pool.name)
 
     def _attempt(self, store: SQLiteStore, claim: Claim) -> None:
         self.running = Running(claim)
@@ -121,8 +125,11 @@ class LegacyDispatcher:
         *,
         until_idle: bool = False,
         open_store_fn: Callable[[], SQLiteStore] | None = None,
+        reload_config: Callable[[], Config] | None = None,
     ) -> None:
         self.config = config
+        self.reload_config = reload_config
+        self.reload_requested = threading.Event()
         self.until_idle = until_idle
         self.lease_us = int(config.daemon.lease_s * US)
         self.open = open_store_fn or (
@@ -135,6 +142,7 @@ class LegacyDispatcher:
         self.wake = _Pulse()
         self.owner = 0
         self.workers = [Worker(pool, self) for pool in config.pools.values()]
+        self.retiring: list[Worker] = []  # removed by a reload, finishing their attempt
 
     def run(self) -> None:
         store = self.open()
@@ -169,12 +177,15 @@ class LegacyDispatcher:
         tick_s = min(self.config.daemon.lease_s / 3, self.config.daemon.poll_s)
         next_status = time.monotonic() + self.config.daemon.status_log_s
         while not self.stopping.wait(tick_s):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload(store)
             if time.monotonic() >= next_status:
                 next_status += self.config.daemon.status_log_s
                 self._log_status(store)
             asked_at, now = time.monotonic(), now_us()
             held = store.renew(self.owner, now + self.lease_us, now)
-            for worker in self.workers:
+            for worker in self.all_workers():
                 running = worker.running
                 # Claimed after we asked: the answer says nothing of it (as in keep_leases).
                 if (
@@ -194,6 +205,38 @@ class LegacyDispatcher:
                 log.info("queue_idle")
                 return
 
+    def all_workers(self) -> list[Worker]:
+        return [*self.workers, *self.retiring]
+
+    def _reload(self, store: SQLiteStore) -> None:
+        """As the async mode's reload: unchanged hosts keep their worker, the rest are replaced
+        after their attempt; an invalid configuration changes nothing and is reported."""
+        assert self.reload_config is not None
+        log.info("config_reload_started")
+        try:
+            config = self.reload_config()
+            old = {w.pool.name: w for w in self.workers}
+            keep = {n for n, p in config.pools.items() if n in old and old[n].pool.same_host_as(p)}
+            added = [Worker(p, self) for n, p in config.pools.items() if n not in keep]
+        except YggError as exc:
+            log.error("config_reload_failed", error=exc.message)
+            store.set_config_error(self.owner, exc.message)
+            return
+        for name, worker in old.items():
+            if name in keep:
+                worker.pool = config.pools[name]
+            else:
+                worker.closing = True
+                self.retiring.append(worker)
+        self.retiring = [w for w in self.retiring if w.thread.is_alive()]
+        self.workers = [old[n] for n in keep] + added
+        for worker in added:
+            worker.thread.start()
+        self.config = replace(config, daemon=replace(config.daemon, db=self.config.daemon.db))
+        store.set_config_error(self.owner, None)
+        log.info("config_reloaded", pools={w.pool.name: 1 for w in self.workers})
+        self.wake.set()
+
     def _log_status(self, store: SQLiteStore) -> None:
         load = store.pool_load({w.pool.name: w.pool.kinds for w in self.workers})
         log.info(
@@ -212,9 +255,11 @@ class LegacyDispatcher:
     def _on_nudge(self, message: bytes) -> None:
         if message.startswith(nudge.CANCEL):
             task_id = int(message.split()[1]) if message.split()[1:] else None
-            for worker in self.workers:
+            for worker in self.all_workers():
                 if task_id is not None:
                     worker.interrupt(task_id, "cancelled")
+        elif message == nudge.RELOAD:
+            self.reload_requested.set()
         else:
             self.wake.set()
 
@@ -226,12 +271,12 @@ class LegacyDispatcher:
         self.request_stop()
         log.info("dispatcher_stopping", drain_s=self.config.daemon.drain_s)
         deadline = time.monotonic() + self.config.daemon.drain_s
-        for worker in self.workers:
+        for worker in self.all_workers():
             while worker.thread.is_alive() and time.monotonic() < deadline:
                 if self.forced.is_set():
                     break
                 worker.thread.join(0.05)
-        for worker in self.workers:
+        for worker in self.all_workers():
             worker.interrupt(None, "shutdown")
             # A blocking read may not notice at once; past this, the lease recovers the task.
             worker.thread.join(STOP_GRACE_S)
@@ -258,8 +303,13 @@ class _Pulse:
             self._cond.wait_for(lambda: self._generation != seen, timeout_s)
 
 
-def run_legacy(config: Config, *, until_idle: bool = False) -> None:
-    legacy = LegacyDispatcher(config, until_idle=until_idle)
+def run_legacy(
+    config: Config,
+    *,
+    until_idle: bool = False,
+    reload_config: Callable[[], Config] | None = None,
+) -> None:
+    legacy = LegacyDispatcher(config, until_idle=until_idle, reload_config=reload_config)
     seen = 0
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -269,7 +319,11 @@ def run_legacy(config: Config, *, until_idle: bool = False) -> None:
             legacy.forced.set()
         legacy.request_stop()
 
+    def on_hangup(_signum: int, _frame: object) -> None:
+        legacy.reload_requested.set()
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         legacy.run()
     finally:

@@ -6,8 +6,13 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.support.daemons import DaemonSet, run_ygg, wait_until, write_config
 from ygg.store import SQLiteStore, open_store
+
+
+MODES = pytest.mark.parametrize("mode", ["--async", "--legacy"])
 
 
 def sim_pool(name: str, *, slots: int, kinds: str, seconds: float) -> str:
@@ -56,11 +61,12 @@ def test_reload_grows_and_shrinks_slots_without_killing_attempts(tmp_path: Path)
     assert reloads == [3, 1]
 
 
-def test_invalid_configuration_is_refused_and_reported(tmp_path: Path) -> None:
+@MODES
+def test_invalid_configuration_is_refused_and_reported(tmp_path: Path, mode: str) -> None:
     config = write_config(tmp_path, sim_pool("sim", slots=1, kinds='["general"]', seconds=0))
     store = open_store(str(tmp_path / "queue.db"))
     with DaemonSet(config) as daemons:
-        daemon = daemons.start()
+        daemon = daemons.start(mode)
         assert wait_until(lambda: bool(store.daemons()), 10)
         (tmp_path / "ygg.d").mkdir()
         (tmp_path / "ygg.d" / "50-local.toml").write_text("[pools.sim]\nslots = 0\n")
@@ -87,12 +93,13 @@ def test_invalid_configuration_is_refused_and_reported(tmp_path: Path) -> None:
     assert '"config_reload_failed"' in daemons.log_of(daemon)
 
 
-def test_reload_adds_and_removes_pools(tmp_path: Path) -> None:
+@MODES
+def test_reload_adds_and_removes_pools(tmp_path: Path, mode: str) -> None:
     config = write_config(tmp_path, sim_pool("old", slots=1, kinds='["a"]', seconds=1.0))
     store = open_store(str(tmp_path / "queue.db"))
     [old_task] = submit(config, "a", 1)
     with DaemonSet(config) as daemons:
-        daemon = daemons.start()
+        daemon = daemons.start(mode)
         assert wait_until(lambda: running(store) == 1, 10)
         write_config(tmp_path, sim_pool("new", slots=1, kinds='["b"]', seconds=0))
         daemon.send_signal(signal.SIGHUP)
