@@ -14,7 +14,7 @@ from ygg.cli_format import pool_rows, task_line, task_text
 from ygg.dispatch import nudge
 from ygg.errors import InvalidInput
 from ygg.store import STATUSES
-from ygg.store.model import now_us
+from ygg.store.model import US, now_us
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
@@ -159,6 +159,8 @@ def status(
 ) -> None:
     """Per pool: slots, running, queued, host health; task counts by status."""
     from ygg.health import probe_all
+    from ygg.store.sqlite_heads import queue_heads
+    from ygg.waiting import why_waiting
 
     e = env(ctx)
     config = e.config()
@@ -169,11 +171,25 @@ def status(
     live = {d.id for d in daemons}
     breakers = [b for b in store.breakers() if b.daemon in live]
     pools = pool_rows(config, load, probe_all(config) if probe else {}, breakers)
+    fallbacks = {name: pool.fallback for name, pool in config.pools.items()}
+    now = now_us()
+    waiting = [
+        {
+            "kind": head.kind,
+            "task": head.task_id,
+            "status": head.status,
+            "priority": head.priority,
+            "waiting_s": round((now - head.created_us) / US, 3),
+            "why": why_waiting(head, pools, fallbacks, len(daemons), now),
+        }
+        for head in queue_heads(store)
+    ]
     if as_json:
         emit_json(
             {
                 "pools": pools,
                 "tasks": {s: counts.get(s, 0) for s in STATUSES},
+                "waiting": waiting,
                 "daemons": [
                     {
                         "id": d.id,
@@ -197,6 +213,8 @@ def status(
             f"{row['running']:>7} {row['queued']:>7}  {row['breaker']:<8} {row['health']}"
         )
     typer.echo("tasks: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
+    for row in waiting:
+        typer.echo(f"next of {row['kind']}: task {row['task']} ({row['status']}): {row['why']}")
     for row in pools:
         if row["breaker"] != "closed":
             typer.echo(f"breaker of {row['name']} is {row['breaker']}: {row['breaker_reason']}")

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from ygg.errors import EXIT_USAGE, InvalidInput, StoreError, TaskNotFound
+from ygg.errors import EXIT_USAGE, InvalidInput, StoreRefused, TaskNotFound
 from ygg.store import SQLiteStore, open_store, sqlite_db
 from ygg.store.model import US, Claim, NewTask, Outcome, Task
 from ygg.store.schema import APPLICATION_ID, MIGRATIONS
+from ygg.store.sqlite_heads import queue_heads
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -685,6 +686,41 @@ def test_daemons_register_unregister_forget(store: SQLiteStore) -> None:
     store.unregister_daemon(one)  # twice is harmless
 
 
+def test_breakers_and_reload_errors_live_and_die_with_their_daemon(store: SQLiteStore) -> None:
+    one = store.register_daemon("skadi", 100, NOW, "@ygg-1", "async", NOW)
+    two = store.register_daemon("skadi", 200, NOW, "@ygg-2", "async", NOW)
+    store.set_breaker(one, "gpu", "open", "gpu cannot be reached", NOW)
+    store.set_breaker(one, "gpu", "half-open", "gpu cannot be reached", NOW + 1)
+    store.set_breaker(two, "gpu", "closed", None, NOW + 2)
+    assert [(b.daemon, b.state, b.since_us) for b in store.breakers()] == [
+        (one, "half-open", NOW + 1),
+        (two, "closed", NOW + 2),
+    ]
+    store.set_config_error(two, "pools.gpu.slots must be at least 1, not 0")
+    assert {d.id: d.config_error for d in store.daemons()} == {
+        one: None,
+        two: "pools.gpu.slots must be at least 1, not 0",
+    }
+    store.unregister_daemon(one)
+    assert [b.daemon for b in store.breakers()] == [two]
+
+
+def test_queue_heads_name_the_next_task_of_each_kind(store: SQLiteStore) -> None:
+    late = submit(store, "late", kind="code", priority=3)
+    urgent = submit(store, "urgent", kind="code", priority=0)
+    parent = submit(store, "parent", kind="text")
+    child = submit(store, "child", kind="art", after=[parent])
+    assert late < urgent
+    heads = {h.kind: h for h in queue_heads(store)}
+    assert (heads["code"].task_id, heads["code"].status) == (urgent, "queued")
+    assert (heads["text"].task_id, heads["text"].blockers) == (parent, ())
+    assert (heads["art"].task_id, heads["art"].status, heads["art"].blockers) == (
+        child,
+        "waiting",
+        (parent,),
+    )
+
+
 # --- the file itself (SQLite) ----------------------------------------------------------------
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -793,8 +829,9 @@ def test_a_file_that_is_not_ours_is_refused_untouched(
     make(path)
     digest = sha256(path)
     for _ in range(2):
-        with pytest.raises(StoreError) as caught:
+        with pytest.raises(StoreRefused) as caught:
             open_store(str(path))
+        assert caught.value.exit_code == 65  # EX_DATAERR: distinct from other failures
         assert str(path) in str(caught.value)
         assert "Traceback" not in str(caught.value)
     assert sha256(path) == digest

@@ -1,0 +1,53 @@
+"""The head of each kind's line: the task a pool would claim next, or the oldest waiting one.
+
+`ygg status` explains why each of these is not running yet (see ygg/waiting.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ygg.store.sqlite_db import Database
+
+
+@dataclass(frozen=True)
+class Head:
+    kind: str
+    task_id: int
+    status: str  # queued | waiting
+    priority: int
+    created_us: int
+    run_after_us: int | None  # queued, in a retry backoff until then
+    blockers: tuple[int, ...] = ()  # waiting: the unfinished tasks it depends on
+
+
+def queue_heads(db: Database) -> list[Head]:
+    conn = db.conn
+    heads: list[Head] = []
+    kinds = [r[0] for r in conn.execute("SELECT DISTINCT kind FROM tasks WHERE status = 'queued'")]
+    for kind in kinds:
+        row = conn.execute(
+            "SELECT id, priority, created_us, run_after_us FROM tasks INDEXED BY tasks_ready "
+            "WHERE status = 'queued' AND kind = ? ORDER BY priority, id LIMIT 1",
+            (kind,),
+        ).fetchone()
+        heads.append(Head(kind, row[0], "queued", row[1], row[2], row[3]))
+    waiting = conn.execute(
+        "SELECT kind, min(id) FROM tasks WHERE status = 'waiting' GROUP BY kind"
+    ).fetchall()
+    for kind, task_id in waiting:
+        if kind in kinds:
+            continue  # the queued head says more about the kind's line
+        priority, created_us = conn.execute(
+            "SELECT priority, created_us FROM tasks WHERE id = ?", (task_id,)
+        ).fetchone()
+        blockers = tuple(
+            r[0]
+            for r in conn.execute(
+                "SELECT deps.depends_on FROM deps JOIN tasks ON tasks.id = deps.depends_on "
+                "WHERE deps.task_id = ? AND tasks.status != 'done' ORDER BY 1",
+                (task_id,),
+            )
+        )
+        heads.append(Head(kind, task_id, "waiting", priority, created_us, None, blockers))
+    return sorted(heads, key=lambda h: h.kind)
