@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import MutableMapping
@@ -31,23 +32,43 @@ class _Timestamp:
         return event
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def escape_controls(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """On a terminal, text from a host or a task must not move the cursor, clear the screen or
+    forge a log line. The console renderer quotes other values itself; the event and an
+    exception's text it prints raw, so those are escaped here (JSON escapes everything)."""
+    for key in ("event", "exception"):
+        value = event.get(key)
+        if isinstance(value, str) and _CONTROL.search(value):
+            lines = value.split("\n")  # a traceback keeps its line breaks
+            event[key] = "\n".join(_escape(line) for line in lines)
+    return event
+
+
 def configure(log_format: str = "auto", *, level: int | str = logging.INFO) -> None:
     if isinstance(level, str):
         level = logging.getLevelNamesMapping()[level.upper()]
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _Timestamp(),
+        structlog.processors.format_exc_info,
+    ]
+    if as_json:
+        processors.append(structlog.processors.JSONRenderer())
+    else:
+        processors += [escape_controls, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _Timestamp(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
