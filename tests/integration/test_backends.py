@@ -660,3 +660,31 @@ def test_e2e_slots_bound_requests_in_flight(
     assert ollama.chat_count == count
     # The async dispatcher fills both slots; the legacy one runs one task per pool at a time.
     assert ollama.max_in_flight == (1 if legacy else 2)
+
+
+@DISPATCHERS
+def test_api_key_never_reaches_logs_results_or_the_database(
+    make_config: MakeConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    legacy: bool,
+) -> None:
+    secret = "sk-live-9f8e7d6c5b4a"
+    monkeypatch.setenv("YGG_TEST_KEY", secret)
+    with FakeHost("openai", api_key="another-key") as host:  # refuses ours: 401
+        config = make_config(
+            f'[pools.gpu]\nbackend = "openai"\nurl = "{host.url}"\nmodel = "m"\n'
+            'api_key_env = "YGG_TEST_KEY"\nslots = 1\nkinds = ["general"]\n',
+            daemon='log_level = "debug"',
+        )
+        store = open_store(config.daemon.db)
+        task = submit(store, config, "refused", prompt="hello")
+        run_until_idle(config, legacy)
+        assert host.chat_requests[0].headers["authorization"] == f"Bearer {secret}"
+    final = store.get(task.id)
+    assert final.status == "failed" and "401" in (final.error or "")
+    captured = capsys.readouterr()
+    assert secret not in captured.out + captured.err
+    store.close()
+    for path in Path(config.daemon.db).parent.glob("queue.db*"):
+        assert secret.encode() not in path.read_bytes()

@@ -11,7 +11,6 @@ import pytest
 from tests.support.daemons import DaemonSet, run_ygg, wait_until, write_config
 from ygg.store import SQLiteStore, open_store
 
-
 MODES = pytest.mark.parametrize("mode", ["--async", "--legacy"])
 
 
