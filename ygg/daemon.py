@@ -51,6 +51,8 @@ async def _serve(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+    if isinstance(dispatcher.crashed, YggError):
+        raise dispatcher.crashed  # already one clear sentence, with its own exit status
     if dispatcher.crashed is not None:
         raise DaemonCrashed(
             f"The dispatcher stopped after an internal error: {dispatcher.crashed!r}."

@@ -24,7 +24,7 @@ from ygg.backends.base import AttemptFailed, Job
 from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import Config, PoolConfig
 from ygg.dispatch import nudge
-from ygg.dispatch.leases import is_alive
+from ygg.dispatch.leases import is_alive, log_reaped
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.errors import YggError
 from ygg.store import SQLiteStore, open_store
@@ -83,7 +83,7 @@ class Worker:
     def _attempt(self, store: SQLiteStore, claim: Claim) -> None:
         self.running = Running(claim)
         log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job.of(claim)
+        job = Job.of(claim, self.legacy.config.daemon.db)
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None
         started = time.monotonic()
@@ -195,7 +195,9 @@ class LegacyDispatcher:
                 ):
                     worker.interrupt(running.claim.task_id, "lease_lost")
             alive = {d.id for d in store.daemons() if d.id == self.owner or is_alive(d, hostname)}
-            if store.requeue_expired(now, alive):
+            reaped = store.requeue_expired(now, alive)
+            if reaped:
+                log_reaped(reaped, self.config.daemon.db)
                 self.wake.set()
             if (
                 self.until_idle

@@ -334,7 +334,7 @@ def test_a_stale_owner_cannot_write_after_its_task_was_requeued_and_claimed_agai
     a = submit(store, "a")
     dependent = submit(store, "dependent", after=[a])
     old = run(store, a, owner=1)
-    assert store.requeue_expired(NOW + LEASE + 1, alive_owners=set()) == [(a, "queued")]
+    assert store.requeue_expired(NOW + LEASE + 1, alive_owners=set()) == [(a, "queued", 1)]
     assert store.complete(a, old.token, Outcome("late"), NOW) is None  # queued: nobody owns it
     new = run(store, a, owner=2, now=NOW + LEASE + 2)
     assert new.token != old.token
@@ -561,7 +561,7 @@ def test_requeue_expired_returns_dead_owners_tasks(store: SQLiteStore) -> None:
 
     now = NOW + LEASE + 1
     changed = store.requeue_expired(now, alive_owners={2})
-    assert sorted(changed) == sorted([(dead, "queued"), (exhausted, "failed")])
+    assert sorted(changed) == sorted([(dead, "queued", 1), (exhausted, "failed", 1)])
     t = store.get(dead)
     assert (t.status, t.attempts, t.pool) == ("queued", 1, "p")
     assert t.error and "interrupted" in t.error
@@ -585,7 +585,7 @@ def test_renew_extends_only_the_owners_leases(store: SQLiteStore) -> None:
     store.complete(d, cd.token, Outcome(), NOW)
     assert store.renew(1, NOW + 3 * LEASE, NOW + LEASE) == {a, b}
     changed = store.requeue_expired(NOW + 2 * LEASE, alive_owners=set())
-    assert changed == [(c, "queued")]
+    assert changed == [(c, "queued", 1)]
     assert statuses(store, a, b) == ["running", "running"]
 
     store.cancel(a, NOW)

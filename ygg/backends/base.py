@@ -23,9 +23,10 @@ class Job:
     title: str
     prompt: str
     params: dict[str, Any] = field(default_factory=dict)
+    queue: str = ""  # the queue's database, so a command's processes can be told apart
 
     @classmethod
-    def of(cls, claim: Claim) -> Job:
+    def of(cls, claim: Claim, queue: str = "") -> Job:
         return cls(
             claim.task_id,
             claim.attempt,
@@ -34,6 +35,7 @@ class Job:
             claim.title,
             claim.prompt,
             claim.params,
+            queue,
         )
 
 

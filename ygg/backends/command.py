@@ -14,8 +14,10 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import psutil
 
 from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
 from ygg.config import PoolConfig
@@ -37,9 +39,32 @@ def command_env(job: Job, pool: PoolConfig) -> dict[str, str]:
             "YGG_PRIORITY": str(job.priority),
         }
     )
+    if job.queue:
+        env["YGG_QUEUE"] = job.queue
     for key, value in job.params.items():
         env["YGG_PARAM_" + re.sub(r"[^A-Za-z0-9_]", "_", key).upper()] = str(value)
     return env
+
+
+def kill_orphans(queue: str, attempts: Iterable[tuple[int, int]]) -> list[int]:
+    """Kills this machine's processes left by interrupted attempts of `queue`'s tasks.
+
+    The death signal of a killed daemon reaches only the command it started, not what that
+    command started in turn; those carry the attempt's environment, which identifies them
+    (an attempt number is never reused, so a new run of the task is never hit)."""
+    wanted = {(str(task_id), str(attempt)) for task_id, attempt in attempts}
+    killed = []
+    for process in psutil.process_iter():
+        try:
+            env = process.environ()
+            if env.get("YGG_QUEUE") == queue and (
+                (env.get("YGG_TASK_ID"), env.get("YGG_ATTEMPT")) in wanted
+            ):
+                process.kill()
+                killed.append(process.pid)
+        except psutil.Error:  # gone, or another user's: not ours to judge
+            continue
+    return killed
 
 
 def _die_with(parent_pid: int) -> Callable[[], None]:

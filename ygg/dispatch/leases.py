@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import psutil
 import structlog
 
+from ygg.backends.command import kill_orphans
 from ygg.store import SQLiteStore
-from ygg.store.model import US, Daemon
+from ygg.store.model import US, Daemon, Reaped
 
 if TYPE_CHECKING:
     from ygg.dispatch.dispatcher import Dispatcher
@@ -48,6 +49,15 @@ def is_alive(daemon: Daemon, hostname: str) -> bool:
     return abs(started_us - daemon.pid_started_us) < US // 10
 
 
+def log_reaped(reaped: list[Reaped], queue: str) -> None:
+    """Logs each task taken back, and kills what its interrupted attempt left running here."""
+    for task in reaped:
+        log.warning("task_reaped", task_id=task.task_id, status=task.status)
+    killed = kill_orphans(queue, [(t.task_id, t.attempt) for t in reaped])
+    if killed:
+        log.warning("orphans_killed", pids=killed)
+
+
 async def reap_expired(d: Dispatcher) -> None:
     """Returns to the queue the tasks whose owner died and whose lease ran out."""
     hostname = socket.gethostname()
@@ -57,8 +67,8 @@ async def reap_expired(d: Dispatcher) -> None:
         alive = {x.id for x in daemons if x.id == d.owner or is_alive(x, hostname)}
         now = d.now_us()
         changed = await d.store.call(SQLiteStore.requeue_expired, now, alive)
-        for task_id, status in changed:
-            log.warning("task_reaped", task_id=task_id, status=status)
+        if changed:
+            await asyncio.to_thread(log_reaped, changed, d.config.daemon.db)
         d.observer.metrics.tasks_reaped(len(changed))
         d.observer.beat("reaper")
         dead = [x.id for x in daemons if x.hostname == hostname and x.id not in alive]

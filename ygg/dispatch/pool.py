@@ -110,7 +110,7 @@ class PoolRunner:
         # Per-task lifecycle events are debug: at thousands of tasks/s they would cost more
         # than the work; the queue keeps every start and finish time anyway.
         log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job.of(claim)
+        job = Job.of(claim, self.d.config.daemon.db)
         timeout_s = claim.timeout_s or self.config.retry.timeout_s
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None

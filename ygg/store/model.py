@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 STATUSES = ("waiting", "queued", "running", "done", "failed", "cancelled", "blocked")
 FINISHED = ("done", "failed", "cancelled", "blocked")
@@ -123,6 +123,14 @@ class Daemon:
     mode: str
     heartbeat_us: int
     config_error: str | None = None  # why its last reload was refused
+
+
+class Reaped(NamedTuple):
+    """A task taken back from a dead owner, and the attempt that was interrupted."""
+
+    task_id: int
+    status: str  # queued, or failed once it was interrupted max_attempts times
+    attempt: int
 
 
 @dataclass(frozen=True)

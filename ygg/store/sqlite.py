@@ -9,8 +9,9 @@ from typing import Any
 
 from ygg.errors import InvalidInput, TaskNotFound
 from ygg.store import sqlite_deps as deps
-from ygg.store.model import Claim, NewTask, Outcome, Task
+from ygg.store.model import Claim, NewTask, Outcome, Reaped, Task
 from ygg.store.sqlite_daemons import DaemonRegistry
+from ygg.store.sqlite_db import reads
 
 _TASK_COLUMNS = (
     "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
@@ -197,10 +198,10 @@ class SQLiteStore(DaemonRegistry):
         )
         deps.block_downstream(conn, task_id, status, now_us)
 
-    def requeue_expired(self, now_us: int, alive_owners: set[int]) -> list[tuple[int, str]]:
+    def requeue_expired(self, now_us: int, alive_owners: set[int]) -> list[Reaped]:
         """Returns tasks whose owner's lease expired to `queued` (or `failed`, once they have
         been interrupted `max_attempts` times). Owners known to be alive keep their tasks."""
-        changed: list[tuple[int, str]] = []
+        changed: list[Reaped] = []
         with self.write() as conn:
             rows = conn.execute(
                 "SELECT id, owner, attempts, max_attempts FROM tasks "
@@ -213,14 +214,14 @@ class SQLiteStore(DaemonRegistry):
                 if attempts >= max_attempts:
                     reason = f"interrupted {attempts} times: the dispatcher running it stopped"
                     self._finish(conn, task_id, "failed", reason, now_us)
-                    changed.append((task_id, "failed"))
+                    changed.append(Reaped(task_id, "failed", attempts))
                 else:
                     conn.execute(
                         "UPDATE tasks SET status = 'queued', lease_expires_us = NULL, "
                         "error = 'interrupted: the dispatcher running it stopped' WHERE id = ?",
                         (task_id,),
                     )
-                    changed.append((task_id, "queued"))
+                    changed.append(Reaped(task_id, "queued", attempts))
         return changed
 
     def release(self, task_id: int, token: int, *, block: bool, now_us: int) -> bool:
@@ -282,6 +283,7 @@ class SQLiteStore(DaemonRegistry):
             return status
 
     # --- reading ---------------------------------------------------------------------------
+    @reads
     def get(self, task_id: int) -> Task:
         row = self.conn.execute(
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
@@ -290,6 +292,7 @@ class SQLiteStore(DaemonRegistry):
             raise TaskNotFound(f"No task {task_id}.")
         return self._task(row)
 
+    @reads
     def list_tasks(
         self, *, status: str | None = None, kind: str | None = None, limit: int = 100
     ) -> list[Task]:
@@ -337,10 +340,12 @@ class SQLiteStore(DaemonRegistry):
             run_after_us=row[19],
         )
 
+    @reads
     def counts(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")
         return dict(rows.fetchall())
 
+    @reads
     def pool_load(self, pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, int]]:
         """Per pool: tasks running in it (any owner) and queued tasks of the kinds it serves
         (including those waiting out a retry backoff)."""
@@ -359,6 +364,7 @@ class SQLiteStore(DaemonRegistry):
             for name, kinds in pools.items()
         }
 
+    @reads
     def has_pending(self, kinds: Sequence[str]) -> bool:
         """Whether anything is running, or queued for one of `kinds` (now or after a backoff)."""
         if self.conn.execute("SELECT 1 FROM tasks WHERE status = 'running' LIMIT 1").fetchone():
@@ -374,6 +380,7 @@ class SQLiteStore(DaemonRegistry):
             is not None
         )
 
+    @reads
     def next_retry_us(self) -> int | None:
         row = self.conn.execute(
             "SELECT min(run_after_us) FROM tasks "

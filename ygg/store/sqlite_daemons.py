@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ygg.store.model import BreakerState, Daemon
-from ygg.store.sqlite_db import Database
+from ygg.store.sqlite_db import Database, reads
 
 
 class DaemonRegistry(Database):
@@ -44,12 +44,14 @@ class DaemonRegistry(Database):
                 (daemon_id, pool, state, reason, now_us),
             )
 
+    @reads
     def breakers(self) -> list[BreakerState]:
         rows = self.conn.execute(
             "SELECT daemon, pool, state, reason, since_us FROM breakers ORDER BY pool, daemon"
         ).fetchall()
         return [BreakerState(*row) for row in rows]
 
+    @reads
     def daemons(self) -> list[Daemon]:
         rows = self.conn.execute(
             "SELECT id, hostname, pid, pid_started_us, nudge, mode, heartbeat_us, config_error "

@@ -6,11 +6,13 @@ all) is refused before anything is written to it, so it stays byte-for-byte as i
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from ygg.errors import StoreBusy, StoreError, StoreFull, StoreRefused
 from ygg.store.schema import APPLICATION_ID, MIGRATIONS, statements
@@ -25,7 +27,40 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
 def _wrap(path: str, exc: sqlite3.Error, doing: str) -> StoreError:
     if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
         return StoreFull(f"{path}: the disk is full; {doing} was not saved.")
+    if is_damage(exc):
+        return damaged(path, exc)
     return StoreError(f"{path}: {doing} failed: {exc}.")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """A damaged file (not a bug, a lock or a full disk): SQLite's DatabaseError proper."""
+    return type(exc) is sqlite3.DatabaseError
+
+
+def damaged(path: str, exc: BaseException) -> StoreRefused:
+    return StoreRefused(
+        f"{path}: the database file is damaged ({exc}); move it aside and restore a backup."
+    )
+
+
+D = TypeVar("D", bound="Database")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def reads(method: Callable[Concatenate[D, P], T]) -> Callable[Concatenate[D, P], T]:
+    """Marks a read outside a write transaction: a damaged page becomes StoreRefused too."""
+
+    @functools.wraps(method)
+    def checked(self: D, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(self.path, exc) from None
+            raise
+
+    return checked
 
 
 class Database:
@@ -93,7 +128,10 @@ class Database:
         except BaseException as exc:
             if self.conn.in_transaction:  # SQLite may have rolled back already (disk full)
                 self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error: not a bug
+            # A lock, a full disk or a damaged file: not a bug of ours, so it is said plainly.
+            if isinstance(exc, sqlite3.OperationalError) or (
+                isinstance(exc, sqlite3.DatabaseError) and is_damage(exc)
+            ):
                 raise _wrap(self.path, exc, "the write") from None
             raise
         finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ygg.store.sqlite_db import Database
+from ygg.store.sqlite_db import Database, reads
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Head:
     blockers: tuple[int, ...] = ()  # waiting: the unfinished tasks it depends on
 
 
+@reads
 def queue_heads(db: Database) -> list[Head]:
     conn = db.conn
     heads: list[Head] = []
