@@ -26,7 +26,7 @@ class DaemonConfig:
     lease_s: float = 30.0
     drain_s: float = 60.0
     on_shutdown: str = "requeue"
-    status_listen: str = "127.0.0.1:9464"
+    status_listen: str = "127.0.0.1:9464"  # "" serves no status endpoint
     log_format: str = "auto"  # auto: JSON unless writing to a terminal
     log_level: str = "info"  # debug adds one event per task started and finished
     synchronous: str = "normal"  # the daemon's SQLite durability for claims and outcomes
@@ -117,13 +117,20 @@ class _Table:
             self.fail(f"{self.where}.{key}", f"must be at least {minimum}, not {value!r}")
         return int(value)
 
-    def text(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> Any:
+    def text(
+        self,
+        key: str,
+        default: str | None = None,
+        choices: tuple[str, ...] = (),
+        *,
+        empty_ok: bool = False,
+    ) -> Any:
         value = self._get(key, (str,), "a string")
         if value is None:
             return default
         if choices and value not in choices:
             self.fail(f"{self.where}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
-        if not value.strip():
+        if not value.strip() and not empty_ok:
             self.fail(f"{self.where}.{key}", "must not be empty")
         return value
 
@@ -179,8 +186,10 @@ def _daemon(table: _Table, base_dir: Path | None) -> DaemonConfig:
     db = table.text("db", d.db)
     if base_dir is not None and "://" not in db and not Path(db).is_absolute():
         db = str(base_dir / db)
-    listen = table.text("status_listen", d.status_listen)
-    if not re.fullmatch(r"\[?[\w.:-]+\]?:\d{1,5}", listen) or int(listen.rsplit(":", 1)[1]) > 65535:
+    listen = table.text("status_listen", d.status_listen, empty_ok=True)
+    if listen and (
+        not re.fullmatch(r"\[?[\w.:-]+\]?:\d{1,5}", listen) or int(listen.rsplit(":", 1)[1]) > 65535
+    ):
         table.fail("daemon.status_listen", f"must be HOST:PORT, not {listen!r}")
     config = DaemonConfig(
         db=db,

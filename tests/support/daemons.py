@@ -42,6 +42,8 @@ def write_config(
 ) -> Path:
     """Writes directory/ygg.toml (queue in directory/queue.db, JSON logs) and returns its path."""
     path = directory / "ygg.toml"
+    if "status_listen" not in daemon:  # many test daemons share this machine's ports
+        daemon += '\nstatus_listen = ""'
     path.write_text(
         f'[daemon]\ndb = "{db}"\nlog_format = "json"\n{daemon}\n'
         f"[defaults]\nbackoff_seconds = 0.05\n{defaults}\n{pools}"

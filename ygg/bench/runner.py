@@ -27,6 +27,7 @@ BENCH_DAEMON = f"""\
 poll_seconds = {POLL_SECONDS}
 drain_seconds = 1
 log_format = "json"
+status_listen = ""  # no status endpoint for a benchmark run
 """
 
 

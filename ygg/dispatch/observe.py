@@ -34,7 +34,8 @@ class Observer:
         self.d = d
         # Checked before anything starts: a public address without a token is a config error.
         self.token = status_token()
-        check_listen(d.config.daemon.status_listen, self.token)
+        if d.config.daemon.status_listen:
+            check_listen(d.config.daemon.status_listen, self.token)
         self.notifier = Notifier.from_env()
         self.metrics = Metrics()
         lease_s, poll_s = d.config.daemon.lease_s, d.config.daemon.poll_s
@@ -52,7 +53,14 @@ class Observer:
     async def start(self) -> None:
         for name in PERIODIC:
             self.progress.expect(name)
-        listen = self.d.config.daemon.status_listen
+        if self.d.config.daemon.status_listen:
+            await self._serve_status(self.d.config.daemon.status_listen)
+        self._watchdog = asyncio.create_task(
+            watchdog_pinger(self.notifier, lambda: self.heartbeats), name="watchdog"
+        )
+        self.notifier.ready(self.summary())
+
+    async def _serve_status(self, listen: str) -> None:
         try:
             self._server = await start_status_server(
                 listen, self.token, self.snapshot, self.progress.healthy, self.metrics
@@ -61,10 +69,6 @@ class Observer:
             log.warning("status_server_unavailable", listen=listen, error=str(exc))
         else:
             log.info("status_server_started", listen=listen, port=self._server.port)
-        self._watchdog = asyncio.create_task(
-            watchdog_pinger(self.notifier, lambda: self.heartbeats), name="watchdog"
-        )
-        self.notifier.ready(self.summary())
 
     def stopping(self) -> None:
         self.progress.stopped = True

@@ -134,8 +134,12 @@ class PoolRunner:
             else:
                 await asyncio.shield(self._record_stop(attempt))
         finally:
-            self.attempts.pop(claim.task_id, None)
-            self.d.slot_freed(self)
+            self._free(attempt)
+            self.d.slot_freed(self)  # now committed: peer daemons may claim the slot too
+
+    def _free(self, attempt: Attempt) -> None:
+        if self.attempts.pop(attempt.claim.task_id, None) is not None:
+            self.wake.set()
 
     async def _record(
         self,
@@ -146,7 +150,13 @@ class PoolRunner:
         claim, d = attempt.claim, self.d
         now = d.now_us()
         # Once submitted, the write happens even if a forced stop cancels us while we wait.
-        recorded = await d.store.submit(record, claim, self.config, outcome, failure, now)
+        written = d.store.submit(record, claim, self.config, outcome, failure, now)
+        if self.breaker.state == CLOSED and (failure is None or not failure.retryable):
+            # The store runs operations in order, so a claim submitted from now on sees this
+            # outcome: our next task can start in the same transaction instead of one later.
+            # (A host failure waits: the breaker must learn of it before the next claim.)
+            self._free(attempt)
+        recorded = await written
         seconds = time.monotonic() - attempt.started
         log_recorded(recorded, failure, now, seconds)
         outcome_name = _OUTCOME_NAMES[recorded.status]
