@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 
 import psutil
 import structlog
-from structlog.contextvars import bound_contextvars
 
+from ygg import logs
 from ygg.backends.base import AttemptFailed, Job
 from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import Config, PoolConfig
@@ -70,10 +70,11 @@ class Worker:
                     legacy.wake.wait(legacy.config.daemon.poll_s)
                     continue
                 claim = claims[0]
-                with bound_contextvars(
-                    task_id=claim.task_id, pool=self.pool.name, attempt=claim.attempt
-                ):
+                bound = logs.bind_attempt(claim.task_id, self.pool.name, claim.attempt)
+                try:
                     self._attempt(store, claim)
+                finally:
+                    logs.unbind_attempt(bound)
         finally:
             self.backend.close()
             store.close()

@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from collections.abc import MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
@@ -32,6 +33,32 @@ class _Timestamp:
         return event
 
 
+# The attempt an event belongs to. One context variable holding a tuple is several times
+# cheaper to set per attempt than structlog's one variable per key, and this is the hot path.
+_ATTEMPT: ContextVar[tuple[int, str, int] | None] = ContextVar("ygg_attempt", default=None)
+DEBUG = False  # whether debug events are emitted: lets the hot path skip building them
+
+
+def bind_attempt(task_id: int, pool: str, attempt: int) -> Token[tuple[int, str, int] | None]:
+    """Every event logged from this context on carries task_id, pool and attempt."""
+    return _ATTEMPT.set((task_id, pool, attempt))
+
+
+def unbind_attempt(token: Token[tuple[int, str, int] | None]) -> None:
+    _ATTEMPT.reset(token)
+
+
+def _merge_attempt(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    bound = _ATTEMPT.get()
+    if bound is not None:
+        event.setdefault("task_id", bound[0])
+        event.setdefault("pool", bound[1])
+        event.setdefault("attempt", bound[2])
+    return event
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -54,11 +81,14 @@ def escape_controls(
 
 
 def configure(log_format: str = "auto", *, level: int | str = logging.INFO) -> None:
+    global DEBUG
     if isinstance(level, str):
         level = logging.getLevelNamesMapping()[level.upper()]
+    DEBUG = level <= logging.DEBUG
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        _merge_attempt,
         structlog.processors.add_log_level,
         _Timestamp(),
         structlog.processors.format_exc_info,

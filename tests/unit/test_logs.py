@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from ygg.logs import configure
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """configure() binds the captured stderr; later tests must not write to it once closed."""
+    yield
+    structlog.reset_defaults()
 
 
 def test_console_escapes_control_characters(capsys: pytest.CaptureFixture[str]) -> None:

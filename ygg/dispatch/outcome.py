@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from ygg import logs
 from ygg.backends import AttemptFailed
 from ygg.config import PoolConfig
 from ygg.dispatch.retry import backoff_s
@@ -59,7 +60,8 @@ def log_recorded(
     if recorded.status is None:
         log.warning("stale_result_discarded")
     elif recorded.status == "done":
-        log.debug("task_done", seconds=round(seconds, 6))
+        if logs.DEBUG:
+            log.debug("task_done", seconds=round(seconds, 6))
     elif recorded.status == "queued" and recorded.retry_at_us is not None:
         log.warning(
             "task_retry_scheduled",

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
-from structlog.contextvars import bind_contextvars
 
+from ygg import logs
 from ygg.backends import AttemptFailed, Backend, Job
 from ygg.config import PoolConfig
 from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
@@ -106,10 +106,11 @@ class PoolRunner:
     async def _run(self, attempt: Attempt) -> None:
         claim = attempt.claim
         # This asyncio task's own context: every event of the attempt carries these.
-        bind_contextvars(task_id=claim.task_id, pool=self.name, attempt=claim.attempt)
+        logs.bind_attempt(claim.task_id, self.name, claim.attempt)
         # Per-task lifecycle events are debug: at thousands of tasks/s they would cost more
         # than the work; the queue keeps every start and finish time anyway.
-        log.debug("task_started", kind=claim.kind, priority=claim.priority)
+        if logs.DEBUG:
+            log.debug("task_started", kind=claim.kind, priority=claim.priority)
         job = Job.of(claim, self.d.config.daemon.db)
         timeout_s = claim.timeout_s or self.config.retry.timeout_s
         outcome: Outcome | None = None
