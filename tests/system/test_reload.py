@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import DaemonSet, run_ygg, wait_until, write_config
+from tests.support.daemons import DaemonSet, command_pool, run_ygg, wait_until, write_config
+from tests.support.runlog import max_overlap_by_pool, read_run_log, run_host_argv
 from ygg.store import SQLiteStore, open_store
 
 MODES = pytest.mark.parametrize("mode", ["--async", "--legacy"])
@@ -109,3 +111,28 @@ def test_reload_adds_and_removes_pools(tmp_path: Path, mode: str) -> None:
     assert (store.get(old_task).pool, store.get(old_task).attempts) == ("old", 1)
     assert store.get(new_task).pool == "new"
     assert '"pool_retired"' in daemons.log_of(daemon)
+
+
+def test_sighup_cycling_slots_under_load(tmp_path: Path) -> None:
+    """Slots 1 → 3 → 2 → 1 → 3 while 30 command tasks run: judged at the host side."""
+    runs_log = tmp_path / "runs.log"
+    pools = command_pool("batch", run_host_argv(runs_log), slots=1, kinds=["batch"])
+    config = write_config(tmp_path, pools)
+    store = open_store(str(tmp_path / "queue.db"))
+    ids = [
+        int(run_ygg(config, "submit", f"t{i}", "--kind", "batch", "--param", "seconds=0.3").stdout)
+        for i in range(30)
+    ]
+    with DaemonSet(config) as daemons:
+        daemon = daemons.start()
+        for slots in (3, 2, 1, 3):
+            assert wait_until(lambda: running(store) >= 1, 10)
+            assert run_ygg(config, "config", "set", "pools.batch.slots", str(slots)).returncode == 0
+            daemon.send_signal(signal.SIGHUP)
+            time.sleep(0.4)  # let the load run a while under each setting
+        assert wait_until(lambda: all(store.get(i).status == "done" for i in ids), 30)
+        assert daemons.stop(daemon) == 0
+    runs = read_run_log(runs_log)
+    assert sorted(int(r.task) for r in runs) == sorted(ids)  # each ran once: nothing lost
+    assert all(store.get(i).attempts == 1 for i in ids)  # nothing was stopped and re-run
+    assert max_overlap_by_pool(runs, set())["batch"] <= 3  # never past the largest setting
