@@ -8,12 +8,15 @@ daemon's slow safety poll still finds the work if one is lost.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 WAKE = b"wake"
 CANCEL = b"cancel"
@@ -49,6 +52,8 @@ class Listener:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
+        import asyncio  # here, not at the top: `ygg submit` only sends, and starts faster
+
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._read)
 
