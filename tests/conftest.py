@@ -27,8 +27,8 @@ def make_config(tmp_path: Path) -> MakeConfig:
     def make(pools: str, *, daemon: str = "", defaults: str = "") -> Config:
         text = (
             '[daemon]\ndb = "queue.db"\nlog_format = "json"\npoll_seconds = 0.5\n'
-            'status_listen = ""\n'
-            f"{daemon}\n[defaults]\n{defaults}\n{pools}"
+            + ("" if "status_listen" in daemon else 'status_listen = ""\n')
+            + f"{daemon}\n[defaults]\n{defaults}\n{pools}"
         )
         path = tmp_path / "ygg.toml"
         path.write_text(text)

@@ -144,8 +144,13 @@ def run_plan(directory: Path, plan: Plan, daemons: DaemonSet) -> Figures:
         running[victim] = daemons.start(plan.modes[victim])
         restarts.append((running[victim].pid, restarted_at))
         ids += submit_wave(store, daemons.config, plan, len(ids), sizes[wave], rng)
-        # The next kill comes once this daemon has recovered (or visibly failed to).
-        wait_until(started_by(directory / "runs.log", running[victim].pid), plan.settle_s, 0.05)
+        # The next kill comes once this daemon has recovered (or visibly failed to). With
+        # several daemons the others may have taken every remaining task: nothing to wait for.
+        wait_until(
+            recovered_or_drained(store, directory / "runs.log", running[victim].pid),
+            plan.settle_s,
+            0.05,
+        )
     wait_until(lambda: not any(store.counts().get(s) for s in UNFINISHED), plan.settle_s, 0.1)
     for process in running:
         daemons.stop(process)
@@ -162,6 +167,11 @@ def run_plan(directory: Path, plan: Plan, daemons: DaemonSet) -> Figures:
 
 def started_by(log: Path, daemon_pid: int) -> Callable[[], bool]:
     return lambda: any(r.daemon_pid == daemon_pid for r in read_run_log(log))
+
+
+def recovered_or_drained(store: SQLiteStore, log: Path, daemon_pid: int) -> Callable[[], bool]:
+    started = started_by(log, daemon_pid)
+    return lambda: started() or not store.counts().get("queued")
 
 
 def judge(

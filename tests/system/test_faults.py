@@ -80,7 +80,8 @@ def test_kill9_at_random_moments_loses_and_duplicates_nothing(
     assert not figures.stale, report
     assert not figures.slot_violations, report
     assert not figures.duplicates, report
-    assert all(r is not None for r in figures.recovery_s), report
+    if len(plan.modes) == 1:  # with several, the others may rightly take all remaining work
+        assert all(r is not None for r in figures.recovery_s), report
 
 
 def test_commands_of_a_killed_daemon_die_with_it(tmp_path: Path, daemons: DaemonSet) -> None:
