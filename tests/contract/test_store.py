@@ -275,6 +275,7 @@ def test_claim_records_the_attempt(store: SQLiteStore) -> None:
         attempt=1,
         max_attempts=4,
         timeout_s=9.0,
+        created_us=NOW,
     )
     task = store.get(task_id)
     assert (task.status, task.pool, task.attempts, task.started_us) == ("running", "p", 1, NOW + 1)

@@ -84,6 +84,9 @@ def test_status_server_metrics_health_and_status(tmp_path: Path) -> None:
         assert claimed == 5
         done = [s for s in families["ygg_tasks"].samples if s.labels.get("status") == "done"]
         assert done and done[0].value == 5
+        for histogram in ("ygg_queue_wait_seconds", "ygg_attempt_duration_seconds"):
+            counts = [s for s in families[histogram].samples if s.name == histogram + "_count"]
+            assert sum(s.value for s in counts) == 5, histogram
         assert daemons.stop(daemon) == 0
 
 

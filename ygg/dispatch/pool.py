@@ -88,8 +88,10 @@ class PoolRunner:
             lease_us=lease_us,
             now_us=now,
         )
-        d.observer.metrics.claim_observed(config.name, time.perf_counter() - asked_s, len(claims))
+        metrics = d.observer.metrics
+        metrics.claim_observed(config.name, time.perf_counter() - asked_s, len(claims))
         for claim in claims:
+            metrics.queue_wait_observed(config.name, claim.kind, (now - claim.created_us) / US)
             attempt = Attempt(claim)
             self.attempts[claim.task_id] = attempt
             attempt.task = asyncio.create_task(self._run(attempt), name=f"task-{claim.task_id}")

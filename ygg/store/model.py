@@ -102,6 +102,7 @@ class Claim:
     attempt: int
     max_attempts: int
     timeout_s: float | None
+    created_us: int = 0  # when it was submitted: the queue-wait metric starts here
 
 
 @dataclass(frozen=True)

@@ -116,11 +116,11 @@ class SQLiteStore(DaemonRegistry):
                 f"attempts = attempts + 1, token = token + 1, lease_expires_us = ?, "
                 f"started_us = ?, run_after_us = NULL WHERE id IN ({_marks(ids)}) "
                 f"RETURNING id, token, kind, priority, title, prompt, params, attempts, "
-                f"max_attempts, timeout_s",
+                f"max_attempts, timeout_s, created_us",
                 [pool, owner, now_us + lease_us, now_us, *ids],
             ).fetchall()
         claims = [
-            Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9])
+            Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10])
             for r in rows
         ]
         claims.sort(key=lambda c: (c.priority, c.task_id))
