@@ -24,7 +24,7 @@ from ygg.backends.base import AttemptFailed, Job
 from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import Config, PoolConfig
 from ygg.dispatch import nudge
-from ygg.dispatch.leases import is_alive, log_reaped
+from ygg.dispatch.leases import reap
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.errors import YggError
 from ygg.store import SQLiteStore, open_store
@@ -84,7 +84,7 @@ class Worker:
     def _attempt(self, store: SQLiteStore, claim: Claim) -> None:
         self.running = Running(claim)
         log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job.of(claim, self.legacy.config.daemon.db)
+        job = Job.of(claim, self.legacy.config.daemon.db, self.legacy.owner)
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None
         started = time.monotonic()
@@ -174,7 +174,6 @@ class LegacyDispatcher:
     def _supervise(self, store: SQLiteStore) -> None:
         """Renews leases, reaps dead owners' tasks, and notices idleness, until told to stop."""
         kinds = self.config.kinds_served()
-        hostname = socket.gethostname()
         tick_s = min(self.config.daemon.lease_s / 3, self.config.daemon.poll_s)
         next_status = time.monotonic() + self.config.daemon.status_log_s
         while not self.stopping.wait(tick_s):
@@ -195,10 +194,7 @@ class LegacyDispatcher:
                     and running.claim.task_id not in held
                 ):
                     worker.interrupt(running.claim.task_id, "lease_lost")
-            alive = {d.id for d in store.daemons() if d.id == self.owner or is_alive(d, hostname)}
-            reaped = store.requeue_expired(now, alive)
-            if reaped:
-                log_reaped(reaped, self.config.daemon.db)
+            if reap(store, store.daemons(), self.owner, now, self.config.daemon.db):
                 self.wake.set()
             if (
                 self.until_idle

@@ -577,6 +577,17 @@ def test_requeue_expired_returns_dead_owners_tasks(store: SQLiteStore) -> None:
     assert run(store, dead, owner=3, now=now).attempt == 2
 
 
+def test_a_dead_owner_loses_its_tasks_before_the_lease_ends(store: SQLiteStore) -> None:
+    mine, theirs = submit(store, "mine"), submit(store, "theirs")
+    run(store, mine, owner=1)
+    run(store, theirs, owner=2)
+    # Owner 2's process is known to be gone (same machine): no need to wait out its lease.
+    assert store.requeue_expired(NOW + 1, alive_owners={1}, dead_owners=[2]) == [
+        (theirs, "queued", 1)
+    ]
+    assert statuses(store, mine, theirs) == ["running", "queued"]
+
+
 def test_renew_extends_only_the_owners_leases(store: SQLiteStore) -> None:
     a, b, c, d = (submit(store, t) for t in "abcd")
     run(store, a, owner=1)

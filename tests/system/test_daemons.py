@@ -202,7 +202,7 @@ kinds = ["general"]
 
 
 @pytest.mark.parametrize("mode", ["--async", "--legacy"])
-def test_sigkill_recovery_after_lease_expiry(tmp_path: Path, spawn: Spawn, mode: str) -> None:
+def test_sigkill_recovery_by_the_next_daemon(tmp_path: Path, spawn: Spawn, mode: str) -> None:
     log = tmp_path / "cmd.log"
     config = write_config(
         tmp_path,

@@ -23,10 +23,11 @@ class Job:
     title: str
     prompt: str
     params: dict[str, Any] = field(default_factory=dict)
-    queue: str = ""  # the queue's database, so a command's processes can be told apart
+    queue: str = ""  # the queue's database and the daemon's id in it: together they name
+    owner: int = 0  # every process an attempt starts, so a dead daemon's leftovers are found
 
     @classmethod
-    def of(cls, claim: Claim, queue: str = "") -> Job:
+    def of(cls, claim: Claim, queue: str = "", owner: int = 0) -> Job:
         return cls(
             claim.task_id,
             claim.attempt,
@@ -36,6 +37,7 @@ class Job:
             claim.prompt,
             claim.params,
             queue,
+            owner,
         )
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import psutil
@@ -40,26 +40,23 @@ def command_env(job: Job, pool: PoolConfig) -> dict[str, str]:
         }
     )
     if job.queue:
-        env["YGG_QUEUE"] = job.queue
+        env["YGG_QUEUE"], env["YGG_DAEMON"] = job.queue, str(job.owner)
     for key, value in job.params.items():
         env["YGG_PARAM_" + re.sub(r"[^A-Za-z0-9_]", "_", key).upper()] = str(value)
     return env
 
 
-def kill_orphans(queue: str, attempts: Iterable[tuple[int, int]]) -> list[int]:
-    """Kills this machine's processes left by interrupted attempts of `queue`'s tasks.
+def kill_orphans(queue: str, dead_owners: Collection[int]) -> list[int]:
+    """Kills this machine's processes left by `queue`'s daemons that died.
 
-    The death signal of a killed daemon reaches only the command it started, not what that
-    command started in turn; those carry the attempt's environment, which identifies them
-    (an attempt number is never reused, so a new run of the task is never hit)."""
-    wanted = {(str(task_id), str(attempt)) for task_id, attempt in attempts}
+    A killed daemon's death signal reaches only the commands it started, not what they started
+    in turn; those carry the attempt's environment, which names the queue and the daemon."""
+    wanted = {str(owner) for owner in dead_owners}
     killed = []
     for process in psutil.process_iter():
         try:
             env = process.environ()
-            if env.get("YGG_QUEUE") == queue and (
-                (env.get("YGG_TASK_ID"), env.get("YGG_ATTEMPT")) in wanted
-            ):
+            if env.get("YGG_QUEUE") == queue and env.get("YGG_DAEMON") in wanted:
                 process.kill()
                 killed.append(process.pid)
         except psutil.Error:  # gone, or another user's: not ours to judge

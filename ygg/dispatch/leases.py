@@ -49,31 +49,35 @@ def is_alive(daemon: Daemon, hostname: str) -> bool:
     return abs(started_us - daemon.pid_started_us) < US // 10
 
 
-def log_reaped(reaped: list[Reaped], queue: str) -> None:
-    """Logs each task taken back, and kills what its interrupted attempt left running here."""
+def reap(
+    store: SQLiteStore, daemons: list[Daemon], me: int, now_us: int, queue: str
+) -> list[Reaped]:
+    """One round of the reaper (a store operation, or the legacy supervisor's step): this
+    machine's dead daemons lose their tasks at once — what their commands left running is
+    killed first, so a re-run never overlaps it — and anyone's expired leases are taken back."""
+    hostname = socket.gethostname()
+    alive = {x.id for x in daemons if x.id == me or is_alive(x, hostname)}
+    dead = [x.id for x in daemons if x.hostname == hostname and x.id not in alive]
+    if dead:
+        killed = kill_orphans(queue, dead)
+        if killed:
+            log.warning("orphans_killed", pids=killed, daemons=dead)
+    reaped = store.requeue_expired(now_us, alive, dead)
     for task in reaped:
         log.warning("task_reaped", task_id=task.task_id, status=task.status)
-    killed = kill_orphans(queue, [(t.task_id, t.attempt) for t in reaped])
-    if killed:
-        log.warning("orphans_killed", pids=killed)
+    if dead:
+        store.forget_daemons(dead)
+    return reaped
 
 
 async def reap_expired(d: Dispatcher) -> None:
-    """Returns to the queue the tasks whose owner died and whose lease ran out."""
-    hostname = socket.gethostname()
+    """Returns to the queue the tasks whose owner died."""
     period_s = max(min(d.config.daemon.lease_s / 2, d.config.daemon.poll_s), 0.05)
     while True:
         daemons = await d.refresh_peers()
-        alive = {x.id for x in daemons if x.id == d.owner or is_alive(x, hostname)}
-        now = d.now_us()
-        changed = await d.store.call(SQLiteStore.requeue_expired, now, alive)
-        if changed:
-            await asyncio.to_thread(log_reaped, changed, d.config.daemon.db)
+        changed = await d.store.call(reap, daemons, d.owner, d.now_us(), d.config.daemon.db)
         d.observer.metrics.tasks_reaped(len(changed))
         d.observer.beat("reaper")
-        dead = [x.id for x in daemons if x.hostname == hostname and x.id not in alive]
-        if dead:
-            await d.store.call(SQLiteStore.forget_daemons, dead)
         if changed:
             d.wake_all()
         await asyncio.sleep(period_s)

@@ -113,7 +113,7 @@ class PoolRunner:
         # than the work; the queue keeps every start and finish time anyway.
         if logs.DEBUG:
             log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job.of(claim, self.d.config.daemon.db)
+        job = Job.of(claim, self.d.config.daemon.db, self.d.owner)
         timeout_s = claim.timeout_s or self.config.retry.timeout_s
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ygg.errors import InvalidInput, TaskNotFound
@@ -198,15 +198,19 @@ class SQLiteStore(DaemonRegistry):
         )
         deps.block_downstream(conn, task_id, status, now_us)
 
-    def requeue_expired(self, now_us: int, alive_owners: set[int]) -> list[Reaped]:
+    def requeue_expired(
+        self, now_us: int, alive_owners: set[int], dead_owners: Collection[int] = ()
+    ) -> list[Reaped]:
         """Returns tasks whose owner's lease expired to `queued` (or `failed`, once they have
-        been interrupted `max_attempts` times). Owners known to be alive keep their tasks."""
+        been interrupted `max_attempts` times). Owners known to be alive keep their tasks;
+        those known to be dead lose theirs at once, without waiting for the lease."""
         changed: list[Reaped] = []
+        dead = list(dead_owners)
         with self.write() as conn:
             rows = conn.execute(
-                "SELECT id, owner, attempts, max_attempts FROM tasks "
-                "WHERE status = 'running' AND lease_expires_us < ?",
-                (now_us,),
+                "SELECT id, owner, attempts, max_attempts FROM tasks INDEXED BY tasks_running "
+                f"WHERE status = 'running' AND (lease_expires_us < ? OR owner IN ({_marks(dead)}))",
+                (now_us, *dead),
             ).fetchall()
             for task_id, owner, attempts, max_attempts in rows:
                 if owner in alive_owners:
