@@ -10,11 +10,11 @@ import typer
 
 from ygg import api
 from ygg.cli import app, emit_json, env
-from ygg.cli_format import pool_rows, task_line, task_text
+from ygg.cli_format import task_line, task_text
 from ygg.dispatch import nudge
 from ygg.errors import InvalidInput
 from ygg.store import STATUSES
-from ygg.store.model import US, now_us
+from ygg.store.model import now_us
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
@@ -157,68 +157,13 @@ def status(
         bool, typer.Option("--probe/--no-probe", help="Ask each host's health endpoint.")
     ] = True,
 ) -> None:
-    """Per pool: slots, running, queued, host health; task counts by status."""
-    from ygg.health import probe_all
-    from ygg.store.sqlite_heads import queue_heads
-    from ygg.waiting import why_waiting
+    """Per pool: slots, running, queued, breaker, host health; tasks by status; why the next
+    task of each kind waits; the daemons on the queue."""
+    from ygg.status import status_lines, status_report
 
-    e = env(ctx)
-    config = e.config()
-    store = e.store()
-    load = store.pool_load({name: pool.kinds for name, pool in config.pools.items()})
-    counts = store.counts()
-    daemons = store.daemons()
-    live = {d.id for d in daemons}
-    breakers = [b for b in store.breakers() if b.daemon in live]
-    pools = pool_rows(config, load, probe_all(config) if probe else {}, breakers)
-    fallbacks = {name: pool.fallback for name, pool in config.pools.items()}
-    now = now_us()
-    waiting = [
-        {
-            "kind": head.kind,
-            "task": head.task_id,
-            "status": head.status,
-            "priority": head.priority,
-            "waiting_s": round((now - head.created_us) / US, 3),
-            "why": why_waiting(head, pools, fallbacks, len(daemons), now),
-        }
-        for head in queue_heads(store)
-    ]
+    report = status_report(env(ctx).config(), env(ctx).store(), probe=probe)
     if as_json:
-        emit_json(
-            {
-                "pools": pools,
-                "tasks": {s: counts.get(s, 0) for s in STATUSES},
-                "waiting": waiting,
-                "daemons": [
-                    {
-                        "id": d.id,
-                        "host": d.hostname,
-                        "pid": d.pid,
-                        "mode": d.mode,
-                        "config_error": d.config_error,
-                    }
-                    for d in daemons
-                ],
-            }
-        )
+        emit_json(report)
         return
-    typer.echo(
-        f"{'pool':<20} {'host':<12} {'backend':<8} {'slots':>5} {'running':>7} "
-        f"{'queued':>7}  {'breaker':<8} health"
-    )
-    for row in pools:
-        typer.echo(
-            f"{row['name']:<20} {row['host']:<12} {row['backend']:<8} {row['slots']:>5} "
-            f"{row['running']:>7} {row['queued']:>7}  {row['breaker']:<8} {row['health']}"
-        )
-    typer.echo("tasks: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
-    for row in waiting:
-        typer.echo(f"next of {row['kind']}: task {row['task']} ({row['status']}): {row['why']}")
-    for row in pools:
-        if row["breaker"] != "closed":
-            typer.echo(f"breaker of {row['name']} is {row['breaker']}: {row['breaker_reason']}")
-    typer.echo(f"daemons: {len(daemons)}")
-    for d in daemons:
-        refused = f"; last reload refused: {d.config_error}" if d.config_error else ""
-        typer.echo(f"  #{d.id} {d.mode} pid {d.pid} on {d.hostname}{refused}")
+    for line in status_lines(report):
+        typer.echo(line)

@@ -1,0 +1,82 @@
+"""`ygg status`: what the queue and the daemons on it say, read from the database alone.
+
+The daemons record their breakers and any refused reload in the database, so this needs no
+daemon to answer and shows every daemon's view, not just one's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ygg.cli_format import pool_rows
+from ygg.config import Config
+from ygg.health import probe_all
+from ygg.store import STATUSES, SQLiteStore
+from ygg.store.model import US, now_us
+from ygg.store.sqlite_heads import queue_heads
+from ygg.waiting import why_waiting
+
+
+def status_report(config: Config, store: SQLiteStore, *, probe: bool) -> dict[str, Any]:
+    """The document `ygg status --json` prints."""
+    load = store.pool_load({name: pool.kinds for name, pool in config.pools.items()})
+    counts = store.counts()
+    daemons = store.daemons()
+    live = {d.id for d in daemons}
+    breakers = [b for b in store.breakers() if b.daemon in live]
+    pools = pool_rows(config, load, probe_all(config) if probe else {}, breakers)
+    fallbacks = {name: pool.fallback for name, pool in config.pools.items()}
+    now = now_us()
+    return {
+        "pools": pools,
+        "tasks": {s: counts.get(s, 0) for s in STATUSES},
+        "waiting": [
+            {
+                "kind": head.kind,
+                "task": head.task_id,
+                "status": head.status,
+                "priority": head.priority,
+                "waiting_s": round((now - head.created_us) / US, 3),
+                "why": why_waiting(head, pools, fallbacks, len(daemons), now),
+            }
+            for head in queue_heads(store)
+        ],
+        "daemons": [
+            {
+                "id": d.id,
+                "host": d.hostname,
+                "pid": d.pid,
+                "mode": d.mode,
+                "config_error": d.config_error,
+            }
+            for d in daemons
+        ],
+    }
+
+
+def status_lines(report: dict[str, Any]) -> list[str]:
+    """The human form of the same report."""
+    lines = [
+        f"{'pool':<20} {'host':<12} {'backend':<8} {'slots':>5} {'running':>7} "
+        f"{'queued':>7}  {'breaker':<8} health"
+    ]
+    lines += [
+        f"{p['name']:<20} {p['host']:<12} {p['backend']:<8} {p['slots']:>5} "
+        f"{p['running']:>7} {p['queued']:>7}  {p['breaker']:<8} {p['health']}"
+        for p in report["pools"]
+    ]
+    lines.append("tasks: " + ", ".join(f"{s} {n}" for s, n in report["tasks"].items()))
+    lines += [
+        f"next of {w['kind']}: task {w['task']} ({w['status']}): {w['why']}"
+        for w in report["waiting"]
+    ]
+    lines += [
+        f"breaker of {p['name']} is {p['breaker']}: {p['breaker_reason']}"
+        for p in report["pools"]
+        if p["breaker"] != "closed"
+    ]
+    lines.append(f"daemons: {len(report['daemons'])}")
+    for d in report["daemons"]:
+        refused = f"; last reload refused: {d['config_error']}" if d["config_error"] else ""
+        lines.append(f"  #{d['id']} {d['mode']} pid {d['pid']} on {d['host']}{refused}")
+    return lines
