@@ -44,9 +44,13 @@ async def reload(d: Dispatcher, read_config: Callable[[], Config]) -> bool:
         await d.store.call(SQLiteStore.set_config_error, d.owner, exc.message)
         d.observer.reloading(False)
         return False
-    if config.daemon.db != d.config.daemon.db:
-        log.warning("config_change_needs_restart", key="daemon.db", running=d.config.daemon.db)
-        config = replace(config, daemon=replace(config.daemon, db=d.config.daemon.db))
+    running = d.config.daemon
+    for key in ("db", "status_listen"):  # bound at start: a reload cannot move them
+        if getattr(config.daemon, key) != getattr(running, key):
+            log.warning("config_change_needs_restart", key=f"daemon.{key}")
+    config = replace(
+        config, daemon=replace(config.daemon, db=running.db, status_listen=running.status_listen)
+    )
     _apply(d, config, new_backends)
     await d.store.call(SQLiteStore.set_config_error, d.owner, None)
     log.info("config_reloaded", pools={name: r.config.slots for name, r in d.runners.items()})
