@@ -8,6 +8,7 @@ fencing tokens and outcome records — so a legacy and an async daemon can share
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -146,6 +147,8 @@ class LegacyDispatcher:
         self.retiring: list[Worker] = []  # removed by a reload, finishing their attempt
 
     def run(self) -> None:
+        gc.collect()  # as the async mode does: no full collection scans what lives forever
+        gc.freeze()
         store = self.open()
         listener = nudge.BlockingListener(self._on_nudge)
         me = psutil.Process()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import os
 import socket
 from collections.abc import Callable, Coroutine, Iterable
@@ -64,6 +65,10 @@ class Dispatcher:
 
     # --- starting ----------------------------------------------------------------------------
     async def start(self) -> None:
+        # Everything loaded so far (typer, pydantic, prometheus, ...) lives as long as we do:
+        # kept out of the collector, a full collection never stalls the loop scanning it.
+        gc.collect()
+        gc.freeze()
         # Backends first: a pool that cannot be built (say, a missing API key) stops us
         # before we have told the queue we are here.
         for pool in self.config.pools.values():
