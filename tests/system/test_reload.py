@@ -136,3 +136,12 @@ def test_sighup_cycling_slots_under_load(tmp_path: Path) -> None:
     assert sorted(int(r.task) for r in runs) == sorted(ids)  # each ran once: nothing lost
     assert all(store.get(i).attempts == 1 for i in ids)  # nothing was stopped and re-run
     assert max_overlap_by_pool(runs, set())["batch"] <= 3  # never past the largest setting
+
+
+def test_reload_without_a_daemon_says_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path, sim_pool("sim", slots=1, kinds='["general"]', seconds=0))
+    answer = run_ygg(config, "reload")
+    assert answer.returncode == 1
+    assert answer.stderr.strip() == (
+        "ygg: No daemon on this machine runs on this queue; nothing was reloaded."
+    )
