@@ -8,6 +8,7 @@ by lease expiry), so every task stays recoverable either way.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import signal
 from collections.abc import Callable
 
@@ -67,4 +68,7 @@ def run_daemon(
 ) -> None:
     """Runs the async dispatcher until it is stopped (or idle, with until_idle); SIGHUP
     applies `reload_config()`."""
+    # systemd's watchdog ends a stuck daemon with SIGABRT: this puts every thread's stack in
+    # the journal, which is what one needs to know why it was stuck.
+    faulthandler.enable()
     uvloop.run(_serve(config, until_idle, reload_config))
