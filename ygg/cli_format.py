@@ -75,8 +75,8 @@ def pool_rows(
             "slots": pool.slots,
             "running": load[name][0],
             "queued": load[name][1],
-            "breaker": breaker_of(breakers, name)[0],
-            "breaker_reason": breaker_of(breakers, name)[1],
+            "breaker": (state := breaker_of(breakers, name))[0],
+            "breaker_reason": state[1],
             "health": health.get(name, "unknown"),
             "kinds": list(pool.kinds),
         }

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import psutil
 import structlog
@@ -27,6 +27,7 @@ from ygg.config import Config, PoolConfig
 from ygg.dispatch import nudge
 from ygg.dispatch.leases import reap
 from ygg.dispatch.outcome import log_recorded, record
+from ygg.dispatch.reload import bound_at_start
 from ygg.errors import YggError
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Claim, Outcome, now_us
@@ -234,7 +235,7 @@ class LegacyDispatcher:
         self.workers = [old[n] for n in keep] + added
         for worker in added:
             worker.thread.start()
-        self.config = replace(config, daemon=replace(config.daemon, db=self.config.daemon.db))
+        self.config = bound_at_start(self.config, config)
         store.set_config_error(self.owner, None)
         log.info("config_reloaded", pools={w.pool.name: 1 for w in self.workers})
         self.wake.set()

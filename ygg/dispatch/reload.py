@@ -44,18 +44,21 @@ async def reload(d: Dispatcher, read_config: Callable[[], Config]) -> bool:
         await d.store.call(SQLiteStore.set_config_error, d.owner, exc.message)
         d.observer.reloading(False)
         return False
-    running = d.config.daemon
-    for key in ("db", "status_listen"):  # bound at start: a reload cannot move them
-        if getattr(config.daemon, key) != getattr(running, key):
-            log.warning("config_change_needs_restart", key=f"daemon.{key}")
-    config = replace(
-        config, daemon=replace(config.daemon, db=running.db, status_listen=running.status_listen)
-    )
-    _apply(d, config, new_backends)
+    _apply(d, bound_at_start(d.config, config), new_backends)
     await d.store.call(SQLiteStore.set_config_error, d.owner, None)
     log.info("config_reloaded", pools={name: r.config.slots for name, r in d.runners.items()})
     d.observer.reloading(False)
     return True
+
+
+def bound_at_start(running: Config, config: Config) -> Config:
+    """`config` with the settings a running daemon cannot change (its queue, its status
+    address) kept as they are; a change to them is logged as needing a restart."""
+    for key in ("db", "status_listen"):
+        if getattr(config.daemon, key) != getattr(running.daemon, key):
+            log.warning("config_change_needs_restart", key=f"daemon.{key}")
+    kept = replace(config.daemon, db=running.daemon.db, status_listen=running.daemon.status_listen)
+    return replace(config, daemon=kept)
 
 
 def _apply(d: Dispatcher, config: Config, new_backends: dict[str, Backend]) -> None:
