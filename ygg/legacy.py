@@ -65,7 +65,7 @@ class Worker:
                     1,
                     slots=self.pool.slots,
                     owner=legacy.owner,
-                    lease_us=legacy.lease_us,
+                    lease_us=legacy.lease_us(),
                     now_us=now_us(),
                 )
                 if not claims:
@@ -134,7 +134,6 @@ class LegacyDispatcher:
         self.reload_config = reload_config
         self.reload_requested = threading.Event()
         self.until_idle = until_idle
-        self.lease_us = int(config.daemon.lease_s * US)
         self.open = open_store_fn or (
             lambda: open_store(
                 config.daemon.db, synchronous=config.daemon.synchronous, busy_timeout_s=60.0
@@ -146,6 +145,9 @@ class LegacyDispatcher:
         self.owner = 0
         self.workers = [Worker(pool, self) for pool in config.pools.values()]
         self.retiring: list[Worker] = []  # removed by a reload, finishing their attempt
+
+    def lease_us(self) -> int:  # read each time: a reload may change lease_seconds
+        return int(self.config.daemon.lease_s * US)
 
     def run(self) -> None:
         gc.collect()  # as the async mode does: no full collection scans what lives forever
@@ -177,10 +179,10 @@ class LegacyDispatcher:
 
     def _supervise(self, store: SQLiteStore) -> None:
         """Renews leases, reaps dead owners' tasks, and notices idleness, until told to stop."""
-        kinds = self.config.kinds_served()
-        tick_s = min(self.config.daemon.lease_s / 3, self.config.daemon.poll_s)
         next_status = time.monotonic() + self.config.daemon.status_log_s
-        while not self.stopping.wait(tick_s):
+        while not self.stopping.wait(
+            min(self.config.daemon.lease_s / 3, self.config.daemon.poll_s)
+        ):
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload(store)
@@ -188,7 +190,7 @@ class LegacyDispatcher:
                 next_status += self.config.daemon.status_log_s
                 self._log_status(store)
             asked_at, now = time.monotonic(), now_us()
-            held = store.renew(self.owner, now + self.lease_us, now)
+            held = store.renew(self.owner, now + self.lease_us(), now)
             for worker in self.all_workers():
                 running = worker.running
                 # Claimed after we asked: the answer says nothing of it (as in keep_leases).
@@ -203,7 +205,7 @@ class LegacyDispatcher:
             if (
                 self.until_idle
                 and all(w.running is None for w in self.workers)
-                and not store.has_pending(kinds)
+                and not store.has_pending(self.config.kinds_served())
             ):
                 log.info("queue_idle")
                 return

@@ -145,3 +145,27 @@ def test_reload_without_a_daemon_says_so(tmp_path: Path) -> None:
     assert answer.stderr.strip() == (
         "ygg: No daemon on this machine runs on this queue; nothing was reloaded."
     )
+
+
+@MODES
+def test_reload_changes_the_lease_of_running_work(tmp_path: Path, mode: str) -> None:
+    config = write_config(
+        tmp_path,
+        sim_pool("sim", slots=1, kinds='["general"]', seconds=30),
+        daemon="lease_seconds = 1\ndrain_seconds = 1",
+    )
+    store = open_store(str(tmp_path / "queue.db"))
+    [task] = submit(config, "general", 1)
+
+    def lease_left_s() -> float:
+        row = store.conn.execute("SELECT lease_expires_us FROM tasks WHERE id = ?", (task,))
+        return (row.fetchone()[0] - time.time() * 1e6) / 1e6
+
+    with DaemonSet(config) as daemons:
+        daemon = daemons.start(mode)
+        assert wait_until(lambda: running(store) == 1, 10)
+        assert lease_left_s() <= 1.0
+        assert run_ygg(config, "config", "set", "daemon.lease_seconds", "20").returncode == 0
+        daemon.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: lease_left_s() > 5.0, 10), "renewals kept the old lease"
+        assert daemons.stop(daemon) == 0

@@ -230,14 +230,13 @@ class Dispatcher:
             await self.stop()
 
     async def _wait_idle(self) -> None:
-        kinds = self.config.kinds_served()
         while not self._stop_requested.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.daemon.poll_s):
                     await self.idle_hint.wait()
             self.idle_hint.clear()
             if self.running_count() == 0 and not await self.store.call(
-                SQLiteStore.has_pending, kinds
+                SQLiteStore.has_pending, self.config.kinds_served()
             ):
                 log.info("queue_idle")
                 return

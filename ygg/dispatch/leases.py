@@ -23,11 +23,11 @@ log = structlog.get_logger("ygg.dispatch")
 
 async def keep_leases(d: Dispatcher) -> None:
     """Renews every lease we hold a few times per lease period, in one statement."""
-    lease_us = int(d.config.daemon.lease_s * US)
     while True:
         await asyncio.sleep(d.config.daemon.lease_s / 3)
         asked_at = time.monotonic()
         now, owner = d.now_us(), d.owner
+        lease_us = int(d.config.daemon.lease_s * US)  # read each round: a reload may change it
         held = await d.store.call(SQLiteStore.renew, owner, now + lease_us, now)
         d.observer.metrics.leases_renewed(len(held))
         d.observer.beat("lease_keeper")
