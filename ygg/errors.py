@@ -44,7 +44,18 @@ class StoreError(YggError):
     """The task store failed."""
 
 
-class StoreBusy(StoreError):
+class QueueNotFound(StoreError):
+    """The queue named on the command line cannot exist where it points."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot take a write for now (locked, disk full, connection lost): a transient
+    condition that callers wait out and retry, whatever the engine."""
+
+
+class StoreBusy(StoreUnavailable):
     """The database stayed locked by another process for too long."""
 
 
@@ -54,5 +65,5 @@ class StoreRefused(StoreError):
     exit_code = EXIT_DATA
 
 
-class StoreFull(StoreError):
+class StoreFull(StoreUnavailable):
     """The disk holding the database is full."""

@@ -8,6 +8,7 @@ fencing tokens and outcome records — so a legacy and an async daemon can share
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psutil
 import structlog
@@ -25,15 +27,23 @@ from ygg.backends.base import AttemptFailed, Job
 from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import Config, PoolConfig
 from ygg.dispatch import nudge
-from ygg.dispatch.leases import reap
+from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.dispatch.reload import bound_at_start
-from ygg.errors import YggError
+from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Claim, Outcome, now_us
+from ygg.store.writer import UNAVAILABLE_RETRY_S, StoreAbandoned
 
 log = structlog.get_logger("ygg.legacy")
 STOP_GRACE_S = 5.0
+BUSY_TIMEOUT_S = 5.0  # one wait for the write lock; a forced stop is noticed between waits
+RESTARTS_PER_MINUTE = 5  # a pool thread that dies more often than this takes the daemon down
+T = TypeVar("T")
+
+
+class LegacyCrashed(YggError):
+    """A pool thread of the legacy dispatcher kept dying."""
 
 
 @dataclass
@@ -52,21 +62,33 @@ class Worker:
         self.backend = BlockingBackend(pool)
         self.running: Running | None = None
         self.closing = False  # removed by a reload: finish the attempt, claim nothing more
+        self.crashed: BaseException | None = None
         self.thread = threading.Thread(target=self._loop, name=f"pool-{pool.name}", daemon=True)
 
     def _loop(self) -> None:
+        try:
+            self._claim_and_run()
+        except StoreAbandoned:
+            pass  # a forced stop while the store was unavailable: the leases recover the tasks
+        except BaseException as exc:  # the supervisor sees the dead thread and restarts it
+            self.crashed = exc
+            log.exception("pool_thread_crashed", pool=self.pool.name)
+
+    def _claim_and_run(self) -> None:
         legacy = self.legacy
         store = legacy.open()
         try:
             while not (legacy.stopping.is_set() or self.closing):
-                claims = store.claim(
-                    self.pool.name,
-                    self.pool.kinds,
-                    1,
-                    slots=self.pool.slots,
-                    owner=legacy.owner,
-                    lease_us=legacy.lease_us(),
-                    now_us=now_us(),
+                claims = legacy.patiently(
+                    lambda: store.claim(
+                        self.pool.name,
+                        self.pool.kinds,
+                        1,
+                        slots=self.pool.slots,
+                        owner=legacy.owner,
+                        lease_us=legacy.lease_us(),
+                        now_us=now_us(),
+                    )
                 )
                 if not claims:
                     legacy.wake.wait(legacy.config.daemon.poll_s)
@@ -103,13 +125,17 @@ class Worker:
         now = now_us()
         if running.stop_reason == "shutdown":
             block = self.legacy.config.daemon.on_shutdown == "block"
-            store.release(claim.task_id, claim.token, block=block, now_us=now)
+            self.legacy.patiently(
+                lambda: store.release(claim.task_id, claim.token, block=block, now_us=now)
+            )
             log.info("task_interrupted", on_shutdown=self.legacy.config.daemon.on_shutdown)
             return
         if running.stop_reason is not None:  # cancelled, or the lease is gone: not ours to write
             log.info("task_cancelled" if running.stop_reason == "cancelled" else "lease_lost")
             return
-        recorded = record(store, claim, self.pool, outcome, failure, now)
+        recorded = self.legacy.patiently(
+            lambda: record(store, claim, self.pool, outcome, failure, now)
+        )
         log_recorded(recorded, failure, now, time.monotonic() - started)
         if recorded.promoted:
             self.legacy.wake.set()
@@ -136,7 +162,9 @@ class LegacyDispatcher:
         self.until_idle = until_idle
         self.open = open_store_fn or (
             lambda: open_store(
-                config.daemon.db, synchronous=config.daemon.synchronous, busy_timeout_s=60.0
+                config.daemon.db,
+                synchronous=config.daemon.synchronous,
+                busy_timeout_s=BUSY_TIMEOUT_S,
             )
         )
         self.stopping = threading.Event()
@@ -145,6 +173,24 @@ class LegacyDispatcher:
         self.owner = 0
         self.workers = [Worker(pool, self) for pool in config.pools.values()]
         self.retiring: list[Worker] = []  # removed by a reload, finishing their attempt
+        self._restarts: dict[str, list[float]] = {}  # pool -> when its thread was restarted
+
+    def patiently(self, op: Callable[[], T]) -> T:
+        """Runs a store operation, waiting out a locked or full store as the async mode does
+        (never failing a task for it); gives up only on a forced stop (StoreAbandoned)."""
+        while True:
+            try:
+                return op()
+            except StoreUnavailable as exc:
+                if self.forced.is_set():
+                    log.warning("store_writes_abandoned", error=str(exc))
+                    raise StoreAbandoned(str(exc)) from None
+                if isinstance(exc, StoreBusy):  # the busy timeout has already waited
+                    log.warning("store_locked", error=str(exc))
+                    continue
+                event = "store_disk_full" if isinstance(exc, StoreFull) else "store_unavailable"
+                log.error(event, error=str(exc), retry_in_s=UNAVAILABLE_RETRY_S)
+                self.forced.wait(UNAVAILABLE_RETRY_S)
 
     def lease_us(self) -> int:  # read each time: a reload may change lease_seconds
         return int(self.config.daemon.lease_s * US)
@@ -178,7 +224,8 @@ class LegacyDispatcher:
             listener.close()
 
     def _supervise(self, store: SQLiteStore) -> None:
-        """Renews leases, reaps dead owners' tasks, and notices idleness, until told to stop."""
+        """Renews leases, reaps dead owners' tasks, restarts pool threads that died, and notices
+        idleness, until told to stop."""
         next_status = time.monotonic() + self.config.daemon.status_log_s
         while not self.stopping.wait(
             min(self.config.daemon.lease_s / 3, self.config.daemon.poll_s)
@@ -189,19 +236,9 @@ class LegacyDispatcher:
             if time.monotonic() >= next_status:
                 next_status += self.config.daemon.status_log_s
                 self._log_status(store)
-            asked_at, now = time.monotonic(), now_us()
-            held = store.renew(self.owner, now + self.lease_us(), now)
-            for worker in self.all_workers():
-                running = worker.running
-                # Claimed after we asked: the answer says nothing of it (as in keep_leases).
-                if (
-                    running is not None
-                    and running.started < asked_at
-                    and running.claim.task_id not in held
-                ):
-                    worker.interrupt(running.claim.task_id, "lease_lost")
-            if reap(store, store.daemons(), self.owner, now, self.config.daemon.db):
-                self.wake.set()
+            self._restart_dead_workers()
+            self._renew(store)
+            self._reap(store)
             if (
                 self.until_idle
                 and all(w.running is None for w in self.workers)
@@ -209,6 +246,49 @@ class LegacyDispatcher:
             ):
                 log.info("queue_idle")
                 return
+
+    def _renew(self, store: SQLiteStore) -> None:
+        """Renews the leases of the attempts running now; stops those whose lease is gone."""
+        asked_at, now = time.monotonic(), now_us()
+        running = [(w, w.running) for w in self.all_workers()]
+        live = [r.claim.task_id for _, r in running if r is not None]
+        renewal = self.patiently(lambda: store.renew(self.owner, live, now + self.lease_us(), now))
+        log_orphans(renewal.orphans)
+        if renewal.orphans:
+            self.wake.set()
+        for worker, attempt in running:
+            # Claimed after we asked: the answer says nothing of it (as in keep_leases).
+            if (
+                attempt is not None
+                and attempt.started < asked_at
+                and attempt.claim.task_id not in renewal.held
+            ):
+                worker.interrupt(attempt.claim.task_id, "lease_lost")
+
+    def _reap(self, store: SQLiteStore) -> None:
+        alive, dead = judge_daemons(store.daemons(), self.owner, self.config.daemon.db)
+        if self.patiently(lambda: take_back(store, alive, dead, now_us())):
+            self.wake.set()
+
+    def _restart_dead_workers(self) -> None:
+        """A pool thread that died is replaced (its task, if any, comes back with its lease);
+        one that keeps dying takes the daemon down, so systemd restarts it whole."""
+        for index, worker in enumerate(self.workers):
+            if worker.thread.is_alive() or worker.closing or self.stopping.is_set():
+                continue
+            now = time.monotonic()
+            name = worker.pool.name
+            recent = [t for t in self._restarts.get(name, []) if now - t < 60.0] + [now]
+            self._restarts[name] = recent
+            if len(recent) > RESTARTS_PER_MINUTE:
+                raise LegacyCrashed(
+                    f"The thread of pool {name} died {len(recent)} times within a minute; "
+                    f"the last error was {worker.crashed!r}."
+                )
+            log.error("pool_thread_restarted", pool=name, error=repr(worker.crashed))
+            replacement = Worker(worker.pool, self)
+            self.workers[index] = replacement
+            replacement.thread.start()
 
     def all_workers(self) -> list[Worker]:
         return [*self.workers, *self.retiring]
@@ -285,7 +365,9 @@ class LegacyDispatcher:
             worker.interrupt(None, "shutdown")
             # A blocking read may not notice at once; past this, the lease recovers the task.
             worker.thread.join(STOP_GRACE_S)
-        store.unregister_daemon(self.owner)
+        self.forced.set()  # past the drain: writes the store cannot take now are given up
+        with contextlib.suppress(StoreAbandoned):
+            self.patiently(lambda: store.unregister_daemon(self.owner))
         store.close()
         log.info("dispatcher_stopped")
 

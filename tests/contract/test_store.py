@@ -301,7 +301,7 @@ def test_complete_records_the_result(store: SQLiteStore) -> None:
     task = store.get(a)
     assert (task.status, task.result, task.error, task.finished_us) == ("done", "42", None, NOW + 9)
     assert (task.tokens_in, task.tokens_out, task.attempts) == (3, 5, 1)
-    assert store.renew(1, NOW + LEASE, NOW) == set()
+    assert store.renew(1, [a], NOW + LEASE, NOW).held == set()
 
 
 def test_complete_promotes_dependents_whose_last_dependency_it_was(store: SQLiteStore) -> None:
@@ -347,7 +347,7 @@ def test_a_stale_owner_cannot_write_after_its_task_was_requeued_and_claimed_agai
     assert store.release(a, old.token, block=False, now_us=NOW) is False
     assert store.release(a, old.token, block=True, now_us=NOW) is False
     assert [store.get(a), store.get(dependent)] == before
-    assert store.renew(1, NOW + 10 * LEASE, NOW) == set()
+    assert store.renew(1, [a], NOW + 10 * LEASE, NOW).held == set()
 
     assert store.complete(a, new.token, Outcome("ok"), NOW) == ["dependent"]
     assert store.get(a).result == "ok"
@@ -595,14 +595,53 @@ def test_renew_extends_only_the_owners_leases(store: SQLiteStore) -> None:
     run(store, c, owner=2)
     cd = run(store, d, owner=1)
     store.complete(d, cd.token, Outcome(), NOW)
-    assert store.renew(1, NOW + 3 * LEASE, NOW + LEASE) == {a, b}
+    assert store.renew(1, [a, b, d], NOW + 3 * LEASE, NOW + LEASE).held == {a, b}
     changed = store.requeue_expired(NOW + 2 * LEASE, alive_owners=set())
     assert changed == [(c, "queued", 1)]
     assert statuses(store, a, b) == ["running", "running"]
 
     store.cancel(a, NOW)
-    assert store.renew(1, NOW + 4 * LEASE, NOW) == {b}
-    assert store.renew(3, NOW + 4 * LEASE, NOW) == set()
+    assert store.renew(1, [a, b], NOW + 4 * LEASE, NOW).held == {b}
+    assert store.renew(3, [c], NOW + 4 * LEASE, NOW).held == set()
+
+
+def test_renew_takes_back_what_the_owner_holds_without_an_attempt(store: SQLiteStore) -> None:
+    live, orphan = submit(store, "live"), submit(store, "orphan")
+    spent = submit(store, "spent", max_attempts=1)
+    downstream = submit(store, "downstream", after=[spent])
+    for task_id in (live, orphan, spent):
+        run(store, task_id, owner=1)
+    # Within the lease, a row without an attempt is left alone: its outcome may still come.
+    renewal = store.renew(1, [live], NOW + 2 * LEASE, NOW + LEASE // 2)
+    assert (renewal.held, renewal.orphans) == ({live}, [])
+    # Once its lease has run out, it is taken back (charged, as a crash would be).
+    renewal = store.renew(1, [live], NOW + 3 * LEASE, NOW + LEASE + 1)
+    assert renewal.held == {live}
+    assert sorted(renewal.orphans) == sorted([(orphan, "queued", 1), (spent, "failed", 1)])
+    assert statuses(store, live, orphan, spent, downstream) == [
+        "running",
+        "queued",
+        "failed",
+        "blocked",
+    ]
+    assert store.renew(1, [live], NOW + 4 * LEASE, NOW + 2 * LEASE).orphans == []
+
+
+def test_an_upsert_that_would_close_a_dependency_cycle_is_refused(store: SQLiteStore) -> None:
+    from ygg.store.sqlite_import import Upsert, upsert_external
+
+    def item(ref: str, *after: str) -> Upsert:
+        return Upsert(NewTask(title=ref, kind="k", external_id=ref), after=after)
+
+    upsert_external(store, [item("A"), item("B", "A"), item("C", "B")], NOW)
+    before = store.list_tasks()
+    for closing in ([item("A", "C")], [item("A", "A")], [item("B", "C")]):
+        with pytest.raises(InvalidInput, match="cycle"):
+            upsert_external(store, [item("D"), *closing], NOW)
+        assert store.list_tasks() == before  # all or nothing: D was not kept either
+    # An edge that closes no cycle is still taken.
+    upsert_external(store, [item("C", "A", "B")], NOW)
+    assert store.list_tasks()[2].depends_on == (1, 2)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -687,7 +726,7 @@ def test_daemons_register_unregister_forget(store: SQLiteStore) -> None:
         "legacy",
         NOW + 1,
     )
-    store.renew(two, NOW + LEASE, NOW + 50)
+    store.renew(two, [], NOW + LEASE, NOW + 50)
     assert {d.id: d.heartbeat_us for d in store.daemons()}[two] == NOW + 50
 
     store.unregister_daemon(one)

@@ -24,10 +24,11 @@ from ygg.dispatch.pool import PoolRunner
 from ygg.dispatch.reload import reload
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Daemon, now_us
-from ygg.store.writer import StoreThread
+from ygg.store.writer import StoreAbandoned, StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
 TIMER_SLACK_S = 0.005
+STOP_WRITE_GRACE_S = 10.0  # after the drain, how long outcome writes may wait for the store
 
 
 class Dispatcher:
@@ -65,7 +66,7 @@ class Dispatcher:
 
     # --- starting ----------------------------------------------------------------------------
     async def start(self) -> None:
-        # Everything loaded so far (typer, pydantic, prometheus, ...) lives as long as we do:
+        # Everything loaded so far (httpx, prometheus, structlog, ...) lives as long as we do:
         # kept out of the collector, a full collection never stalls the loop scanning it.
         gc.collect()
         gc.freeze()
@@ -187,7 +188,7 @@ class Dispatcher:
             asyncio.get_running_loop().call_soon(self._nudge_peers)
 
     async def refresh_peers(self) -> list[Daemon]:
-        daemons = await self.store.call(SQLiteStore.daemons)
+        daemons = await self.store.read(SQLiteStore.daemons)
         self.peers = [x.nudge for x in daemons if x.id != self.owner]
         return daemons
 
@@ -213,8 +214,10 @@ class Dispatcher:
         self._stop_requested.set()
 
     def force_stop(self) -> None:
-        """A second signal: end the drain now; running attempts are released at once."""
+        """A second signal: end the drain now; running attempts are released at once, and a
+        store that cannot take those writes now is not waited for (leases recover the tasks)."""
         self._drain_cut.set()
+        self.store.abandon()
         self._stop_requested.set()
 
     # --- running -----------------------------------------------------------------------------
@@ -235,7 +238,7 @@ class Dispatcher:
                 async with asyncio.timeout(self.config.daemon.poll_s):
                     await self.idle_hint.wait()
             self.idle_hint.clear()
-            if self.running_count() == 0 and not await self.store.call(
+            if self.running_count() == 0 and not await self.store.read(
                 SQLiteStore.has_pending, self.config.kinds_served()
             ):
                 log.info("queue_idle")
@@ -263,7 +266,7 @@ class Dispatcher:
             for runner in self.all_runners():
                 for task_id in list(runner.attempts):
                     runner.stop_attempt(task_id, "shutdown")
-            await drained  # interrupted attempts record their release, shielded
+            await self._await_writes(drained)
         for task in self._side_tasks:
             task.cancel()
         await asyncio.gather(*self._side_tasks, return_exceptions=True)
@@ -271,17 +274,32 @@ class Dispatcher:
             await runner.backend.aclose()
         if self._listener is not None:
             self._listener.close()
-        owner = self.owner
-        await self.store.call(SQLiteStore.unregister_daemon, owner)
+        try:
+            await self.store.call(SQLiteStore.unregister_daemon, self.owner)
+        except StoreAbandoned:
+            self.crashed = StoreAbandoned(
+                "Stopped without recording every outcome: the store stayed unavailable; the "
+                "leases of the tasks still marked running will return them to the queue."
+            )
         await self.store.stop()
         await self.observer.stop()
         log.info("dispatcher_stopped")
+
+    async def _await_writes(self, recorded: asyncio.Future[Any]) -> None:
+        """Waits for the interrupted attempts to record how they ended. A store that stays
+        unavailable past STOP_WRITE_GRACE_S is abandoned, as on a forced stop."""
+        try:
+            await asyncio.wait_for(asyncio.shield(recorded), STOP_WRITE_GRACE_S)
+        except TimeoutError:
+            log.warning("store_writes_overdue", grace_s=STOP_WRITE_GRACE_S)
+            self.store.abandon()
+            await recorded
 
     async def _log_status(self) -> None:
         while True:
             await asyncio.sleep(self.config.daemon.status_log_s)
             pools = {name: r.config.kinds for name, r in self.runners.items()}
-            load = await self.store.call(SQLiteStore.pool_load, pools)
+            load = await self.store.read(SQLiteStore.pool_load, pools)
             self.observer.notifier.status(self.observer.summary(sum(q for _, q in load.values())))
             log.info(
                 "pool_status",

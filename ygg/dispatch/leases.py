@@ -22,20 +22,31 @@ log = structlog.get_logger("ygg.dispatch")
 
 
 async def keep_leases(d: Dispatcher) -> None:
-    """Renews every lease we hold a few times per lease period, in one statement."""
+    """Renews the leases of the attempts we run, a few times per lease period, in one
+    statement; takes back any row we hold without an attempt (see SQLiteStore.renew)."""
     while True:
         await asyncio.sleep(d.config.daemon.lease_s / 3)
         asked_at = time.monotonic()
         now, owner = d.now_us(), d.owner
         lease_us = int(d.config.daemon.lease_s * US)  # read each round: a reload may change it
-        held = await d.store.call(SQLiteStore.renew, owner, now + lease_us, now)
-        d.observer.metrics.leases_renewed(len(held))
+        live = [task_id for runner in d.all_runners() for task_id in runner.attempts]
+        renewal = await d.store.call(SQLiteStore.renew, owner, live, now + lease_us, now)
+        d.observer.metrics.leases_renewed(len(renewal.held))
         d.observer.beat("lease_keeper")
+        log_orphans(renewal.orphans)
+        if renewal.orphans:
+            d.wake_all()
         for runner in d.all_runners():
             for task_id, attempt in list(runner.attempts.items()):
                 # Claimed after we asked, or already recording: the answer says nothing of it.
-                if attempt.started < asked_at and not attempt.recording and task_id not in held:
+                held = task_id in renewal.held
+                if attempt.started < asked_at and not attempt.recording and not held:
                     runner.stop_attempt(task_id, "lease_lost")
+
+
+def log_orphans(orphans: list[Reaped]) -> None:
+    for task in orphans:
+        log.error("orphan_released", task_id=task.task_id, status=task.status)
 
 
 def is_alive(daemon: Daemon, hostname: str) -> bool:
@@ -49,12 +60,10 @@ def is_alive(daemon: Daemon, hostname: str) -> bool:
     return abs(started_us - daemon.pid_started_us) < US // 10
 
 
-def reap(
-    store: SQLiteStore, daemons: list[Daemon], me: int, now_us: int, queue: str
-) -> list[Reaped]:
-    """One round of the reaper (a store operation, or the legacy supervisor's step): this
-    machine's dead daemons lose their tasks at once — what their commands left running is
-    killed first, so a re-run never overlaps it — and anyone's expired leases are taken back."""
+def judge_daemons(daemons: list[Daemon], me: int, queue: str) -> tuple[set[int], list[int]]:
+    """Which daemons on the queue are alive, and which on this machine are dead. What a dead
+    one's commands left running is killed first, so a re-run never overlaps it. This scans
+    processes: it runs outside any store transaction."""
     hostname = socket.gethostname()
     alive = {x.id for x in daemons if x.id == me or is_alive(x, hostname)}
     dead = [x.id for x in daemons if x.hostname == hostname and x.id not in alive]
@@ -62,11 +71,18 @@ def reap(
         killed = kill_orphans(queue, dead)
         if killed:
             log.warning("orphans_killed", pids=killed, daemons=dead)
-    reaped = store.requeue_expired(now_us, alive, dead)
+    return alive, dead
+
+
+def take_back(store: SQLiteStore, alive: set[int], dead: list[int], now_us: int) -> list[Reaped]:
+    """The store's half of a reaper round (one operation): expired leases of owners not known
+    to be alive, and every task of the dead, go back to the queue; the dead are forgotten."""
+    with store.write():
+        reaped = store.requeue_expired(now_us, alive, dead)
+        if dead:
+            store.forget_daemons(dead)
     for task in reaped:
         log.warning("task_reaped", task_id=task.task_id, status=task.status)
-    if dead:
-        store.forget_daemons(dead)
     return reaped
 
 
@@ -75,7 +91,8 @@ async def reap_expired(d: Dispatcher) -> None:
     period_s = max(min(d.config.daemon.lease_s / 2, d.config.daemon.poll_s), 0.05)
     while True:
         daemons = await d.refresh_peers()
-        changed = await d.store.call(reap, daemons, d.owner, d.now_us(), d.config.daemon.db)
+        alive, dead = await asyncio.to_thread(judge_daemons, daemons, d.owner, d.config.daemon.db)
+        changed = await d.store.call(take_back, alive, dead, d.now_us())
         d.observer.metrics.tasks_reaped(len(changed))
         d.observer.beat("reaper")
         if changed:

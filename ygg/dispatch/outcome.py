@@ -10,10 +10,13 @@ from ygg import logs
 from ygg.backends import AttemptFailed
 from ygg.config import PoolConfig
 from ygg.dispatch.retry import backoff_s
+from ygg.errors import StoreUnavailable
 from ygg.store import SQLiteStore
 from ygg.store.model import US, Claim, Outcome
 
 log = structlog.get_logger("ygg.dispatch")
+# The named error of an attempt whose answer could not be written.
+OUTCOME_NOT_STORED = "OutcomeNotStored: the host's answer could not be stored"
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,21 @@ def record(
     failure: AttemptFailed | None,
     now_us: int,
 ) -> Recorded:
-    """Writes the outcome under the claim's fencing token (runs on the store's thread)."""
+    """Writes the outcome under the claim's fencing token (runs on the store's thread).
+
+    Whatever the backend returned, the attempt ends in a recorded outcome: an answer the store
+    still refuses (after storable() has cleaned it) fails the attempt as OutcomeNotStored.
+    Transient store trouble is not caught here: the caller waits it out and tries again."""
     if outcome is not None:
-        promoted = store.complete(claim.task_id, claim.token, outcome, now_us)
-        return Recorded(None) if promoted is None else Recorded("done", promoted)
+        try:
+            promoted = store.complete(claim.task_id, claim.token, outcome, now_us)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # any refusal of this answer ends the attempt
+            log.error("outcome_not_stored", error=repr(exc))
+            failure = AttemptFailed(f"{OUTCOME_NOT_STORED}: {exc!r}", retryable=True)
+        else:
+            return Recorded(None) if promoted is None else Recorded("done", promoted)
     assert failure is not None
     retry_at = None
     if failure.retryable:

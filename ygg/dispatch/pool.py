@@ -17,6 +17,7 @@ from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.store import SQLiteStore
 from ygg.store.model import US, Claim, Outcome
+from ygg.store.writer import StoreAbandoned
 
 if TYPE_CHECKING:
     from ygg.dispatch.dispatcher import Dispatcher
@@ -136,6 +137,12 @@ class PoolRunner:
                 await self._record(attempt, outcome, failure)
             else:
                 await asyncio.shield(self._record_stop(attempt))
+        except StoreAbandoned:
+            log.warning("outcome_abandoned")  # a forced stop: the lease returns the task
+        except Exception:
+            # The store refused even the failure: the row stays `running` without an attempt,
+            # so the lease keeper takes it back once its lease runs out (orphan_released).
+            log.exception("outcome_write_failed")
         finally:
             self._free(attempt)
             self.d.slot_freed(self)  # now committed: peer daemons may claim the slot too

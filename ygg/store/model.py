@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ FINISHED = ("done", "failed", "cancelled", "blocked")
 MAX_PRIORITY = 4
 
 US = 1_000_000
+MAX_COUNT = 2**63 - 1  # the largest integer either engine stores
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and lone UTF-16 surrogates
 
 
 def now_us() -> int:
@@ -23,6 +26,17 @@ def iso(us: int | None) -> str | None:
     if us is None:
         return None
     return datetime.fromtimestamp(us / US, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def storable_text(text: str) -> str:
+    """`text` as every engine can keep it: a lone surrogate (JSON may carry "\\ud83d") or a
+    NUL becomes U+FFFD. Text that is already storable is returned as it is."""
+    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+
+
+def storable_count(value: int | None) -> int | None:
+    """A token count as stored: None for a count no engine can keep (negative, > 2**63-1)."""
+    return value if value is not None and 0 <= value <= MAX_COUNT else None
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,11 @@ class Outcome:
     tokens_in: int | None = None
     tokens_out: int | None = None
 
+    def storable(self) -> Outcome:
+        """This outcome with its text and counts made storable (see storable_text)."""
+        result = None if self.result is None else storable_text(self.result)
+        return Outcome(result, storable_count(self.tokens_in), storable_count(self.tokens_out))
+
 
 @dataclass(frozen=True)
 class Daemon:
@@ -132,6 +151,15 @@ class Reaped(NamedTuple):
     task_id: int
     status: str  # queued, or failed once it was interrupted max_attempts times
     attempt: int
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What a lease renewal found: the tasks the owner still holds, and the rows it held
+    without a live attempt that were taken back."""
+
+    held: set[int]
+    orphans: list[Reaped] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,15 @@ from typing import Any
 
 from ygg.errors import InvalidInput, TaskNotFound
 from ygg.store import sqlite_deps as deps
-from ygg.store.model import Claim, NewTask, Outcome, Reaped, Task
+from ygg.store.model import (
+    Claim,
+    NewTask,
+    Outcome,
+    Reaped,
+    Renewal,
+    Task,
+    storable_text,
+)
 from ygg.store.sqlite_daemons import DaemonRegistry
 from ygg.store.sqlite_db import reads
 
@@ -126,19 +134,32 @@ class SQLiteStore(DaemonRegistry):
         claims.sort(key=lambda c: (c.priority, c.task_id))
         return claims
 
-    def renew(self, owner: int, lease_until_us: int, now_us: int) -> set[int]:
-        """Extends every lease `owner` holds; the ids returned are the tasks it still owns."""
+    def renew(
+        self, owner: int, task_ids: Collection[int], lease_until_us: int, now_us: int
+    ) -> Renewal:
+        """Extends the leases of `task_ids`, the attempts `owner` really has running; the ids
+        it still holds come back in `held`. A row `owner` holds without a live attempt (its
+        outcome was never written) is not renewed; once its lease has run out it is taken
+        back here, as the reaper would for a dead owner, and reported in `orphans`."""
+        ids = list(task_ids)
         with self.write() as conn:
             conn.execute("UPDATE daemons SET heartbeat_us = ? WHERE id = ?", (now_us, owner))
             rows = conn.execute(
                 "UPDATE tasks SET lease_expires_us = ? WHERE status = 'running' AND owner = ? "
-                "RETURNING id",
-                (lease_until_us, owner),
+                f"AND id IN ({_marks(ids)}) RETURNING id",
+                (lease_until_us, owner, *ids),
             ).fetchall()
-        return {row[0] for row in rows}
+            lapsed = conn.execute(
+                "SELECT id, owner, attempts, max_attempts FROM tasks INDEXED BY tasks_running "
+                "WHERE status = 'running' AND owner = ? AND lease_expires_us < ?",
+                (owner, now_us),
+            ).fetchall()
+            orphans = self._take_back(conn, lapsed, now_us)
+        return Renewal({row[0] for row in rows}, orphans)
 
     def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
         """Records success; returns the kinds of the dependents it promoted, None if stale."""
+        outcome = outcome.storable()
         with self.write() as conn:
             cursor = conn.execute(
                 "UPDATE tasks SET status = 'done', result = ?, error = NULL, tokens_in = ?, "
@@ -162,6 +183,7 @@ class SQLiteStore(DaemonRegistry):
     ) -> str | None:
         """Records a failed attempt: `queued` again (until `retry_at_us`) while attempts remain
         and the failure is retryable, else `failed`. Returns the new status, None if stale."""
+        error = storable_text(error)
         with self.write() as conn:
             row = conn.execute(
                 "SELECT attempts, max_attempts FROM tasks "
@@ -204,7 +226,6 @@ class SQLiteStore(DaemonRegistry):
         """Returns tasks whose owner's lease expired to `queued` (or `failed`, once they have
         been interrupted `max_attempts` times). Owners known to be alive keep their tasks;
         those known to be dead lose theirs at once, without waiting for the lease."""
-        changed: list[Reaped] = []
         dead = list(dead_owners)
         with self.write() as conn:
             rows = conn.execute(
@@ -212,20 +233,28 @@ class SQLiteStore(DaemonRegistry):
                 f"WHERE status = 'running' AND (lease_expires_us < ? OR owner IN ({_marks(dead)}))",
                 (now_us, *dead),
             ).fetchall()
-            for task_id, owner, attempts, max_attempts in rows:
-                if owner in alive_owners:
-                    continue
-                if attempts >= max_attempts:
-                    reason = f"interrupted {attempts} times: the dispatcher running it stopped"
-                    self._finish(conn, task_id, "failed", reason, now_us)
-                    changed.append(Reaped(task_id, "failed", attempts))
-                else:
-                    conn.execute(
-                        "UPDATE tasks SET status = 'queued', lease_expires_us = NULL, "
-                        "error = 'interrupted: the dispatcher running it stopped' WHERE id = ?",
-                        (task_id,),
-                    )
-                    changed.append(Reaped(task_id, "queued", attempts))
+            return self._take_back(
+                conn, [row for row in rows if row[1] not in alive_owners], now_us
+            )
+
+    def _take_back(
+        self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], now_us: int
+    ) -> list[Reaped]:
+        """Interrupted attempts (id, owner, attempts, max_attempts): queued again, or failed
+        once they were interrupted max_attempts times."""
+        changed: list[Reaped] = []
+        for task_id, _owner, attempts, max_attempts in rows:
+            if attempts >= max_attempts:
+                reason = f"interrupted {attempts} times: the dispatcher running it stopped"
+                self._finish(conn, task_id, "failed", reason, now_us)
+                changed.append(Reaped(task_id, "failed", attempts))
+            else:
+                conn.execute(
+                    "UPDATE tasks SET status = 'queued', lease_expires_us = NULL, "
+                    "error = 'interrupted: the dispatcher running it stopped' WHERE id = ?",
+                    (task_id,),
+                )
+                changed.append(Reaped(task_id, "queued", attempts))
         return changed
 
     def release(self, task_id: int, token: int, *, block: bool, now_us: int) -> bool:

@@ -127,6 +127,7 @@ def _merge(
 def _replace_deps(
     conn: sqlite3.Connection, stored: _Stored, depends_on: tuple[int, ...], now_us: int
 ) -> None:
+    _refuse_cycle(conn, stored.id, depends_on)
     conn.execute("DELETE FROM deps WHERE task_id = ?", (stored.id,))
     conn.executemany(
         "INSERT INTO deps (task_id, depends_on) VALUES (?, ?)",
@@ -144,6 +145,29 @@ def _replace_deps(
         deps.block_downstream(conn, stored.id, "blocked", now_us)
     else:
         conn.execute("UPDATE tasks SET status = ? WHERE id = ?", (status, stored.id))
+
+
+def _refuse_cycle(conn: sqlite3.Connection, task_id: int, depends_on: tuple[int, ...]) -> None:
+    """A task must not come to depend on itself, directly or through others: both would wait
+    for ever. (A new task cannot close a cycle: nothing depends on it yet.)"""
+    if not depends_on:
+        return
+    marks = ",".join("?" * len(depends_on))
+    reached = conn.execute(
+        f"""
+        WITH RECURSIVE up(id) AS (
+            SELECT id FROM tasks WHERE id IN ({marks})
+            UNION SELECT deps.depends_on FROM deps JOIN up ON deps.task_id = up.id
+        )
+        SELECT 1 FROM up WHERE id = ? LIMIT 1
+        """,
+        (*depends_on, task_id),
+    ).fetchone()
+    if reached is not None:
+        raise InvalidInput(
+            f"Task {task_id} cannot depend on task {', '.join(map(str, depends_on))}: one of "
+            "them already depends on it, which would make a dependency cycle."
+        )
 
 
 def _statuses(conn: sqlite3.Connection, ids: dict[str, int]) -> dict[str, str]:

@@ -1,9 +1,12 @@
-"""The daemon's door to the store: one dedicated thread owns the SQLite connection.
+"""The daemon's door to the store: one dedicated thread owns the writing SQLite connection.
 
 Why a dedicated thread rather than aiosqlite: every operation that is waiting when the thread
 comes round is run in one transaction — one BEGIN IMMEDIATE, one commit, one fsync for many
 claims and outcomes (group commit) — and the event loop is woken once per batch, not once per
-statement. A lock held by another process blocks this thread only, never the event loop.
+statement. Each operation runs in a savepoint of its own, so one that fails leaves nothing
+behind and the rest of the batch still commits. A lock held by another process blocks this
+thread only, never the event loop. Reads that scan (status, pool load) go to a second thread
+and connection, outside every write transaction, so they never hold the write lock.
 """
 
 from __future__ import annotations
@@ -13,21 +16,27 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
 
-from ygg.errors import StoreBusy, StoreFull, YggError
+from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
 from ygg.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
 P = ParamSpec("P")
 Op = Callable[[SQLiteStore], Any]
 _Item = tuple[Op, asyncio.Future[Any]]
+_Result = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 log = structlog.get_logger("ygg.store")
 MAX_BATCH = 256
-FULL_DISK_RETRY_S = 1.0  # how often a full disk is tried again while the daemon pauses
+UNAVAILABLE_RETRY_S = 1.0  # how often a full disk (or the like) is tried again meanwhile
+
+
+class StoreAbandoned(StoreUnavailable):
+    """The daemon stopped waiting for the store; the write was not made (leases recover it)."""
 
 
 class StoreThread:
@@ -41,7 +50,10 @@ class StoreThread:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
-        self._stopping = threading.Event()
+        self._abandoned = threading.Event()  # stop waiting out an unavailable store
+        self._gave_up = False  # abandoned while unavailable: fail every later write at once
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="ygg-store-read")
+        self._read_store: SQLiteStore | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -73,14 +85,38 @@ class StoreThread:
     ) -> T:
         return await self.submit(method, *args, **kwargs)
 
+    async def read(
+        self, method: Callable[Concatenate[SQLiteStore, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Runs a read-only `method` on the reading connection, outside any write transaction."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reader, lambda: method(self._reading_store(), *args, **kwargs)
+        )
+
+    def _reading_store(self) -> SQLiteStore:
+        if self._read_store is None:
+            self._read_store = self._open()
+        return self._read_store
+
+    def abandon(self) -> None:
+        """A forced stop: stop waiting out a locked or full store. Writes that cannot be made
+        now fail with StoreAbandoned; the leases of their tasks bring them back."""
+        self._abandoned.set()
+
     async def stop(self) -> None:
         if self._thread is not None:
             if self._pending:
                 self._hand_over()
-            self._stopping.set()
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)
+        self._reader.shutdown()
+
+    def _close_reader(self) -> None:
+        if self._read_store is not None:
+            self._read_store.close()
+            self._read_store = None
 
     # --- the thread --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -109,42 +145,33 @@ class StoreThread:
         finally:
             store.close()
 
-    def _run_batch(self, store: SQLiteStore, batch: list[_Item]) -> list[tuple[Any, Any, Any]]:
-        while True:
+    def _run_batch(self, store: SQLiteStore, batch: list[_Item]) -> list[_Result]:
+        while not self._gave_up:
             try:
                 with store.write():
-                    return [(future, op(store), None) for op, future in batch]
-            except (StoreBusy, StoreFull) as exc:
+                    return [(future, *_run_op(store, op)) for op, future in batch]
+            except StoreUnavailable as exc:
                 if not self._wait_out(exc):
-                    return [(future, None, exc) for _, future in batch]
-            except Exception:
-                # One bad operation must not sink the rest: run each in its own transaction.
-                return [(future, *self._run_one(store, op)) for op, future in batch]
+                    self._gave_up = True
+            except Exception as exc:  # the commit itself failed (say, a damaged file)
+                return [(future, None, exc) for _, future in batch]
+        error = StoreAbandoned("The daemon stopped before the store could take this write.")
+        return [(future, None, error) for _, future in batch]
 
-    def _run_one(self, store: SQLiteStore, op: Op) -> tuple[Any, BaseException | None]:
-        while True:
-            try:
-                with store.write():  # its own transaction: a failing op leaves nothing behind
-                    return op(store), None
-            except (StoreBusy, StoreFull) as exc:
-                if not self._wait_out(exc):
-                    return None, exc
-            except YggError as exc:
-                return None, exc
-            except Exception as exc:
-                log.exception("store_operation_failed")
-                return None, exc
-
-    def _wait_out(self, exc: StoreBusy | StoreFull) -> bool:
+    def _wait_out(self, exc: StoreUnavailable) -> bool:
         """Another process holds the lock, or the disk is full: the daemon pauses rather than
-        fail a task for it. Gives up only when stopping (leases then recover the tasks)."""
-        if isinstance(exc, StoreBusy):
+        fail a task for it. Gives up only on a forced stop (leases then recover the tasks)."""
+        if self._abandoned.is_set():
+            log.warning("store_writes_abandoned", error=str(exc))
+            return False
+        if isinstance(exc, StoreBusy):  # the busy timeout has already waited
             log.warning("store_locked", error=str(exc))
             return True
-        log.error("store_disk_full", error=str(exc), retry_in_s=FULL_DISK_RETRY_S)
-        return not self._stopping.wait(FULL_DISK_RETRY_S)
+        event = "store_disk_full" if isinstance(exc, StoreFull) else "store_unavailable"
+        log.error(event, error=str(exc), retry_in_s=UNAVAILABLE_RETRY_S)
+        return not self._abandoned.wait(UNAVAILABLE_RETRY_S)
 
-    def _deliver(self, results: list[tuple[Any, Any, Any]]) -> None:
+    def _deliver(self, results: list[_Result]) -> None:
         assert self._loop is not None
 
         def settle() -> None:
@@ -158,3 +185,18 @@ class StoreThread:
 
         with contextlib.suppress(RuntimeError):  # the loop closed under us on a forced exit
             self._loop.call_soon_threadsafe(settle)
+
+
+def _run_op(store: SQLiteStore, op: Op) -> tuple[Any, BaseException | None]:
+    """One operation in its own savepoint: if it fails, only its own changes are undone and
+    only its caller hears of it. Transient trouble fails the whole batch, to be retried."""
+    try:
+        with store.write():
+            return op(store), None
+    except StoreUnavailable:
+        raise
+    except YggError as exc:
+        return None, exc
+    except Exception as exc:
+        log.exception("store_operation_failed")
+        return None, exc
