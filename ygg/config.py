@@ -58,10 +58,11 @@ class PoolConfig:
     fallback: tuple[str, ...] = ()
     breaker_failures: int = 5  # consecutive host failures that open the circuit breaker
     breaker_cooldown_s: float = 30.0  # open this long before the health probe is tried
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for the command backend
 
     def same_host_as(self, other: PoolConfig) -> bool:
         """Whether a reload can keep this pool's backend (and its connections) for `other`."""
-        keep = ("backend", "host", "url", "model", "api_key_env", "argv", "seconds")
+        keep = ("backend", "host", "url", "model", "api_key_env", "argv", "seconds", "env")
         return all(getattr(self, key) == getattr(other, key) for key in keep)
 
 
@@ -142,6 +143,19 @@ class _Table:
             self.fail(f"{self.where}.{key}", f"must be a list of non-empty strings, not {value!r}")
         return tuple(value)
 
+    def env_table(self, key: str) -> tuple[tuple[str, str], ...]:
+        """A table of environment variables: NAME = "value", names not starting with YGG_."""
+        value = self._get(key, (dict,), 'a table of NAME = "value"')
+        if value is None:
+            return ()
+        for name, text in value.items():
+            where = f"{self.where}.{key}.{name}"
+            if not ENV_NAME.match(name) or name.upper().startswith("YGG_"):
+                self.fail(where, "must be a variable name (letters, digits, _) not starting YGG_")
+            if not isinstance(text, str) or "\0" in text:
+                self.fail(where, f"must be a string, not {text!r}")
+        return tuple(sorted(value.items()))
+
     def done(self, known: tuple[str, ...]) -> None:
         for key in self.data:
             if key not in known:
@@ -177,8 +191,10 @@ _POOL = (
     "fallback",
     "breaker_failures",
     "breaker_cooldown_seconds",
+    "env",
     *_RETRY,
 )
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _daemon(table: _Table, base_dir: Path | None) -> DaemonConfig:
@@ -248,6 +264,7 @@ def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
         fallback=table.strings("fallback"),
         breaker_failures=table.integer("breaker_failures", 5),
         breaker_cooldown_s=table.number("breaker_cooldown_seconds", 30.0),
+        env=table.env_table("env"),
     )
     table.done(_POOL)
     return pool

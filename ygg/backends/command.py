@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import psutil
@@ -28,8 +28,23 @@ READ_CHUNK_BYTES = 64 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
+# What a command inherits from the daemon's environment: enough to find programs and speak the
+# locale. Nothing else: the environment holds the status token, API keys and the credentials
+# directory, which a job must never see.
+INHERITED = ("PATH", "HOME", "LANG", "TZ")
+
+
+def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {
+        key: value for key, value in environ.items() if key in INHERITED or key.startswith("LC_")
+    }
+
+
 def command_env(job: Job, pool: PoolConfig) -> dict[str, str]:
-    env = dict(os.environ)
+    """A clean environment: the allow-listed variables, the pool's `env` table, then the task's
+    YGG_* variables (which neither can override)."""
+    env = inherited_env(os.environ)
+    env.update(pool.env)
     env.update(
         {
             "YGG_TASK_ID": str(job.task_id),
