@@ -7,15 +7,24 @@ from collections.abc import Mapping, Sequence
 
 from ygg.config import Config
 from ygg.dispatch import nudge
-from ygg.errors import InvalidInput
+from ygg.errors import InvalidInput, TaskNotFound
 from ygg.store import NewTask, SQLiteStore, Task
-from ygg.store.model import MAX_PRIORITY, now_us
+from ygg.store.model import MAX_COUNT, MAX_PRIORITY, now_us
 
 MAX_PROMPT_BYTES = 1024 * 1024
 MAX_TITLE_CHARS = 500
 MAX_PARAMS = 64
 MAX_PARAM_CHARS = 64 * 1024
+MAX_ATTEMPTS = 1000
 PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # would break a line of `ygg list`
+
+
+def check_task_id(task_id: int) -> int:
+    """A task id as the store can hold it; anything else names no task."""
+    if not 1 <= task_id <= MAX_COUNT:
+        raise TaskNotFound(f"No task {task_id}.")
+    return task_id
 
 
 def check_kind(config: Config, kind: str) -> None:
@@ -62,6 +71,12 @@ def new_task(
     title = title.strip()
     if not title:
         raise InvalidInput("The title must not be empty.")
+    control = CONTROL.search(title)
+    if control:
+        raise InvalidInput(
+            f"The title must be one line of text; it holds the control character "
+            f"{control.group()!r} (put longer text in the prompt)."
+        )
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidInput(f"The title is longer than {MAX_TITLE_CHARS} characters.")
     check_kind(config, kind)
@@ -71,8 +86,11 @@ def new_task(
         raise InvalidInput(f"The prompt is larger than {MAX_PROMPT_BYTES} bytes.")
     params = dict(params or {})
     check_params(params)
-    if max_attempts is not None and max_attempts < 1:
-        raise InvalidInput(f"--max-attempts must be at least 1, not {max_attempts}.")
+    if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS:
+        raise InvalidInput(f"--max-attempts must be from 1 to {MAX_ATTEMPTS}, not {max_attempts}.")
+    for parent in depends_on:
+        if not 1 <= parent <= MAX_COUNT:
+            raise TaskNotFound(f"Cannot depend on task {parent}: no such task.")
     if timeout_s is not None and not 0 < timeout_s < float("inf"):
         raise InvalidInput(f"--timeout must be a positive number of seconds, not {timeout_s}.")
     pool = config.pools_for_kind(kind)[0]
@@ -98,3 +116,24 @@ def submit(store: SQLiteStore, task: NewTask) -> Task:
 
 def wake_daemons(store: SQLiteStore, message: bytes = nudge.WAKE) -> int:
     return nudge.send([daemon.nudge for daemon in store.daemons()], message)
+
+
+def get(store: SQLiteStore, task_id: int) -> Task:
+    return store.get(check_task_id(task_id))
+
+
+def cancel(store: SQLiteStore, task_id: int) -> tuple[Task, str]:
+    """Cancels a task; a running attempt is told to stop. Returns the task and its status
+    before."""
+    previous, owner = store.cancel(check_task_id(task_id), now_us())
+    if owner is not None:
+        addresses = [d.nudge for d in store.daemons() if d.id == owner]
+        nudge.send(addresses, nudge.CANCEL + f" {task_id}".encode())
+    return store.get(task_id), previous
+
+
+def retry(store: SQLiteStore, task_id: int) -> Task:
+    """Puts a failed, blocked or cancelled task back in line and wakes the daemons."""
+    store.retry(check_task_id(task_id), now_us())
+    wake_daemons(store)
+    return store.get(task_id)

@@ -8,13 +8,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from ygg.cli_format import pool_rows
 from ygg.config import Config
 from ygg.health import probe_all
 from ygg.store import STATUSES, SQLiteStore
-from ygg.store.model import US, now_us
+from ygg.store.model import US, BreakerState, now_us
 from ygg.store.sqlite_heads import queue_heads
 from ygg.waiting import why_waiting
+
+_BREAKER_RANK = {"closed": 0, "half-open": 1, "open": 2}
+
+
+def breaker_of(states: list[BreakerState], pool: str) -> tuple[str, str | None]:
+    """The most cautious breaker state the daemons report for `pool`, with its reason."""
+    mine = [s for s in states if s.pool == pool]
+    if not mine:
+        return "closed", None
+    worst = max(mine, key=lambda s: _BREAKER_RANK[s.state])
+    return worst.state, worst.reason
+
+
+def pool_rows(
+    config: Config,
+    load: dict[str, tuple[int, int]],
+    health: dict[str, str],
+    breakers: list[BreakerState],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "host": pool.host,
+            "backend": pool.backend,
+            "slots": pool.slots,
+            "running": load[name][0],
+            "queued": load[name][1],
+            "breaker": (state := breaker_of(breakers, name))[0],
+            "breaker_reason": state[1],
+            "health": health.get(name, "unknown"),
+            "kinds": list(pool.kinds),
+        }
+        for name, pool in config.pools.items()
+    ]
 
 
 def status_report(config: Config, store: SQLiteStore, *, probe: bool) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MakeConfig
-from ygg.cli_top import Source
+from ygg.cli.top import Source
 from ygg.errors import ConfigError
 from ygg.ops.http_status import (
     StatusServer,
@@ -32,7 +32,7 @@ from ygg.store import open_store
 
 TIMEOUT_S = 5.0
 SNAPSHOT = build_snapshot(
-    daemon=daemon_info(1234, "async", None, None),
+    daemon=daemon_info(1234, "async", None, None, "/q.db"),
     pools=[PoolInfo("sim-a", "localhost", "sim", 2, ("general",))],
     load={"sim-a": (1, 3)},
     counts={"queued": 3, "running": 1},
@@ -299,11 +299,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_top_reads_a_live_daemon(make_config: MakeConfig) -> None:
-    with threaded_server(fixed_snapshot) as server:
+def test_top_reads_a_live_daemon_on_its_own_queue(make_config: MakeConfig, tmp_path: Path) -> None:
+    ours = {**SNAPSHOT, "daemon": {**SNAPSHOT["daemon"], "queue": str(tmp_path / "queue.db")}}
+
+    async def serve_ours() -> Snapshot:
+        return cast(Snapshot, ours)
+
+    with threaded_server(serve_ours) as server:
         snapshot, where = top_fetch(make_config, server.port)
-    assert snapshot == SNAPSHOT
+    assert snapshot == ours
     assert where.startswith("live from http://127.0.0.1:")
+
+
+def test_top_ignores_a_daemon_of_another_queue_on_the_port(make_config: MakeConfig) -> None:
+    """Two configurations on one machine may share the default port: the daemon that answers
+    there may serve another queue, and its pools and tasks are not ours to show."""
+    with threaded_server(fixed_snapshot) as server:  # it serves /q.db
+        snapshot, where = top_fetch(make_config, server.port)
+    assert where.startswith("from the database (http://127.0.0.1:")
+    assert "serves another queue (/q.db)" in where
+    assert snapshot["daemon"]["pid"] is None
+    assert [p["name"] for p in snapshot["pools"]] == ["sim-a"]
 
 
 def test_top_falls_back_to_the_database(make_config: MakeConfig) -> None:

@@ -25,7 +25,7 @@ def exported_sample_names() -> set[str]:
     metrics.leases_renewed(1)
     metrics.tasks_reaped(1)
     snapshot = build_snapshot(
-        daemon=daemon_info(1, "async", None, None),
+        daemon=daemon_info(1, "async", None, None, "/q.db"),
         pools=[PoolInfo("p", "h", "sim", 1, ("k",))],
         load={},
         counts={},

@@ -11,7 +11,7 @@ from ygg.ops.snapshot import PoolInfo, Snapshot, build_snapshot, daemon_info
 
 def snapshot() -> Snapshot:
     return build_snapshot(
-        daemon=daemon_info(4242, "async", 1_700_000_000_000_000, "/etc/ygg/ygg.toml"),
+        daemon=daemon_info(4242, "async", 1_700_000_000_000_000, "/etc/ygg/ygg.toml", "/q.db"),
         pools=[
             PoolInfo("skadi", "skadi", "ollama", 2, ("code",), "closed"),
             PoolInfo("fenrir", "fenrir", "ollama", 3, ("chat",), "open", "connection refused"),

@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import MakeConfig
-from ygg import cli_top
-from ygg.cli_top import quit_keys, run_live, status_url
+from ygg.cli import top as cli_top
+from ygg.cli.top import quit_keys, run_live, status_url
 from ygg.ops.snapshot import (
     PoolInfo,
     RunningInfo,
@@ -32,7 +32,7 @@ T0_US = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
 
 def snapshot(running: int = 2, pid: int | None = 77) -> Snapshot:
     return build_snapshot(
-        daemon=daemon_info(pid, "async", T0_US, "/etc/ygg/ygg.toml"),
+        daemon=daemon_info(pid, "async", T0_US, "/etc/ygg/ygg.toml", "/q.db"),
         pools=[
             PoolInfo("skadi-code", "skadi", "ollama", 2, ("code",)),
             PoolInfo("fenrir-chat", "fenrir", "ollama", 3, ("chat",), "open", "connection refused"),

@@ -61,14 +61,12 @@ class Observer:
         self.notifier.ready(self.summary())
 
     async def _serve_status(self, listen: str) -> None:
-        try:
+        try:  # the server logs status_server_started itself
             self._server = await start_status_server(
                 listen, self.token, self.snapshot, self.progress.healthy, self.metrics
             )
         except OSError as exc:
             log.warning("status_server_unavailable", listen=listen, error=str(exc))
-        else:
-            log.info("status_server_started", listen=listen, port=self._server.port)
 
     def stopping(self) -> None:
         self.progress.stopped = True
@@ -96,8 +94,8 @@ class Observer:
     async def snapshot(self) -> Snapshot:
         d = self.d
         kinds = {name: r.config.kinds for name, r in d.runners.items()}
-        load = await d.store.call(SQLiteStore.pool_load, kinds)
-        counts = await d.store.call(SQLiteStore.counts)
+        load = await d.store.read(SQLiteStore.pool_load, kinds)
+        counts = await d.store.read(SQLiteStore.counts)
         now, mono = d.now_us(), time.monotonic()
         running = [
             RunningInfo(
@@ -125,7 +123,7 @@ class Observer:
         ]
         path = str(d.config.path) if d.config.path else None
         return build_snapshot(
-            daemon=daemon_info(os.getpid(), "async", self.started_us, path),
+            daemon=daemon_info(os.getpid(), "async", self.started_us, path, d.config.daemon.db),
             pools=pools,
             load=load,
             counts=counts,

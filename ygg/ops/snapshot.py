@@ -23,6 +23,7 @@ BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 class DaemonInfo(TypedDict):
     pid: int | None  # None: no daemon answered (a view read from the database alone)
+    queue: str  # the daemon.db it serves: a client checks it is looking at its own queue
     mode: str  # async | legacy | none
     started_at: str | None  # ISO 8601 UTC
     config_path: str | None
@@ -88,9 +89,15 @@ def pools_of(config: Config, breaker: str = "closed") -> list[PoolInfo]:
 
 
 def daemon_info(
-    pid: int | None, mode: str, started_us: int | None, config_path: str | None
+    pid: int | None, mode: str, started_us: int | None, config_path: str | None, queue: str
 ) -> DaemonInfo:
-    return {"pid": pid, "mode": mode, "started_at": iso(started_us), "config_path": config_path}
+    return {
+        "pid": pid,
+        "queue": queue,
+        "mode": mode,
+        "started_at": iso(started_us),
+        "config_path": config_path,
+    }
 
 
 def build_snapshot(
@@ -151,6 +158,7 @@ def snapshot_from_store(store: SQLiteStore, config: Config, running_limit: int =
         first.mode if first else "none",
         None,
         str(config.path) if config.path else None,
+        config.daemon.db,
     )
     return build_snapshot(
         daemon=daemon,

@@ -7,14 +7,15 @@ all) is refused before anything is written to it, so it stays byte-for-byte as i
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, Self, TypeVar
 
-from ygg.errors import StoreBusy, StoreError, StoreFull, StoreRefused
+from ygg.errors import QueueNotFound, StoreBusy, StoreError, StoreFull, StoreRefused
 from ygg.store.schema import APPLICATION_ID, MIGRATIONS, statements
 
 SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
@@ -77,7 +78,7 @@ class Database:
                 path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the database: {exc}.") from None
+            raise _cannot_open(path, exc) from None
         try:
             self._check_ours()
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -87,6 +88,8 @@ class Database:
             self.migrate()
         except sqlite3.OperationalError as exc:
             self.conn.close()
+            if "unable to open" in str(exc) or "readonly" in str(exc):
+                raise _cannot_open(path, exc) from None
             raise _wrap(path, exc, "opening the database") from None
         except sqlite3.DatabaseError as exc:
             self.conn.close()
@@ -110,15 +113,19 @@ class Database:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE); nested calls join the outer one."""
+        """A write transaction (BEGIN IMMEDIATE). A nested call is a savepoint inside the outer
+        transaction: if it raises, only its own changes are undone (a batch of operations in one
+        transaction must not keep half of a failed one)."""
         if self._depth:
-            self._depth += 1
-            try:
-                yield self.conn
-            finally:
-                self._depth -= 1
+            yield from self._savepoint()
             return
         self._begin()
         self._depth = 1
@@ -136,6 +143,22 @@ class Database:
             raise
         finally:
             self._depth = 0
+
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        name = f"nested{self._depth}"
+        self.conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+            raise
+        else:
+            self.conn.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
 
     def _begin(self) -> None:
         # sqlite's busy handler already waits up to busy_timeout_s; this loop only covers the
@@ -169,10 +192,30 @@ class Database:
 
 
 def db_path(url: str) -> str:
-    """The SQLite file a `daemon.db` value names; other engines are refused clearly."""
+    """The SQLite file a `daemon.db` value names; other engines are refused clearly. Its
+    directory must exist: a typo in a path must not quietly start an empty queue elsewhere."""
     if url.startswith(("postgresql://", "postgres://")):
         raise StoreError("PostgreSQL queues are not supported by this version of ygg yet.")
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1 :]
-    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    directory = Path(url).parent
+    if not directory.is_dir():
+        raise QueueNotFound(
+            f"{url}: the directory {directory} does not exist; create it first (ygg creates "
+            "the queue file, not the directories above it)."
+        )
     return url
+
+
+def _cannot_open(path: str, exc: sqlite3.Error) -> StoreError:
+    directory = Path(path).parent
+    try:
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        return StoreError(
+            f"{path}: the file system is read-only; ygg must be able to write the queue and "
+            "its -wal and -shm files beside it."
+        )
+    return StoreError(f"{path}: cannot open the database: {exc}.")

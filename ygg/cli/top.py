@@ -1,7 +1,6 @@
 """`ygg top`: a live view of the pools and running tasks, refreshed until q or Ctrl-C.
 
-Registered by ygg/cli.py; httpx, rich and the view are imported only when the command runs, so
-other commands do not pay for them at start-up.
+Loaded only when `ygg top` runs: httpx and rich stay out of every other command's start-up.
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ import termios
 import time
 import tty
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from ygg.config import Config
 from ygg.store.model import now_us
@@ -73,10 +70,14 @@ class Source:
             try:
                 response = self._http.get(self.url)
                 why = f"{self.url} answered {response.status_code}"
-                data = response.json() if response.status_code == 200 else None
-                # Something else may listen on that port: take only what has our shape.
-                if isinstance(data, dict) and data.keys() >= SNAPSHOT_KEYS:
-                    return data, f"live from {self.url}"  # type: ignore[return-value]
+                data: Any = response.json() if response.status_code == 200 else None
+                # Something else may listen on that port (another queue's daemon, or not ygg
+                # at all): take only our shape, and only from a daemon on this queue.
+                if _has_our_shape(data):
+                    queue = data["daemon"].get("queue")
+                    if queue == self.config.daemon.db:
+                        return data, f"live from {self.url}"
+                    why = f"{self.url} serves another queue ({queue})"
             except (httpx.HTTPError, ValueError):
                 why = f"no daemon answered on {self.url}"
         if self._store is None:
@@ -85,6 +86,12 @@ class Source:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _has_our_shape(data: Any) -> bool:
+    return (
+        isinstance(data, dict) and data.keys() >= SNAPSHOT_KEYS and isinstance(data["daemon"], dict)
+    )
 
 
 def _sleep_only(seconds: float) -> bool:
@@ -134,23 +141,3 @@ def run_live(fetch: Callable[[], tuple[Snapshot, str]], interval_s: float) -> No
             live.update(render_top(snapshot, source=source, now_us=now_us()), refresh=True)
             if wait(interval_s):
                 return
-
-
-def top(
-    ctx: typer.Context,
-    interval_s: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")
-    ] = 1.0,
-) -> None:
-    """Live view of pools and running tasks; q or Ctrl-C quits."""
-    from ygg.cli import env
-
-    e = env(ctx)
-    config = e.config()
-    source = Source(config, e.store, ask_daemon=e.db is None)
-    try:
-        run_live(source.fetch, interval_s)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is the ordinary way out of a live view, not a failure
-    finally:
-        source.close()

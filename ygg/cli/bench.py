@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from argparse import Namespace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from ygg.bench import DEFAULT_SCALE, MODES, check_scale, document, modes_of, run_suite, scenarios
-from ygg.bench.figures import ScenarioResult
-from ygg.bench.report import scenario_report
-from ygg.bench.scenarios import DEFAULT_THROUGHPUT_TASKS, NAMES
-from ygg.bench.svg import svg_timelines
-from ygg.cli import app, emit_json
+from ygg.cli.args import Parser, seconds, whole
+from ygg.cli.context import Env, echo, emit_json
 from ygg.errors import InvalidInput, YggError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ygg.bench.figures import ScenarioResult
 
 DEMO_SCENARIOS = ("six", "twenty-twenty")
 DEMO_SVG = "ygg-demo.svg"
@@ -43,7 +43,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def _progress(message: str) -> None:
-    typer.echo(f"  {message}", err=True)
+    echo(f"  {message}", err=True)
 
 
 def _scale_note(scale: float) -> str:
@@ -58,41 +58,62 @@ def _subtitle(scale: float) -> list[str]:
     ]
 
 
-@app.command()
-def bench(
-    names: Annotated[
-        list[str] | None,
-        typer.Argument(metavar="SCENARIO", help=f"{', '.join(NAMES)} (default: all of them)."),
-    ] = None,
-    scale: Annotated[
-        float, typer.Option("--scale", help="Real seconds per simulated second.")
-    ] = DEFAULT_SCALE,
-    mode: Annotated[str, typer.Option("--mode", help="async, legacy or both.")] = "both",
-    svg: Annotated[
-        Path | None, typer.Option("--svg", help="Write the timelines to this SVG file.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    tasks: Annotated[
-        int, typer.Option("--tasks", help="How many tasks the throughput scenario runs.")
-    ] = DEFAULT_THROUGHPUT_TASKS,
-) -> None:
-    """Time simulated scenarios under the legacy and the async dispatcher."""
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    bench = commands.add_parser(
+        "bench", help="time simulated scenarios under the legacy and the async dispatcher"
+    )
+    bench.add_argument(
+        "names", metavar="SCENARIO", nargs="*",
+        help="scenarios to run (default: all; a wrong name lists them)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--scale", metavar="S", type=seconds, default=None,
+        help="real seconds per simulated second",
+    )  # fmt: skip
+    bench.add_argument("--mode", default="both", help="async, legacy or both")
+    bench.add_argument("--svg", metavar="FILE", type=Path, help="write the timelines here")
+    bench.add_argument(
+        "--json", dest="as_json", action="store_true", help="print one JSON document"
+    )
+    bench.add_argument(
+        "--tasks", metavar="N", type=whole, default=None,
+        help="how many tasks the throughput scenario runs",
+    )  # fmt: skip
+    bench.set_defaults(run=_bench)
+
+    demo = commands.add_parser(
+        "demo", help="legacy against async on the seed's scenarios; needs no configuration"
+    )
+    demo.add_argument(
+        "--svg", metavar="FILE", type=Path, help=f"where to draw the timelines (./{DEMO_SVG})"
+    )
+    demo.set_defaults(run=_demo)
+
+
+def _bench(env: Env, args: Namespace) -> None:
+    from ygg.bench import DEFAULT_SCALE, check_scale, document, modes_of, run_suite, scenarios
+    from ygg.bench.report import scenario_report
+    from ygg.bench.scenarios import DEFAULT_THROUGHPUT_TASKS
+    from ygg.bench.svg import svg_timelines
+
+    scale = DEFAULT_SCALE if args.scale is None else args.scale
     check_scale(scale)
-    modes = modes_of(mode)
-    chosen = scenarios(names or [], tasks=tasks)
+    modes = modes_of(args.mode)
+    tasks = DEFAULT_THROUGHPUT_TASKS if args.tasks is None else args.tasks
+    chosen = scenarios(args.names, tasks=tasks)
+    svg: Path | None = args.svg
     if svg is not None:
         _check_writable(svg)
     results = run_suite(chosen, modes, scale, _progress)
     if svg is not None:
-        _write(
-            svg, svg_timelines(results, "ygg bench: legacy and async dispatchers", _subtitle(scale))
-        )
-    if as_json:
+        title = "ygg bench: legacy and async dispatchers"
+        _write(svg, svg_timelines(results, title, _subtitle(scale)))
+    if args.as_json:
         emit_json(document(results, scale))
     else:
-        typer.echo("\n\n".join(scenario_report(r) for r in results))
+        echo("\n\n".join(scenario_report(r) for r in results))
     if svg is not None:
-        typer.echo(f"timelines drawn in {svg}", err=as_json)
+        echo(f"timelines drawn in {svg}", err=args.as_json)
 
 
 def _default_demo_svg() -> Path:
@@ -115,17 +136,15 @@ def _demo_summary(results: list[ScenarioResult]) -> list[str]:
     return lines
 
 
-@app.command()
-def demo(
-    svg: Annotated[
-        Path | None,
-        typer.Option("--svg", help=f"Where to draw the timelines (default: ./{DEMO_SVG})."),
-    ] = None,
-) -> None:
+def _demo(env: Env, args: Namespace) -> None:
     """Show legacy against async on the seed's scenarios; needs no configuration."""
-    target = svg if svg is not None else _default_demo_svg()
+    from ygg.bench import DEFAULT_SCALE, MODES, run_suite, scenarios
+    from ygg.bench.report import scenario_report
+    from ygg.bench.svg import svg_timelines
+
+    target: Path = args.svg if args.svg is not None else _default_demo_svg()
     _check_writable(target)
-    typer.echo(
+    echo(
         "ygg demo: the same queue drained by the legacy dispatcher (a thread per pool, one task\n"
         "at a time) and by the async dispatcher (every slot of every pool), on simulated hosts\n"
         f"{POOLS_LINE}.\n"
@@ -134,10 +153,8 @@ def demo(
     )
     results = run_suite(scenarios(list(DEMO_SCENARIOS)), MODES, DEFAULT_SCALE, _progress)
     for result in results:
-        typer.echo(scenario_report(result) + "\n")
-    typer.echo("\n".join(_demo_summary(results)))
-    _write(
-        target,
-        svg_timelines(results, "ygg demo: legacy and async dispatchers", _subtitle(DEFAULT_SCALE)),
-    )
-    typer.echo(f"\nTimelines drawn in {target}")
+        echo(scenario_report(result) + "\n")
+    echo("\n".join(_demo_summary(results)))
+    title = "ygg demo: legacy and async dispatchers"
+    _write(target, svg_timelines(results, title, _subtitle(DEFAULT_SCALE)))
+    echo(f"\nTimelines drawn in {target}")

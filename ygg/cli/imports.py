@@ -6,62 +6,70 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+from ygg.cli.args import Parser
+from ygg.cli.context import Env, echo, emit_json
 
 if TYPE_CHECKING:
-    from ygg.beads.importer import ImportReport, Progress
+    import argparse
 
-import_app = typer.Typer(no_args_is_help=True, help="Import tasks from other trackers.")
+    from ygg.beads.importer import ImportReport, Progress
 
 LARGE_FILE_BYTES = 1024 * 1024  # below this an import is over before a bar would be read
 MAX_WARNING_LINES = 50  # the rest are counted; --json lists them all
 
 
-@import_app.command("beads")
-def beads(
-    ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A Beads issues.jsonl export.")],
-    kind: Annotated[
-        str, typer.Option("--kind", help="Kind for issues with no label a pool serves.")
-    ] = "general",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-) -> None:
-    """Import a Beads issues.jsonl: open issues become tasks, blocking edges dependencies.
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    imports = commands.add_parser("import", help="import tasks from other trackers")
+    sources = imports.add_subparsers(
+        title="sources", metavar="SOURCE", required=True, parser_class=Parser
+    )
+    beads = sources.add_parser(
+        "beads",
+        help="a Beads issues.jsonl: open issues become tasks, blocking edges dependencies",
+        description="Idempotent by the Beads id: running it again adds nothing, and updates "
+        "tasks whose issue changed while they are still waiting or queued.",
+    )
+    beads.add_argument("file", metavar="FILE", type=Path, help="A Beads issues.jsonl export.")
+    beads.add_argument(
+        "--kind", default="general", help="kind for issues with no label a pool serves"
+    )
+    beads.add_argument(
+        "--json", dest="as_json", action="store_true", help="print one JSON document"
+    )
+    beads.set_defaults(run=_beads)
 
-    Idempotent by the Beads id: running it again adds nothing, and updates tasks whose issue
-    changed while they are still waiting or queued.
-    """
+
+def _beads(env: Env, args: argparse.Namespace) -> None:
     from ygg.beads.importer import import_beads
-    from ygg.cli import emit_json, env
 
-    e = env(ctx)
-    config, store = e.config(), e.store()
+    file: Path = args.file
+    config, store = env.config(), env.store()
     with _progress(file) as progress:
-        report = import_beads(config, store, file, default_kind=kind, progress=progress)
+        report = import_beads(config, store, file, default_kind=args.kind, progress=progress)
     _warn(report)
-    if as_json:
+    if args.as_json:
         emit_json(report.to_json())
         return
-    typer.echo(
+    echo(
         f"{file.name}: imported {report.imported} (queued {report.queued}, waiting "
         f"{report.waiting}), updated {report.updated}, unchanged {report.unchanged}, "
         f"skipped {report.skipped}"
     )
     if report.skipped_by_reason:
         reasons = ", ".join(f"{k} {n}" for k, n in report.skipped_by_reason.items())
-        typer.echo(f"skipped: {reasons}")
+        echo(f"skipped: {reasons}")
 
 
 def _warn(report: ImportReport) -> None:
     for cycle in report.cycles:
-        typer.echo(f"ygg: warning: dependency cycle: {' -> '.join(cycle)}", err=True)
+        echo(f"ygg: warning: dependency cycle: {' -> '.join(cycle)}", err=True)
     for problem in report.warnings[:MAX_WARNING_LINES]:
-        typer.echo(f"ygg: warning: {problem.text()}", err=True)
+        echo(f"ygg: warning: {problem.text()}", err=True)
     more = len(report.warnings) - MAX_WARNING_LINES
     if more > 0:
-        typer.echo(f"ygg: warning: {more} more warnings (--json lists them all)", err=True)
+        echo(f"ygg: warning: {more} more warnings (--json lists them all)", err=True)
 
 
 @contextmanager

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator
 
-from ygg.config import Config
-from ygg.store import Task
-from ygg.store.model import BreakerState, iso
+from ygg.store.model import Task, iso
+
+HEADER = ("id", "pri", "status", "kind", "pool", "tries", "title")
 
 
-def task_line(task: Task) -> str:
-    pool = task.pool or "-"
-    return (
-        f"{task.id:>6}  p{task.priority}  {task.status:<9}  {task.kind:<16} {pool:<16} "
-        f"{task.attempts}/{task.max_attempts}  {task.title}"
-    )
+def _row(cells: tuple[str, ...]) -> str:
+    id_, pri, status, kind, pool, tries, title = cells
+    return f"{id_:>6}  {pri:<3}  {status:<9}  {kind:<16} {pool:<16} {tries:<5}  {title}"
+
+
+def task_lines(tasks: Iterable[Task]) -> Iterator[str]:
+    """`ygg list`: a header row, then one line per task."""
+    yield _row(HEADER)
+    for task in tasks:
+        yield _row(
+            (
+                str(task.id),
+                f"p{task.priority}",
+                task.status,
+                task.kind,
+                task.pool or "-",
+                f"{task.attempts}/{task.max_attempts}",
+                task.title,
+            )
+        )
 
 
 def task_text(task: Task) -> str:
@@ -47,38 +61,3 @@ def task_text(task: Task) -> str:
     if task.result is not None:
         lines += ["  result", *("    " + line for line in task.result.splitlines())]
     return "\n".join(lines)
-
-
-_BREAKER_RANK = {"closed": 0, "half-open": 1, "open": 2}
-
-
-def breaker_of(states: list[BreakerState], pool: str) -> tuple[str, str | None]:
-    """The most cautious breaker state the daemons report for `pool`, with its reason."""
-    mine = [s for s in states if s.pool == pool]
-    if not mine:
-        return "closed", None
-    worst = max(mine, key=lambda s: _BREAKER_RANK[s.state])
-    return worst.state, worst.reason
-
-
-def pool_rows(
-    config: Config,
-    load: dict[str, tuple[int, int]],
-    health: dict[str, str],
-    breakers: list[BreakerState],
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": name,
-            "host": pool.host,
-            "backend": pool.backend,
-            "slots": pool.slots,
-            "running": load[name][0],
-            "queued": load[name][1],
-            "breaker": (state := breaker_of(breakers, name))[0],
-            "breaker_reason": state[1],
-            "health": health.get(name, "unknown"),
-            "kinds": list(pool.kinds),
-        }
-        for name, pool in config.pools.items()
-    ]

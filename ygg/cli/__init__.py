@@ -1,0 +1,68 @@
+"""The `ygg` command: a thin layer over the library. Only this package exits the process.
+
+The parent composes: each command group is a module with `register(commands)`, imported here
+and importing nothing heavy itself; a command's handler imports what it needs when it runs, so
+`ygg submit` never loads asyncio, httpx, the daemon or the bench.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from ygg import __version__
+from ygg.cli.args import Parser
+from ygg.cli.context import Env
+from ygg.errors import YggError
+
+COMMAND_GROUPS = (
+    "ygg.cli.configure",  # init, config get|set
+    "ygg.cli.tasks",  # submit, list, show, cancel, retry
+    "ygg.cli.watch",  # status, top
+    "ygg.cli.daemon",  # loop, reload
+    "ygg.cli.imports",  # import beads
+    "ygg.cli.bench",  # bench, demo
+)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="ygg", description="Keeps a few GPU boxes busy with prioritized LLM jobs.")
+    parser.add_argument("--config", metavar="PATH", help="the configuration file")
+    parser.add_argument(
+        "--db", metavar="PATH|URL", help="the queue, overriding daemon.db (a SQLite file)"
+    )
+    parser.add_argument("--version", action="version", version=f"ygg {__version__}")
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=Parser
+    )
+    for module in COMMAND_GROUPS:
+        importlib.import_module(module).register(commands)
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Runs one command; returns the exit status (the contract's: 0, 1, 2, 65, 78)."""
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()
+        return 0
+    try:
+        args = parser.parse_args(argv)
+        env = Env(config_path=args.config, db=args.db)
+        try:
+            args.run(env, args)
+        finally:
+            env.close()
+    except YggError as exc:
+        print(f"ygg: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `ygg list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))

@@ -1,0 +1,56 @@
+"""argparse, made to speak ygg: usage errors are one sentence (exit 2), values parse with clear
+messages. argparse because it is in the standard library and imports in a few milliseconds;
+typer and click each cost more than Python's own start-up, and people call `ygg submit` in
+loops (docs/ARCHITECTURE.md has the figures)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import NoReturn
+
+from ygg.errors import InvalidInput
+
+_REQUIRED = re.compile(r"^the following arguments are required: (.+)$")
+_CHOICE = re.compile(r"^argument (\S+): invalid choice: (.+?) \(choose from (.+)\)$")
+
+
+class UsageError(InvalidInput):
+    """The command line is not one ygg understands."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Raises UsageError instead of printing usage and exiting: only ygg.cli.main exits."""
+
+    def error(self, message: str) -> NoReturn:
+        missing = _REQUIRED.match(message)
+        if missing:
+            names = missing[1]
+            helps = [
+                a.help.rstrip(".").lower()
+                for a in self._actions
+                if a.help and str(a.metavar or a.dest).upper() in names.split(", ")
+            ]
+            why = f" ({'; '.join(helps)})" if helps else ""
+            message = f"`{self.prog}` needs {names}{why}"
+        elif choice := _CHOICE.match(message):
+            what = "command" if choice[1] == "COMMAND" else choice[1]
+            message = f"unknown {what} {choice[2]}; choose from {choice[3]}"
+        elif message.startswith("argument "):
+            message = message.removeprefix("argument ").replace(": ", " ", 1)
+        raise UsageError(f"{message}; see `{self.prog} --help`.")
+
+
+def whole(text: str) -> int:
+    """A whole number (range checks belong to the operation, which knows its bounds)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+
+
+def seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None

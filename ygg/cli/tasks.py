@@ -1,0 +1,159 @@
+"""Task commands: submit, list, show, cancel, retry."""
+
+from __future__ import annotations
+
+import sys
+from argparse import Namespace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ygg.cli.args import Parser, seconds, whole
+from ygg.cli.context import Env, echo, emit_json
+from ygg.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import argparse
+
+DEFAULT_LIMIT = 100
+
+
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    submit = commands.add_parser("submit", help="enqueue one task; prints its id")
+    submit.add_argument("title", metavar="TITLE", help="The task's title.")
+    submit.add_argument("--kind", default="general", help="task kind; a pool must serve it")
+    submit.add_argument(
+        "-p", "--priority", type=whole, default=2, help="0 most urgent ... 4 least (default 2)"
+    )
+    prompt = submit.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", metavar="TEXT", help="prompt text, or - to read stdin")
+    prompt.add_argument("--prompt-file", metavar="FILE", type=Path, help="read the prompt")
+    submit.add_argument(
+        "--after", metavar="ID", type=whole, action="append", default=[],
+        help="run after task ID is done (repeatable)",
+    )  # fmt: skip
+    submit.add_argument(
+        "--param", metavar="KEY=VALUE", action="append", default=[], help="repeatable"
+    )
+    submit.add_argument("--max-attempts", metavar="N", type=whole, help="attempts allowed")
+    submit.add_argument("--timeout", metavar="S", type=seconds, help="seconds one attempt may run")
+    _json(submit)
+    submit.set_defaults(run=_submit)
+
+    listing = commands.add_parser("list", help="tasks, most urgent first")
+    listing.add_argument("--status", metavar="S", help="only this status")
+    listing.add_argument("--kind", metavar="K", help="only this kind")
+    listing.add_argument(
+        "--limit", metavar="N", type=whole, default=DEFAULT_LIMIT, help="at most N (100)"
+    )
+    _json(listing)
+    listing.set_defaults(run=_list)
+
+    show = commands.add_parser("show", help="one task, with its result or error")
+    show.add_argument("task_id", metavar="ID", type=whole, help="The task's id.")
+    _json(show)
+    show.set_defaults(run=_show)
+
+    for name, run, what in (
+        ("cancel", _cancel, "cancel a task; a running attempt is stopped"),
+        ("retry", _retry, "put a failed, blocked or cancelled task back in line"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("task_id", metavar="ID", type=whole, help="The task's id.")
+        command.set_defaults(run=run)
+
+
+def _json(parser: Parser) -> None:
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="print one JSON document"
+    )
+
+
+def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
+    try:  # bytes, so nothing translates newlines or guesses an encoding from the locale
+        if prompt == "-":
+            data = sys.stdin.buffer.read()
+        elif prompt_file is not None:
+            data = prompt_file.read_bytes()
+        else:
+            return prompt or ""
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"The prompt cannot be read: {exc}.") from None
+
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidInput(f"--param takes KEY=VALUE, not {pair!r}.")
+        params[key] = value
+    return params
+
+
+def _submit(env: Env, args: Namespace) -> None:
+    from ygg import api
+
+    task = api.new_task(
+        env.config(),
+        title=args.title,
+        kind=args.kind,
+        priority=args.priority,
+        prompt=_read_prompt(args.prompt, args.prompt_file),
+        depends_on=args.after,
+        params=_parse_params(args.param),
+        max_attempts=args.max_attempts,
+        timeout_s=args.timeout,
+    )
+    created = api.submit(env.store(), task)
+    if args.as_json:
+        emit_json(created.to_json())
+    else:
+        echo(created.id)
+
+
+def _list(env: Env, args: Namespace) -> None:
+    from ygg import api
+    from ygg.cli.format import task_lines
+    from ygg.store.model import MAX_COUNT, STATUSES
+
+    if args.status is not None and args.status not in STATUSES:
+        raise InvalidInput(
+            f"Unknown status {args.status!r}; the statuses are: {', '.join(STATUSES)}."
+        )
+    if not 1 <= args.limit <= MAX_COUNT:
+        raise InvalidInput(f"--limit must be from 1 to {MAX_COUNT}, not {args.limit}.")
+    if args.kind is not None:
+        api.check_utf8(args.kind, "The kind")
+    tasks = env.store().list_tasks(status=args.status, kind=args.kind, limit=args.limit)
+    if args.as_json:
+        emit_json([task.to_json() for task in tasks])
+        return
+    for line in task_lines(tasks):
+        echo(line)
+
+
+def _show(env: Env, args: Namespace) -> None:
+    from ygg import api
+    from ygg.cli.format import task_text
+
+    task = api.get(env.store(), args.task_id)
+    if args.as_json:
+        document: dict[str, Any] = {**task.to_json(), "prompt": task.prompt}
+        emit_json(document)
+    else:
+        echo(task_text(task))
+
+
+def _cancel(env: Env, args: Namespace) -> None:
+    from ygg import api
+
+    task, previous = api.cancel(env.store(), args.task_id)
+    echo(f"task {task.id}: {previous} → {task.status}")
+
+
+def _retry(env: Env, args: Namespace) -> None:
+    from ygg import api
+
+    task = api.retry(env.store(), args.task_id)
+    echo(f"task {task.id}: {task.status}")
