@@ -33,7 +33,7 @@ from ygg.dispatch.reload import bound_at_start
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Claim, Outcome, now_us
-from ygg.store.writer import UNAVAILABLE_RETRY_S, StoreAbandoned
+from ygg.store.writer import STOPPED_UNRECORDED, UNAVAILABLE_RETRY_S, StoreAbandoned
 
 log = structlog.get_logger("ygg.legacy")
 STOP_GRACE_S = 5.0
@@ -174,6 +174,7 @@ class LegacyDispatcher:
         self.workers = [Worker(pool, self) for pool in config.pools.values()]
         self.retiring: list[Worker] = []  # removed by a reload, finishing their attempt
         self._restarts: dict[str, list[float]] = {}  # pool -> when its thread was restarted
+        self.abandoned = False  # a write was given up on: the stop is not a clean one
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked or full store as the async mode does
@@ -184,6 +185,7 @@ class LegacyDispatcher:
             except StoreUnavailable as exc:
                 if self.forced.is_set():
                     log.warning("store_writes_abandoned", error=str(exc))
+                    self.abandoned = True
                     raise StoreAbandoned(str(exc)) from None
                 if isinstance(exc, StoreBusy):  # the busy timeout has already waited
                     log.warning("store_locked", error=str(exc))
@@ -222,6 +224,8 @@ class LegacyDispatcher:
         finally:
             self._stop(store)
             listener.close()
+        if self.abandoned:
+            raise StoreAbandoned(STOPPED_UNRECORDED)
 
     def _supervise(self, store: SQLiteStore) -> None:
         """Renews leases, reaps dead owners' tasks, restarts pool threads that died, and notices

@@ -139,6 +139,14 @@ class SmallDisk:
         assert self.holder is not None
         return Path(f"/proc/{self.holder.pid}/root{path}")
 
+    def remount_read_only(self) -> None:
+        subprocess.run(
+            [*self.prefix, "mount", "-o", "remount,ro", str(self.mountpoint)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
     def fill(self, name: str = "filler") -> Path:
         """Writes a file until the disk is full; returns its (outside) path."""
         filler = self.outside(self.mountpoint / name)

@@ -328,6 +328,7 @@ class Bad(NamedTuple):
 
 
 BIG_PROMPT = b"x" * (1024 * 1024 + 1)
+HUGE = "1" + "0" * 23  # more than any engine's integer holds
 
 INVALID = {
     "unknown-kind": Bad(
@@ -363,6 +364,19 @@ INVALID = {
     "missing-argument": Bad(("show",), ("ID",)),
     "missing-title": Bad(("submit",), ("title",)),
     "config-get-unknown-key": Bad(("config", "get", "daemon.nope"), ("daemon.nope",)),
+    "title-with-newline": Bad(("submit", "two\nlines"), ("control character", "'\\n'")),
+    "title-with-escape": Bad(("submit", "clear\x1b[2Jscreen"), ("control character",)),
+    "title-with-tab": Bad(("submit", "a\tb"), ("control character",)),
+    "show-id-too-large": Bad(("show", HUGE), ("No task", HUGE)),
+    "cancel-id-too-large": Bad(("cancel", HUGE), ("No task", HUGE)),
+    "retry-id-too-large": Bad(("retry", HUGE), ("No task", HUGE)),
+    "show-id-negative": Bad(("show", "-5"), ("-5",)),
+    "after-too-large": Bad(("submit", "x", "--after", HUGE), (HUGE,)),
+    "max-attempts-too-large": Bad(("submit", "x", "--max-attempts", HUGE), ("--max-attempts",)),
+    "limit-too-large": Bad(("list", "--limit", HUGE), ("--limit",)),
+    "limit-not-a-number": Bad(("list", "--limit", "many"), ("--limit", "whole number")),
+    "priority-too-large": Bad(("submit", "x", "-p", HUGE), ("Priority",)),
+    "timeout-not-a-number": Bad(("submit", "x", "--timeout", "soon"), ("--timeout",)),
 }
 
 

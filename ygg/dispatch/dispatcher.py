@@ -24,7 +24,7 @@ from ygg.dispatch.pool import PoolRunner
 from ygg.dispatch.reload import reload
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Daemon, now_us
-from ygg.store.writer import StoreAbandoned, StoreThread
+from ygg.store.writer import STOPPED_UNRECORDED, StoreAbandoned, StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
 TIMER_SLACK_S = 0.005
@@ -277,10 +277,7 @@ class Dispatcher:
         try:
             await self.store.call(SQLiteStore.unregister_daemon, self.owner)
         except StoreAbandoned:
-            self.crashed = StoreAbandoned(
-                "Stopped without recording every outcome: the store stayed unavailable; the "
-                "leases of the tasks still marked running will return them to the queue."
-            )
+            self.crashed = StoreAbandoned(STOPPED_UNRECORDED)
         await self.store.stop()
         await self.observer.stop()
         log.info("dispatcher_stopped")

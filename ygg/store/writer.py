@@ -39,6 +39,13 @@ class StoreAbandoned(StoreUnavailable):
     """The daemon stopped waiting for the store; the write was not made (leases recover it)."""
 
 
+# How a daemon that gave up on writes while stopping ends (exit status 1): the operator hears.
+STOPPED_UNRECORDED = (
+    "Stopped without recording every outcome: the store stayed unavailable; the leases of "
+    "the tasks still marked running will return them to the queue."
+)
+
+
 class StoreThread:
     def __init__(self, open_store: Callable[[], SQLiteStore]) -> None:
         self._open = open_store
