@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from ygg.config import Config
 from ygg.dispatch import nudge
-from ygg.errors import InvalidInput, TaskNotFound
+from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store import NewTask, SQLiteStore, Task
 from ygg.store.model import MAX_COUNT, MAX_PRIORITY, now_us
 
@@ -17,6 +19,7 @@ MAX_PARAMS = 64
 MAX_PARAM_CHARS = 64 * 1024
 MAX_ATTEMPTS = 1000
 PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+DEFAULT_KIND = "general"
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # would break a line of `ygg list`
 
 
@@ -105,6 +108,92 @@ def new_task(
         timeout_s=timeout_s,
         external_id=external_id,
     )
+
+
+# The fields of a task given as JSON (POST /api/tasks, a line of `ygg submit --jsonl`), with the
+# JSON types each takes; only `title` is required.
+TASK_FIELDS: dict[str, tuple[type, ...]] = {
+    "title": (str,),
+    "kind": (str,),
+    "priority": (int,),
+    "prompt": (str,),
+    "after": (list,),
+    "params": (dict,),
+    "max_attempts": (int,),
+    "timeout": (int, float),
+}
+
+
+def task_from_json(config: Config, data: Any) -> NewTask:
+    """A submission given as a JSON object, validated as `ygg submit` validates its options."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"A task must be a JSON object, not {type(data).__name__}.")
+    for key, value in data.items():
+        if key not in TASK_FIELDS:
+            raise InvalidInput(f"Unknown field {key!r}; the fields are: {', '.join(TASK_FIELDS)}.")
+        kinds = TASK_FIELDS[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            what = " or ".join(k.__name__ for k in kinds)
+            raise InvalidInput(f"Field {key!r} must be {_JSON_NAMES.get(what, what)}.")
+    if not isinstance(data.get("title"), str):
+        raise InvalidInput("Field 'title' is required.")
+    after = data.get("after") or []
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in after):
+        raise InvalidInput("Field 'after' must be a list of task ids.")
+    params = data.get("params") or {}
+    if not all(isinstance(v, str | int | float) for v in params.values()):
+        raise InvalidInput("Field 'params' must map names to strings or numbers.")
+    return new_task(
+        config,
+        title=data["title"],
+        kind=data.get("kind") or DEFAULT_KIND,
+        priority=2 if data.get("priority") is None else data["priority"],
+        prompt=data.get("prompt") or "",
+        depends_on=after,
+        params={k: _param_text(v) for k, v in params.items()},
+        max_attempts=data.get("max_attempts"),
+        timeout_s=data.get("timeout"),
+    )
+
+
+_JSON_NAMES = {"str": "a string", "int": "a whole number", "int or float": "a number",
+               "list": "a list", "dict": "an object"}  # fmt: skip
+
+
+def _param_text(value: str | int | float) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def tasks_from_jsonl(config: Config, lines: Iterable[bytes]) -> list[tuple[int, NewTask]]:
+    """One task per non-empty line, with its line number; an error names its line."""
+    tasks: list[tuple[int, NewTask]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            tasks.append((number, task_from_json(config, json.loads(line))))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInput(f"Line {number} is not valid JSON: {exc}.") from None
+        except InvalidInput as exc:
+            raise InvalidInput(f"Line {number}: {exc.message}") from None
+    return tasks
+
+
+def submit_jsonl(store: SQLiteStore, config: Config, lines: Iterable[bytes]) -> list[int]:
+    """`ygg submit --jsonl`: every line stored in one transaction, or none."""
+    numbered = tasks_from_jsonl(config, lines)
+    try:
+        return submit_many(store, [task for _, task in numbered])
+    except BatchItemError as exc:
+        raise InvalidInput(f"Line {numbered[exc.index][0]}: {exc.message}") from None
+
+
+def submit_many(store: SQLiteStore, tasks: Sequence[NewTask]) -> list[int]:
+    """Enqueues every task in one transaction, or none; wakes the daemons once."""
+    ids = store.enqueue_many(tasks, now_us())
+    if ids:
+        wake_daemons(store)
+    return ids
 
 
 def submit(store: SQLiteStore, task: NewTask) -> Task:

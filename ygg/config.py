@@ -6,6 +6,7 @@ TOML keys follow the contract (`lease_seconds`, `timeout`); attribute names carr
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,10 +76,16 @@ class Config:
     layers: Layers = field(default_factory=Layers)
 
     def kinds_served(self) -> list[str]:
-        return sorted({kind for pool in self.pools.values() for kind in pool.kinds})
+        return list(self._pools_by_kind)
 
     def pools_for_kind(self, kind: str) -> list[PoolConfig]:
-        return [pool for pool in self.pools.values() if kind in pool.kinds]
+        return list(self._pools_by_kind.get(kind, ()))
+
+    @functools.cached_property
+    def _pools_by_kind(self) -> dict[str, tuple[PoolConfig, ...]]:
+        """Kinds in sorted order, each with the pools serving it (a bulk submit asks per task)."""
+        kinds = sorted({kind for pool in self.pools.values() for kind in pool.kinds})
+        return {k: tuple(p for p in self.pools.values() if k in p.kinds) for k in kinds}
 
 
 class _Table:

@@ -40,6 +40,14 @@ class TaskNotFound(InvalidInput):
     """No such task."""
 
 
+class BatchItemError(InvalidInput):
+    """One task of a batch was refused; nothing of the batch was stored."""
+
+    def __init__(self, index: int, error: InvalidInput) -> None:
+        super().__init__(error.message)
+        self.index = index  # its position in the batch, from 0
+
+
 class StoreError(YggError):
     """The task store failed."""
 

@@ -171,6 +171,41 @@ def test_enqueue_with_failed_dependency_is_blocked(store: SQLiteStore, how: str)
     assert task.error
 
 
+def test_enqueue_many_stores_all_in_order_with_their_dependencies(store: SQLiteStore) -> None:
+    first = submit(store, "first")
+    done = submit(store, "done")
+    finish(store, done)
+    batch = [
+        NewTask(title="a", kind="k"),
+        NewTask(title="b", kind="k", priority=0),
+        NewTask(title="after first", kind="k", depends_on=(first,)),
+        NewTask(title="after done", kind="k", depends_on=(done,)),
+        NewTask(title="c", kind="k", params={"seconds": "1"}),
+    ]
+    ids = store.enqueue_many(batch, NOW)
+    assert ids == list(range(done + 1, done + 6))
+    assert [store.get(i).title for i in ids] == [t.title for t in batch]
+    assert statuses(store, *ids) == ["queued", "queued", "waiting", "queued", "queued"]
+    assert store.get(ids[4]).params == {"seconds": "1"}
+    assert store.enqueue_many([], NOW) == []
+    assert submit(store, "next") == ids[-1] + 1
+
+
+def test_enqueue_many_is_all_or_nothing(store: SQLiteStore) -> None:
+    from ygg.errors import BatchItemError
+
+    first = submit(store, "first")
+    before = store.list_tasks()
+    batch = [NewTask(title=f"t{i}", kind="k") for i in range(50)]
+    batch.insert(30, NewTask(title="orphan", kind="k", depends_on=(first + 999,)))
+    with pytest.raises(BatchItemError) as refused:
+        store.enqueue_many(batch, NOW)
+    assert refused.value.index == 30
+    assert str(first + 999) in refused.value.message
+    assert store.list_tasks() == before
+    assert submit(store, "next") == first + 1  # nothing of the batch took an id for good
+
+
 def test_depending_on_a_missing_task_raises_and_writes_nothing(store: SQLiteStore) -> None:
     a = submit(store, "a")
     before = (store.counts(), store.list_tasks())

@@ -18,8 +18,13 @@ DEFAULT_LIMIT = 100
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    submit = commands.add_parser("submit", help="enqueue one task; prints its id")
-    submit.add_argument("title", metavar="TITLE", help="The task's title.")
+    submit = commands.add_parser(
+        "submit", help="enqueue one task (or many, --jsonl); prints the new ids"
+    )
+    submit.add_argument("title", metavar="TITLE", nargs="?", help="The task's title.")
+    submit.add_argument(
+        "--jsonl", metavar="FILE", help="many tasks, one JSON object a line (- for stdin)"
+    )
     submit.add_argument("--kind", default="general", help="task kind; a pool must serve it")
     submit.add_argument(
         "-p", "--priority", type=whole, default=2, help="0 most urgent ... 4 least (default 2)"
@@ -94,6 +99,11 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
 def _submit(env: Env, args: Namespace) -> None:
     from ygg import api
 
+    if args.jsonl is not None:
+        _submit_jsonl(env, args)
+        return
+    if args.title is None:
+        raise InvalidInput("`ygg submit` needs TITLE (the task's title), or --jsonl FILE.")
     task = api.new_task(
         env.config(),
         title=args.title,
@@ -110,6 +120,32 @@ def _submit(env: Env, args: Namespace) -> None:
         emit_json(created.to_json())
     else:
         echo(created.id)
+
+
+# What a --jsonl line sets for itself: giving one of these as an option too is ambiguous.
+_PER_TASK = ("title", "prompt", "prompt_file", "max_attempts", "timeout")
+
+
+def _submit_jsonl(env: Env, args: Namespace) -> None:
+    from ygg import api
+
+    given = [name for name in _PER_TASK if getattr(args, name) is not None]
+    given += [name for name in ("after", "param") if getattr(args, name)]
+    if given or args.kind != api.DEFAULT_KIND or args.priority != 2:
+        raise InvalidInput("--jsonl takes every field from its lines; give no TITLE or options.")
+    try:
+        if args.jsonl == "-":
+            lines = sys.stdin.buffer.read().splitlines()
+        else:
+            lines = Path(args.jsonl).read_bytes().splitlines()
+    except OSError as exc:
+        raise InvalidInput(f"{args.jsonl} cannot be read: {exc.strerror}.") from None
+    store = env.store()
+    ids = api.submit_jsonl(store, env.config(), lines)
+    if args.as_json:
+        emit_json([store.get(task_id).to_json() for task_id in ids])
+    else:
+        sys.stdout.write("".join(f"{task_id}\n" for task_id in ids))
 
 
 def _list(env: Env, args: Namespace) -> None:

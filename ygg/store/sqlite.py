@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from ygg.errors import InvalidInput, TaskNotFound
+from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store import sqlite_deps as deps
 from ygg.store.model import (
     Claim,
@@ -64,6 +64,52 @@ class SQLiteStore(DaemonRegistry):
                 [(task_id, parent) for parent in depends_on],
             )
             return task_id
+
+    def enqueue_many(self, tasks: Sequence[NewTask], now_us: int) -> list[int]:
+        """Enqueues every task in one transaction, or none (BatchItemError names the one that
+        was refused). Runs of tasks without dependencies go in with one statement each."""
+        ids: list[int] = []
+        plain: list[NewTask] = []
+        with self.write() as conn:
+            for index, task in enumerate(tasks):
+                if not task.depends_on:
+                    plain.append(task)
+                    continue
+                ids += self._insert_plain(conn, plain, now_us)
+                plain = []
+                try:
+                    ids.append(self.enqueue(task, now_us))
+                except InvalidInput as exc:
+                    raise BatchItemError(index, exc) from None
+            ids += self._insert_plain(conn, plain, now_us)
+        return ids
+
+    @staticmethod
+    def _insert_plain(conn: sqlite3.Connection, tasks: list[NewTask], now_us: int) -> list[int]:
+        if not tasks:
+            return []
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tasks'").fetchone()
+        first = (row[0] if row else 0) + 1
+        conn.executemany(
+            "INSERT INTO tasks (title, kind, priority, status, prompt, params, max_attempts, "
+            "timeout_s, created_us, external_id) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    t.title,
+                    t.kind,
+                    t.priority,
+                    t.prompt,
+                    json.dumps(t.params),
+                    t.max_attempts,
+                    t.timeout_s,
+                    now_us,
+                    t.external_id,
+                )
+                for t in tasks
+            ],
+        )
+        # AUTOINCREMENT under our write lock: the new ids are the next ones, in order.
+        return list(range(first, first + len(tasks)))
 
     @staticmethod
     def _check_exist(conn: sqlite3.Connection, ids: tuple[int, ...]) -> None:
