@@ -11,8 +11,29 @@ import pytest
 from ygg.config import Config, load
 
 REPO = Path(__file__).resolve().parent.parent
-BEADS_FIXTURES = REPO.parent / "shared" / "fixtures" / "beads"  # CI checks ../shared out beside us
+OWN_BEADS = REPO / "tests" / "fixtures" / "beads"  # exports written for these tests
+# The extra tier: real Beads exports from public repositories, in ../shared beside the clone.
+# CI sets YGG_BEADS_EXPORTS to that folder; a clone on its own runs without it.
+SHARED_BEADS_VAR = "YGG_BEADS_EXPORTS"
 MakeConfig = Callable[..., Config]
+
+
+def shared_beads() -> Path | None:
+    """The folder of real exports when the extra tier is on, else None."""
+    folder = os.environ.get(SHARED_BEADS_VAR)
+    return Path(folder) if folder else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    folder = shared_beads()
+    if folder is not None and not sorted(folder.glob("*.jsonl")):
+        raise pytest.UsageError(f"{SHARED_BEADS_VAR}={folder} holds no Beads exports (*.jsonl)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    folder = shared_beads()
+    state = f"on ({folder})" if folder else f"off (set {SHARED_BEADS_VAR} to turn it on)"
+    return f"tier of real Beads exports: {state}"
 
 
 @pytest.fixture(autouse=True)

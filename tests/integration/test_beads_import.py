@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BEADS_FIXTURES, MakeConfig
+from tests.conftest import OWN_BEADS, SHARED_BEADS_VAR, MakeConfig, shared_beads
 from ygg.api import MAX_PROMPT_BYTES, MAX_TITLE_CHARS
 from ygg.beads.importer import ImportReport, import_beads
 from ygg.config import Config
@@ -19,9 +19,11 @@ from ygg.store import NewTask, SQLiteStore, Task, open_store
 from ygg.store.model import now_us
 from ygg.store.sqlite_import import Upsert, upsert_external
 
-FIXTURES = BEADS_FIXTURES
-FIXTURE_FILES = sorted(FIXTURES.glob("*.jsonl"))
-assert FIXTURE_FILES, f"no Beads exports in {FIXTURES}"
+OWN_FILES = sorted(OWN_BEADS.glob("*.jsonl"))
+SHARED = shared_beads()
+SHARED_FILES = sorted(SHARED.glob("*.jsonl")) if SHARED else []
+FIXTURE_FILES = OWN_FILES + SHARED_FILES
+needs_shared = pytest.mark.skipif(SHARED is None, reason=f"{SHARED_BEADS_VAR} is not set")
 POOLS = """
 [pools.sim]
 backend = "sim"
@@ -40,11 +42,15 @@ def bd_ready(path: Path) -> set[str]:
             record = json.loads(text)
         except ValueError:
             continue
-        if isinstance(record, dict) and record.get("_type", "issue") == "issue":
+        if not isinstance(record, dict) or record.get("_type", "issue") != "issue":
+            continue
+        if isinstance(record.get("id"), str) and isinstance(record.get("title"), str):
             issues[record["id"]] = record
 
     def targets(record: dict[str, Any], types: set[str]) -> list[str]:
-        edges = record.get("dependencies") or []
+        edges = record.get("dependencies")
+        edges = edges if isinstance(edges, list) else []
+        edges = [e for e in edges if isinstance(e, dict) and "depends_on_id" in e]
         return [e["depends_on_id"] for e in edges if e.get("type", "blocks") in types]
 
     def blocked(record: dict[str, Any], seen: set[str]) -> bool:
@@ -58,7 +64,7 @@ def bd_ready(path: Path) -> set[str]:
     return {
         key
         for key, r in issues.items()
-        if r.get("status") == "open"
+        if (r.get("status") or "open") == "open"
         and not r.get("ephemeral")
         and r.get("issue_type") not in INFRA
         and str(r.get("defer_until") or "") <= now
@@ -104,7 +110,8 @@ def test_each_fixture_queues_exactly_what_bd_ready_lists(
     first = import_beads(config, store, path)
     check_against_bd_ready(store, path, first)
     assert first.imported == first.queued + first.waiting == len(by_external_id(store))
-    assert first.imported + first.skipped == first.issues == first.lines
+    non_blank = sum(bool(line.strip()) for line in path.read_bytes().split(b"\n"))
+    assert first.imported + first.skipped == non_blank
     assert first.updated == first.unchanged == 0
 
     again = import_beads(config, store, path)  # idempotent: nothing added, nothing changed
@@ -118,14 +125,80 @@ def test_each_fixture_queues_exactly_what_bd_ready_lists(
     check_against_bd_ready(store, path, again)
 
 
-def test_the_known_counts_of_the_fixtures(config: Config, store: SQLiteStore) -> None:
+def import_counts(config: Config, store: SQLiteStore, paths: list[Path]) -> dict[str, Any]:
     counts = {}
-    for path in FIXTURE_FILES:
+    for path in paths:
         report = import_beads(config, store, path)
         counts[path.name] = (report.imported, report.queued, report.waiting, report.skipped)
-    assert counts == {
+        counts[path.name + " skipped"] = report.skipped_by_reason
+    return counts
+
+
+def test_the_known_counts_of_our_own_exports(config: Config, store: SQLiteStore) -> None:
+    assert import_counts(config, store, OWN_FILES) == {
+        "current-schema.jsonl": (12, 8, 4, 17),
+        "current-schema.jsonl skipped": {
+            "blocked_by_skipped": 1,
+            "closed": 1,
+            "deferred": 1,
+            "deleted": 1,
+            "ephemeral": 1,
+            "infrastructure": 4,
+            "not_an_issue": 2,
+            "status:cancelled": 1,
+            "status:deferred": 1,
+            "status:done": 1,
+            "status:future": 1,
+            "status:hooked": 1,
+            "status:pinned": 1,
+        },
+        "damaged.jsonl": (6, 6, 0, 7),
+        "damaged.jsonl skipped": {"cycle": 2, "malformed": 5},
+        "early-schema.jsonl": (7, 6, 1, 5),
+        "early-schema.jsonl skipped": {
+            "blocked_by_skipped": 1,
+            "closed": 2,
+            "status:blocked": 1,
+            "status:in_progress": 1,
+        },
+    }
+
+
+def test_a_damaged_export_is_imported_with_a_warning_per_line(
+    config: Config, store: SQLiteStore
+) -> None:
+    report = import_beads(config, store, OWN_BEADS / "damaged.jsonl")
+    assert [w.text() for w in report.warnings] == [
+        "line 3: not valid JSON (Expecting value); line skipped",
+        "line 4: not a JSON object; line skipped",
+        "line 5: has no issue id; line skipped",
+        "line 6: issue dmg-2 has no title text; line skipped",
+        "line 7 (dmg-3): priority 17 is outside 0-4; using 4",
+        "line 8 (dmg-4): depends on other-repo-9, which is not in the file; ignored",
+        "line 9 (dmg-5): in a dependency cycle (dmg-5 -> dmg-6); not imported",
+        "line 11 (dmg-7): no priority; using 2",
+        "line 11 (dmg-7): description is not text; ignored",
+        "line 11 (dmg-7): dependencies is not a list; ignored",
+        "line 11 (dmg-7): defer_until [] is not a timestamp; ignored",
+        "line 12 (dmg-8): a dependency without depends_on_id; ignored",
+        "line 14: not UTF-8 text; line skipped",
+    ]
+    titles = {task.external_id: task.title for task in store.list_tasks()}
+    assert titles["dmg-1"] == "After a byte-order mark"  # the BOM is not part of the id
+    assert tasks_ready_now(store) >= {"dmg-9"}  # a zone written +0100, long past
+
+
+def tasks_ready_now(store: SQLiteStore) -> set[str]:
+    return {t.external_id or "" for t in store.list_tasks() if t.status == "queued"}
+
+
+@needs_shared
+def test_the_known_counts_of_the_real_exports(config: Config, store: SQLiteStore) -> None:
+    assert import_counts(config, store, SHARED_FILES) == {
         "fastapi-todo-api-beads.jsonl": (0, 0, 0, 64),
+        "fastapi-todo-api-beads.jsonl skipped": {"closed": 64},
         "quad-ops.jsonl": (22, 12, 10, 172),
+        "quad-ops.jsonl skipped": {"closed": 171, "status:in_progress": 1},
     }
 
 

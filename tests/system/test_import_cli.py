@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BEADS_FIXTURES
+from tests.conftest import OWN_BEADS, SHARED_BEADS_VAR, shared_beads
 from tests.system.test_cli import Run, as_json, assert_error, make_runner, ok
 
-FIXTURE = BEADS_FIXTURES / "quad-ops.jsonl"
+SHARED = shared_beads()
+needs_shared = pytest.mark.skipif(SHARED is None, reason=f"{SHARED_BEADS_VAR} is not set")
 CONFIG = """
 [daemon]
 db = "ygg.db"
@@ -35,30 +36,52 @@ def run(workspace: Path) -> Run:
     return make_runner(workspace)
 
 
-@pytest.mark.skipif(not FIXTURE.is_file(), reason="the quad-ops Beads export is not available")
-def test_import_a_real_export_then_again_then_run_it(workspace: Path, run: Run) -> None:
-    first = run("import", "beads", str(FIXTURE), "--json")
+def import_twice_then_run(
+    run: Run, path: Path, counts: dict[str, int], skipped: str, warnings: str = ""
+) -> None:
+    """Imports `path`, again (nothing changes), then runs every task to done."""
+    first = run("import", "beads", str(path), "--json")
     report = as_json(first)
-    assert first.stderr == ""
-    expected = {"imported": 22, "queued": 12, "waiting": 10, "updated": 0, "unchanged": 0}
-    assert {key: report[key] for key in expected} == expected
-    assert report["skipped"] == 172
-    assert report["skipped_by_reason"] == {"closed": 171, "status:in_progress": 1}
-
-    again = ok(run("import", "beads", str(FIXTURE)))
+    assert first.stderr == warnings
+    assert {key: report[key] for key in counts} == counts
+    queued, waiting, imported = counts["queued"], counts["waiting"], counts["imported"]
+    again = ok(run("import", "beads", str(path)))
     assert again.splitlines() == [
-        "quad-ops.jsonl: imported 0 (queued 12, waiting 10), updated 0, unchanged 22, skipped 172",
-        "skipped: closed 171, status:in_progress 1",
+        f"{path.name}: imported 0 (queued {queued}, waiting {waiting}), updated 0,"
+        f" unchanged {imported}, skipped {counts['skipped']}",
+        f"skipped: {skipped}",
     ]
     tasks = as_json(run("list", "--json"))
-    assert len(tasks) == 22 and all(task["external_id"] for task in tasks)
-    kinds = {task["external_id"]: task["kind"] for task in tasks}
-    assert kinds["quad-ops-0pl"] == "documentation"  # its first label that a pool serves
-    assert kinds["quad-ops-1i5"] == "general"  # no labels: the default --kind
-
+    assert len(tasks) == imported and all(task["external_id"] for task in tasks)
     ok(run("loop", "--until-idle"))  # waiting tasks are promoted as their blockers finish
     status = as_json(run("status", "--json", "--no-probe"))
-    assert status["tasks"]["done"] == 22
+    assert status["tasks"]["done"] == imported
+
+
+def kinds_by_external_id(run: Run) -> dict[str, str]:
+    return {task["external_id"]: task["kind"] for task in as_json(run("list", "--json"))}
+
+
+def test_import_an_export_then_again_then_run_it(workspace: Path, run: Run) -> None:
+    counts = {"imported": 7, "queued": 6, "waiting": 1, "skipped": 5, "unchanged": 0}
+    skipped = "blocked_by_skipped 1, closed 2, status:blocked 1, status:in_progress 1"
+    warning = "line 8 (early-a7): blocked by early-a6, which is not imported (status:in_progress)"
+    path = OWN_BEADS / "early-schema.jsonl"
+    import_twice_then_run(run, path, counts, skipped, f"ygg: warning: {warning}\n")
+    kinds = kinds_by_external_id(run)
+    assert kinds["early-a5"] == "documentation"  # its first label that a pool serves
+    assert kinds["early-e1"] == "general"  # no labels: the default --kind
+
+
+@needs_shared
+def test_import_a_real_export_then_again_then_run_it(workspace: Path, run: Run) -> None:
+    assert SHARED is not None
+    path = SHARED / "quad-ops.jsonl"
+    counts = {"imported": 22, "queued": 12, "waiting": 10, "skipped": 172, "unchanged": 0}
+    import_twice_then_run(run, path, counts, "closed 171, status:in_progress 1")
+    kinds = kinds_by_external_id(run)
+    assert kinds["quad-ops-0pl"] == "documentation"
+    assert kinds["quad-ops-1i5"] == "general"
 
 
 def test_bad_lines_and_cycles_are_warnings_not_failures(workspace: Path, run: Run) -> None:
