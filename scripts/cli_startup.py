@@ -4,8 +4,8 @@
 
 People and agents call `ygg submit` in loops, so its start-up is the cost of every task they
 add. Each command runs `--runs` times in a fresh queue (the first run of each is discarded as
-a warm-up of the file cache); the median wall time is compared with `python -c pass` measured
-in the same run, with the same interpreter. Targets: `ygg --version` <= 2x, `ygg submit`,
+a warm-up of the file and bytecode caches); the median wall time is compared with
+`python -c pass` measured in the same run, with the same interpreter. Targets: `ygg --version` <= 2x, `ygg submit`,
 `ygg list` and `ygg show` <= 3x.
 """
 
@@ -32,7 +32,11 @@ def ygg_command() -> list[str]:
 
 
 def median_s(argv: list[str], cwd: Path, runs: int) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}
+    # Bytecode caches on, as an installed ygg has them (pip compiles at install time): with
+    # PYTHONDONTWRITEBYTECODE set, every run would compile every module from source.
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("YGG_CONFIG", "PYTHONDONTWRITEBYTECODE")
+    }
     times = []
     for _ in range(runs + 1):
         started = time.perf_counter()

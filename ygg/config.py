@@ -1,17 +1,14 @@
-"""The configuration: frozen dataclasses, one source of defaults, validated once in `load()`.
+"""The configuration: immutable NamedTuples (cheap to define: every `ygg submit` loads them),
+one source of defaults (their fields), validated once in `load()`.
 
 TOML keys follow the contract (`lease_seconds`, `timeout`); attribute names carry their units.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple, NoReturn
 
 from ygg.config_files import Layers, find_config_path, read_layers
 from ygg.errors import ConfigError
@@ -21,8 +18,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-@dataclass(frozen=True)
-class DaemonConfig:
+class DaemonConfig(NamedTuple):
     db: str = "ygg.db"
     lease_s: float = 30.0
     drain_s: float = 60.0
@@ -35,16 +31,14 @@ class DaemonConfig:
     status_log_s: float = 10.0  # how often the pool_status event is logged
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     max_attempts: int = 3
     timeout_s: float = 600.0
     backoff_s: float = 1.0  # first retry waits up to this long (full jitter), doubling each time
     backoff_max_s: float = 60.0
 
 
-@dataclass(frozen=True)
-class PoolConfig:
+class PoolConfig(NamedTuple):
     name: str
     backend: str
     slots: int
@@ -67,25 +61,18 @@ class PoolConfig:
         return all(getattr(self, key) == getattr(other, key) for key in keep)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     daemon: DaemonConfig
     defaults: RetryPolicy
     pools: dict[str, PoolConfig]
-    path: Path | None = None  # main file, None when running without one
-    layers: Layers = field(default_factory=Layers)
+    path: Path | None  # main file, None when running without one
+    layers: Layers
 
     def kinds_served(self) -> list[str]:
-        return list(self._pools_by_kind)
+        return sorted({kind for pool in self.pools.values() for kind in pool.kinds})
 
     def pools_for_kind(self, kind: str) -> list[PoolConfig]:
-        return list(self._pools_by_kind.get(kind, ()))
-
-    @functools.cached_property
-    def _pools_by_kind(self) -> dict[str, tuple[PoolConfig, ...]]:
-        """Kinds in sorted order, each with the pools serving it (a bulk submit asks per task)."""
-        kinds = sorted({kind for pool in self.pools.values() for kind in pool.kinds})
-        return {k: tuple(p for p in self.pools.values() if k in p.kinds) for k in kinds}
+        return [pool for pool in self.pools.values() if kind in pool.kinds]
 
 
 class _Table:
@@ -166,9 +153,15 @@ class _Table:
     def done(self, known: tuple[str, ...]) -> None:
         for key in self.data:
             if key not in known:
-                guess = difflib.get_close_matches(key, known, n=1)
+                guess = close_match(key, known)
                 hint = f" (did you mean {guess[0]!r}?)" if guess else ""
                 self.fail(f"{self.where}.{key}", f"is not a known setting{hint}")
+
+
+def close_match(word: str, known: tuple[str, ...]) -> list[str]:
+    import difflib  # only a misspelt key needs it
+
+    return difflib.get_close_matches(word, known, n=1)
 
 
 _TOP = ("daemon", "defaults", "pools")
@@ -239,6 +232,14 @@ def _retry(table: _Table, base: RetryPolicy) -> RetryPolicy:
     )
 
 
+def _http_host(url: str) -> str | None:
+    """The host of an http(s) URL, else None."""
+    from urllib.parse import urlsplit  # only HTTP pools have a url
+
+    parts = urlsplit(url)
+    return parts.hostname if parts.scheme in ("http", "https") else None
+
+
 def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
     where = table.where
     if not POOL_NAME.match(name):
@@ -247,15 +248,16 @@ def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
     if backend is None:
         table.fail(f"{where}.backend", f"is required (one of {', '.join(BACKENDS)})")
     url, model = table.text("url"), table.text("model")
+    host = _http_host(url) if url else None
     if backend in ("ollama", "openai"):
         if url is None or model is None:
             table.fail(f"{where}.{'url' if url is None else 'model'}", f"is required for {backend}")
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        if host is None:
             table.fail(f"{where}.url", f"must be an http:// or https:// URL, not {url!r}")
     argv = table.strings("argv")
     if backend == "command" and not argv:
         table.fail(f"{where}.argv", "is required for the command backend (a list, no shell)")
-    default_host = urlsplit(url).hostname if url else "localhost"
+    default_host = host or "localhost"
     pool = PoolConfig(
         name=name,
         backend=backend,
@@ -295,7 +297,7 @@ def validate(data: dict[str, Any], layers: Layers, path: Path | None) -> Config:
                 pools_table.fail(f"pools.{pool.name}.fallback", f"names no other pool: {other!r}")
     for key in data:
         if key not in _TOP:
-            guess = difflib.get_close_matches(key, _TOP, n=1)
+            guess = close_match(key, _TOP)
             hint = f" (did you mean {guess[0]!r}?)" if guess else ""
             raise ConfigError(f"{layers.file_of(key)}: [{key}] is not a known section{hint}.")
     return Config(daemon=daemon, defaults=defaults, pools=pools, path=path, layers=layers)
@@ -310,6 +312,6 @@ def load(explicit: str | None = None, *, required: bool = True) -> Config:
                 "No configuration found (tried --config, $YGG_CONFIG, ./ygg.toml, "
                 "/etc/ygg/ygg.toml); run `ygg init` to write one."
             )
-        return Config(daemon=DaemonConfig(), defaults=RetryPolicy(), pools={})
+        return Config(DaemonConfig(), RetryPolicy(), pools={}, path=None, layers=Layers())
     layers = read_layers(path)
     return validate(layers.merged, layers, path)

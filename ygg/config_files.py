@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomli_w
 
 from ygg.errors import ConfigError, InvalidInput
 
@@ -16,13 +13,13 @@ SEARCH_PATHS = ("./ygg.toml", "/etc/ygg/ygg.toml")
 LOCAL_DROP_IN = "50-local.toml"
 
 
-@dataclass
 class Layers:
     """The merged configuration and, for every dotted key, the file its value came from."""
 
-    merged: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, Path] = field(default_factory=dict)
-    main: Path | None = None
+    def __init__(self, main: Path | None = None) -> None:
+        self.merged: dict[str, Any] = {}
+        self.sources: dict[str, Path] = {}
+        self.main = main
 
     def file_of(self, key: str) -> str:
         """The file that set `key` (or the nearest enclosing table), for error messages."""
@@ -140,6 +137,8 @@ def set_value(main: Path, key: str, value: Any) -> Path:
             raise InvalidInput(f"{target}: {part} is a value, not a table.")
         node = child
     node[parts[-1]] = value
+    import tomli_w  # only `ygg init` and `ygg config set` write TOML
+
     return _write_atomically(target, tomli_w.dumps(data))
 
 

@@ -16,17 +16,33 @@ from ygg.cli.args import Parser
 from ygg.cli.context import Env
 from ygg.errors import YggError
 
-COMMAND_GROUPS = (
-    "ygg.cli.configure",  # init, config get|set
-    "ygg.cli.tasks",  # submit, list, show, cancel, retry
-    "ygg.cli.watch",  # status, top
-    "ygg.cli.daemon",  # loop, reload
-    "ygg.cli.imports",  # import beads
-    "ygg.cli.bench",  # bench, demo
-)
+COMMAND_GROUPS = {
+    "ygg.cli.configure": ("init", "config"),
+    "ygg.cli.tasks": ("submit", "list", "show", "cancel", "retry"),
+    "ygg.cli.watch": ("status", "top"),
+    "ygg.cli.daemon": ("loop", "reload"),
+    "ygg.cli.imports": ("import",),
+    "ygg.cli.bench": ("bench", "demo"),
+}
+_GROUP_OF = {command: group for group, names in COMMAND_GROUPS.items() for command in names}
+_TAKES_VALUE = ("--config", "--db")
 
 
-def build_parser() -> Parser:
+def command_named(argv: list[str]) -> str | None:
+    """The command `argv` names, if it names one before any option other than ours."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in _TAKES_VALUE:
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token
+        elif not token.startswith(tuple(f"{option}=" for option in _TAKES_VALUE)):
+            return None  # --help, --version, a typo: argparse needs every command
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> Parser:
+    """The parser; given `argv`, with only the command group it names (most of start-up)."""
     parser = Parser(prog="ygg", description="Keeps a few GPU boxes busy with prioritized LLM jobs.")
     parser.add_argument("--config", metavar="PATH", help="the configuration file")
     parser.add_argument(
@@ -36,15 +52,25 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", required=True, parser_class=Parser
     )
-    for module in COMMAND_GROUPS:
+    for module in _groups_for(argv):
         importlib.import_module(module).register(commands)
     return parser
 
 
+def _groups_for(argv: list[str] | None) -> list[str]:
+    if argv is None:
+        return list(COMMAND_GROUPS)
+    if argv[:1] == ["--version"]:
+        return []  # argparse prints the version before it looks for a command
+    named = _GROUP_OF.get(command_named(argv) or "")
+    return [named] if named else list(COMMAND_GROUPS)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Runs one command; returns the exit status (the contract's: 0, 1, 2, 65, 78)."""
-    parser = build_parser()
-    if not (sys.argv[1:] if argv is None else argv):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    if not argv:
         parser.print_help()
         return 0
     try:

@@ -6,8 +6,9 @@ loops (docs/ARCHITECTURE.md has the figures)."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ygg.errors import InvalidInput
 
@@ -19,8 +20,24 @@ class UsageError(InvalidInput):
     """The command line is not one ygg understands."""
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, but reading the terminal width itself: argparse builds one for
+    every add_argument and would `import shutil` for the width (a tenth of `ygg submit`)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size().columns
+        except (ValueError, OSError):
+            columns = 80
+        super().__init__(prog, width=columns - 2)
+
+
 class Parser(argparse.ArgumentParser):
     """Raises UsageError instead of printing usage and exiting: only ygg.cli.main exits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         missing = _REQUIRED.match(message)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,18 +14,16 @@ if TYPE_CHECKING:
     from ygg.store import SQLiteStore
 
 
-@dataclass
 class Env:
-    config_path: str | None = None
-    db: str | None = None
-    _config: Config | None = None
-    _stores: list[SQLiteStore] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
+    # A plain class, not a dataclass: `import dataclasses` alone costs `ygg --version` a
+    # third of its start-up.
+    def __init__(self, config_path: str | None = None, db: str | None = None) -> None:
+        self.config_path = config_path
         # The queue's name identifies it (to orphan matching, to `ygg top`): it must not
         # depend on the directory a command happens to run in.
-        if self.db is not None and "://" not in self.db:
-            self.db = os.path.abspath(self.db)
+        self.db = os.path.abspath(db) if db is not None and "://" not in db else db
+        self._config: Config | None = None
+        self._stores: list[SQLiteStore] = []
 
     def config(self, *, required: bool = True) -> Config:
         from ygg.config import load

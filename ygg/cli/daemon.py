@@ -35,15 +35,13 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
 
 def read_config(env: Env) -> Config:
     """The configuration the daemon runs on (read again on every reload)."""
-    from dataclasses import replace
-
     from ygg.config import load
     from ygg.errors import ConfigError, QueueNotFound
     from ygg.store.sqlite_db import db_path
 
     config = load(env.config_path, required=env.db is None)
     if env.db:
-        config = replace(config, daemon=replace(config.daemon, db=env.db))
+        config = config._replace(daemon=config.daemon._replace(db=env.db))
     if not config.pools:
         raise ConfigError(f"{config.path}: no pools are configured; there is nothing to run.")
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -57,8 +56,8 @@ def bound_at_start(running: Config, config: Config) -> Config:
     for key in ("db", "status_listen"):
         if getattr(config.daemon, key) != getattr(running.daemon, key):
             log.warning("config_change_needs_restart", key=f"daemon.{key}")
-    kept = replace(config.daemon, db=running.daemon.db, status_listen=running.daemon.status_listen)
-    return replace(config, daemon=kept)
+    kept = config.daemon._replace(db=running.daemon.db, status_listen=running.daemon.status_listen)
+    return config._replace(daemon=kept)
 
 
 def _apply(d: Dispatcher, config: Config, new_backends: dict[str, Backend]) -> None:

@@ -1,11 +1,13 @@
-"""What the store hands out: tasks, claims and the vocabulary of statuses."""
+"""What the store hands out: tasks, claims and the vocabulary of statuses.
+
+Value types are NamedTuples, not dataclasses: every `ygg submit` loads them, and a dataclass
+costs about ten times as much to create (and `import dataclasses` more still).
+"""
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 STATUSES = ("waiting", "queued", "running", "done", "failed", "cancelled", "blocked")
@@ -23,6 +25,8 @@ def now_us() -> int:
 
 def iso(us: int | None) -> str | None:
     """ISO 8601 UTC with microseconds, as the contract prints every timestamp."""
+    from datetime import UTC, datetime  # here: most commands never print a time
+
     if us is None:
         return None
     return datetime.fromtimestamp(us / US, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -39,21 +43,19 @@ def storable_count(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= MAX_COUNT else None
 
 
-@dataclass(frozen=True)
-class NewTask:
+class NewTask(NamedTuple):
     title: str
     kind: str
     priority: int = 2
     prompt: str = ""
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = {}  # noqa: RUF012 (never mutated: NamedTuples are values)
     depends_on: tuple[int, ...] = ()
     max_attempts: int = 3
     timeout_s: float | None = None
     external_id: str | None = None
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     id: int
     title: str
     kind: str
@@ -102,8 +104,7 @@ class Task:
         }
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """A task handed to one owner under a lease; `token` fences every later write."""
 
     task_id: int
@@ -119,8 +120,7 @@ class Claim:
     created_us: int = 0  # when it was submitted: the queue-wait metric starts here
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How an attempt ended, as the dispatcher reports it to the store."""
 
     result: str | None = None
@@ -133,8 +133,7 @@ class Outcome:
         return Outcome(result, storable_count(self.tokens_in), storable_count(self.tokens_out))
 
 
-@dataclass(frozen=True)
-class Daemon:
+class Daemon(NamedTuple):
     id: int
     hostname: str
     pid: int
@@ -153,17 +152,15 @@ class Reaped(NamedTuple):
     attempt: int
 
 
-@dataclass(frozen=True)
-class Renewal:
+class Renewal(NamedTuple):
     """What a lease renewal found: the tasks the owner still holds, and the rows it held
     without a live attempt that were taken back."""
 
     held: set[int]
-    orphans: list[Reaped] = field(default_factory=list)
+    orphans: list[Reaped]
 
 
-@dataclass(frozen=True)
-class BreakerState:
+class BreakerState(NamedTuple):
     """One daemon's circuit breaker for one pool, as last recorded."""
 
     daemon: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ygg.errors import InvalidInput
 from ygg.store import sqlite_deps as deps
@@ -63,7 +63,7 @@ def upsert_external(
             depends_on = tuple(sorted({_task_id(conn, ids, ref) for ref in item.after}))
             stored = _stored(conn, external_id)
             if stored is None:
-                ids[external_id] = store.enqueue(replace(item.task, depends_on=depends_on), now_us)
+                ids[external_id] = store.enqueue(item.task._replace(depends_on=depends_on), now_us)
                 result.imported.append(external_id)
             else:
                 ids[external_id] = stored.id

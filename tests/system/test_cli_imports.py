@@ -1,0 +1,75 @@
+"""The commands people call in loops import only what they use (scripts/cli_startup.py times
+them): never asyncio, httpx, the bench, prometheus_client or the daemon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import subprocess_env
+
+HEAVY = ("asyncio", "httpx", "prometheus_client", "uvloop", "rich", "structlog", "dataclasses")
+HEAVY_OWN = ("ygg.bench", "ygg.dispatch.dispatcher", "ygg.backends", "ygg.legacy", "ygg.daemon")
+PROBE = """
+import json, sys
+from ygg.cli import run
+status = run(sys.argv[1:])
+print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
+"""
+CONFIG = """
+[daemon]
+db = "queue.db"
+
+[pools.sim]
+backend = "sim"
+kinds = ["general"]
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["submit", "a task"], ["list"], ["show", "1"], ["cancel", "1"], ["retry", "1"]],
+    ids=lambda argv: argv[0],
+)
+def test_a_command_imports_only_what_it_uses(tmp_path: Path, argv: list[str]) -> None:
+    (tmp_path / "ygg.toml").write_text(CONFIG, encoding="utf-8")
+    seeds = [["submit", "first"]] + ([["cancel", "1"]] if argv[0] == "retry" else [])
+    for seed in seeds:
+        command = [sys.executable, "-c", PROBE, *seed]
+        subprocess.run(command, cwd=tmp_path, env=subprocess_env(), check=True, capture_output=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if argv == ["--version"]:  # argparse prints the version and exits before `run` returns
+        assert done.stdout.startswith("ygg ") and done.returncode == 0
+        return
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["status"] == 0, done.stderr
+    loaded = report["modules"]
+    assert "ygg.store" in loaded  # the probe did run the command
+    heavy = [m for m in loaded if m.split(".")[0] in HEAVY or m.startswith(HEAVY_OWN)]
+    assert heavy == []
+
+
+def test_version_builds_no_command_group(tmp_path: Path) -> None:
+    probe = "import sys\nfrom ygg.cli import build_parser\nbuild_parser(['--version'])\n"
+    probe += "print(sorted(m for m in sys.modules if m.startswith('ygg.')))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "['ygg.cli', 'ygg.cli.args', 'ygg.cli.context', 'ygg.errors']"
