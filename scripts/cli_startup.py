@@ -5,8 +5,8 @@
 People and agents call `ygg submit` in loops, so its start-up is the cost of every task they
 add. Each command runs `--runs` times in a fresh queue (the first run of each is discarded as
 a warm-up of the file and bytecode caches); the median wall time is compared with
-`python -c pass` measured in the same run, with the same interpreter. Targets: `ygg --version` <= 2x, `ygg submit`,
-`ygg list` and `ygg show` <= 3x.
+`python -c pass` measured in the same run, with the same interpreter. Targets:
+`ygg --version` <= 2x, `ygg submit`, `ygg list` and `ygg show` <= 3x.
 """
 
 from __future__ import annotations
