@@ -48,7 +48,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: store.daemons(), 10)
+        wait_for(store.daemons, 10)
         time.sleep(0.2)
         latencies_ms = []
         for i in range(args.tasks):

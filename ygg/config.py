@@ -6,6 +6,7 @@ TOML keys follow the contract (`lease_seconds`, `timeout`); attribute names carr
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -99,7 +100,7 @@ class _Table:
         value = self._get(key, (int, float), "a number")
         if value is None:
             return default
-        if value < 0 or (value == 0 and not zero_ok) or value != value or value == float("inf"):
+        if value < 0 or (value == 0 and not zero_ok) or not math.isfinite(value):
             bound = "at least 0" if zero_ok else "greater than 0"
             self.fail(f"{self.where}.{key}", f"must be {bound}, not {value!r}")
         return float(value)

@@ -110,9 +110,8 @@ def run_claimers(tmp_path: Path, db: str, **options: object) -> list[list[dict[s
     procs = []
     for n, out in enumerate(outs, start=1):
         argv = [sys.executable, __file__, db, str(out), "--owner", str(n), "--go", str(go)]
-        for key, value in options.items():
-            if isinstance(value, dict):
-                value = value[n]
+        for key, option in options.items():
+            value = option[n] if isinstance(option, dict) else option
             argv += ["--" + key.replace("_", "-"), str(value)]
         procs.append(
             subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

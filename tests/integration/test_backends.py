@@ -309,11 +309,9 @@ def test_openai_missing_key_env_is_a_config_error(
     pool = http_pool(
         make_config, closed_port_url(), backend="openai", extra='api_key_env = "YGG_TEST_KEY"'
     )
+    build = make_backend if mode == "async" else BlockingBackend
     with pytest.raises(ConfigError) as info:
-        if mode == "async":
-            make_backend(pool)
-        else:
-            BlockingBackend(pool)
+        build(pool)
     assert "pools.gpu" in info.value.message and "YGG_TEST_KEY" in info.value.message
 
 

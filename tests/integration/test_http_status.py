@@ -206,7 +206,7 @@ def test_close_ends_open_connections_and_stops_listening() -> None:
         async with asyncio.timeout(TIMEOUT_S):
             await server.close()
         writer.close()
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", server.port)
 
     uvloop.run(main())

@@ -7,7 +7,6 @@ from the queue and from what the host saw.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +135,8 @@ def run_scenarios(directory: Path, mode: str) -> dict[str, Observed]:
 @pytest.fixture(scope="module", params=MODES)
 def observed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Observed]]:
-    yield run_scenarios(tmp_path_factory.mktemp("hostfaults"), request.param)
+) -> dict[str, Observed]:
+    return run_scenarios(tmp_path_factory.mktemp("hostfaults"), request.param)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

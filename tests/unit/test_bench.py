@@ -44,7 +44,7 @@ def test_total_work_dominates_unequal_tasks() -> None:
 
 
 def test_slots_below_one_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="slots must be at least 1"):
         pool_bound([1.0], 0)
 
 

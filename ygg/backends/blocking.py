@@ -74,6 +74,12 @@ class _Output:
         for thread in self._threads:
             thread.join()
 
+    def close(self) -> None:
+        """Closes the pipes, once the readers are done (the threads read their fds)."""
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
 
 class Interrupted(Exception):
     """The attempt was stopped from outside (cancel, lost lease, shutdown)."""
@@ -141,6 +147,8 @@ class BlockingBackend:
             process.wait()
             output.join()
             raise
+        finally:
+            output.close()
         if output.overflow:
             raise too_much_output()
         if process.returncode != 0:

@@ -29,7 +29,7 @@ def pool_bound(durations: Sequence[float], slots: int) -> float:
         return 0.0
     waves = math.ceil(len(durations) / slots) * min(durations)
     work = sum(durations) / slots
-    return max(waves, work, max(durations))
+    return max(waves, work, *durations)
 
 
 def lower_bound(durations: Mapping[str, Sequence[float]], slots: Mapping[str, int]) -> float:
