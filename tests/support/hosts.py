@@ -150,6 +150,8 @@ class FakeHost:
 
     @property
     def in_flight(self) -> int:
+        """Chat requests taken and not yet answered: lowered before an answer is written, so a
+        client holding its answer never finds its own request still counted."""
         with self._lock:
             return self._in_flight.total()
 
@@ -334,6 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self._counted: str | None = None  # the model of the chat request counted in flight
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
         try:
             body = json.loads(raw) if raw else None
@@ -348,13 +351,15 @@ class _Handler(BaseHTTPRequestHandler):
             time.monotonic(),
         )
         self.fake._record(record)
+        self._current = record
         status: int | None = None
         try:
             status = self._route(path, body)
         except OSError:  # the client went away while we wrote
             self.close_connection = True
         finally:
-            self.fake._finish(record, status)
+            if status is None or record.end is None:  # not already marked by _answering
+                self.fake._finish(record, status)
 
     def _route(self, path: str, body: Any) -> int | None:
         """Answers the request; returns the status sent, or None if none was."""
@@ -373,10 +378,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, host._error(400, "body must be JSON with a messages list"))
         model = str(body.get("model", ""))
         step = host._begin_chat(model)
+        self._counted = model
         try:
             return self._perform(step, body)
         finally:
-            host._end_chat(model)
+            self._uncount()
+
+    def _uncount(self) -> None:
+        """Ends this request's in-flight count, once. Called before a complete answer (or a
+        reset) goes out: a client that has its answer must find the count already lowered."""
+        if self._counted is not None:
+            model, self._counted = self._counted, None
+            self.fake._end_chat(model)
+
+    def _answering(self, status: int) -> None:
+        """Books the answer before it is written, for the same reason as _uncount."""
+        self._uncount()
+        self.fake._finish(self._current, status)
 
     def _perform(self, step: Step, payload: dict[str, Any]) -> int | None:
         host = self.fake
@@ -411,6 +429,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, json.dumps(data).encode(), headers)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> int:
+        self._answering(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -422,6 +441,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reset(self) -> None:
         """Closes the socket with SO_LINGER 0: the client gets a RST, not a FIN."""
+        self._uncount()
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         fd = self.connection.detach()  # later closes by the server become no-ops
         socket.close(fd)
