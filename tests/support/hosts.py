@@ -9,6 +9,7 @@
 Chat requests consume scripted steps in order, then `host.default`. A user message containing
 `sleep=0.25` makes that request wait 0.25 s before answering. Waits end early on stop() or when
 the client goes away, and then the connection is dropped without an answer.
+`Step(encoding="gzip")` compresses the answer (see tests/support/encodings.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Literal, cast
+
+from tests.support.encodings import Encoding, compress, header_value
 
 Protocol = Literal["ollama", "openai"]
 Action = Literal["reply", "reset", "hang", "trickle", "redirect"]
@@ -59,6 +62,8 @@ class Step:
     retry_after: str | float | None = None
     body: bytes | None = None  # raw bytes sent instead of the protocol's body
     action: Action = "reply"
+    encoding: Encoding | None = None  # the answer compressed, with its Content-Encoding
+    headers: tuple[tuple[str, str], ...] = ()  # sent as they are, e.g. a Content-Encoding
 
 
 @dataclass
@@ -337,6 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._counted: str | None = None  # the model of the chat request counted in flight
+        self._encoding: Encoding | None = None  # how the chat answer is compressed, if it is
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
         try:
             body = json.loads(raw) if raw else None
@@ -399,6 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _perform(self, step: Step, payload: dict[str, Any]) -> int | None:
         host = self.fake
         extra = {} if step.retry_after is None else {"Retry-After": _retry_after(step.retry_after)}
+        extra.update(step.headers)
+        self._encoding = step.encoding
         if step.action == "reset":
             self._reset()
             return None
@@ -429,6 +437,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, json.dumps(data).encode(), headers)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> int:
+        if self._encoding is not None:
+            body = compress(body, self._encoding)
+            headers = {**(headers or {}), "Content-Encoding": header_value(self._encoding)}
         self._answering(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -27,6 +27,7 @@ from ygg.backends.command import (
     spawn_options,
     too_much_output,
 )
+from ygg.backends.decoding import ACCEPT_ENCODING, BodyReader
 from ygg.backends.http import CONNECT_TIMEOUT_S, classify, protocol_for
 from ygg.backends.protocols import Request, check_status
 from ygg.backends.sim import sim_outcome, sim_seconds
@@ -95,6 +96,7 @@ class BlockingBackend:
             self._client = httpx.Client(
                 timeout=httpx.Timeout(pool.retry.timeout_s, connect=CONNECT_TIMEOUT_S),
                 follow_redirects=False,
+                headers={"accept-encoding": ACCEPT_ENCODING},
                 trust_env=False,
             )
 
@@ -163,7 +165,6 @@ class BlockingBackend:
     def send(self, request: Request, timeout_s: float) -> tuple[int, dict[str, str], bytes]:
         assert self._client is not None
         deadline = time.monotonic() + timeout_s
-        chunks: list[bytes] = []
         # Every phase is bounded by this attempt's timeout (a task's own may be shorter than the
         # pool's), so a host that never answers cannot hold the worker past it either.
         phases = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
@@ -175,21 +176,17 @@ class BlockingBackend:
                 content=request.body,
                 timeout=phases,
             ) as response:
-                size = 0
+                reader = BodyReader(
+                    response.headers.get("content-encoding"), self.pool.host, MAX_RESPONSE_BYTES
+                )
                 for chunk in response.iter_raw():
                     # The total deadline: a host trickling bytes must not hold the slot.
                     if time.monotonic() > deadline:
                         raise timed_out(timeout_s)
                     if self.stop.is_set():
                         raise Interrupted
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise AttemptFailed(
-                            f"{self.pool.host} sent more than {MAX_RESPONSE_BYTES} bytes",
-                            retryable=False,
-                        )
-                    chunks.append(chunk)
-                return response.status_code, dict(response.headers), b"".join(chunks)
+                    reader.feed(chunk)
+                return response.status_code, dict(response.headers), reader.body()
         except httpx.HTTPError as exc:
             if isinstance(exc, httpx.TimeoutException) and not isinstance(
                 exc, httpx.ConnectTimeout

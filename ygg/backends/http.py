@@ -11,6 +11,7 @@ from __future__ import annotations
 import httpx
 
 from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
+from ygg.backends.decoding import ACCEPT_ENCODING, BodyReader
 from ygg.backends.protocols import Ollama, OpenAI, Request, check_status
 from ygg.config import PoolConfig
 from ygg.credentials import read_secret
@@ -47,15 +48,10 @@ def classify(exc: httpx.HTTPError, host: str) -> AttemptFailed:
 
 
 async def _read_capped(response: httpx.Response, host: str) -> bytes:
-    chunks, size = [], 0
+    reader = BodyReader(response.headers.get("content-encoding"), host, MAX_RESPONSE_BYTES)
     async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise AttemptFailed(
-                f"{host} sent more than {MAX_RESPONSE_BYTES} bytes", retryable=False
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        reader.feed(chunk)
+    return reader.body()
 
 
 class HttpBackend:
@@ -65,6 +61,7 @@ class HttpBackend:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(pool.retry.timeout_s, connect=CONNECT_TIMEOUT_S),
             follow_redirects=False,
+            headers={"accept-encoding": ACCEPT_ENCODING},
             limits=httpx.Limits(max_connections=max(pool.slots, 1) * 2),
             trust_env=False,
         )
