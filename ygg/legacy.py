@@ -108,12 +108,13 @@ class Worker:
     def _attempt(self, store: SQLiteStore, claim: Claim) -> None:
         self.running = Running(claim)
         log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job.of(claim, self.legacy.config.daemon.db, self.legacy.owner)
+        timeout_s = claim.timeout_s or self.pool.retry.timeout_s
+        job = Job.of(claim, self.legacy.config.daemon.db, self.legacy.owner, timeout_s)
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None
         started = time.monotonic()
         try:
-            outcome = self.backend.run(job, claim.timeout_s or self.pool.retry.timeout_s)
+            outcome = self.backend.run(job, timeout_s)
         except AttemptFailed as exc:
             failure = exc
         except Interrupted:

@@ -28,7 +28,7 @@ from ygg.backends.command import (
     too_much_output,
 )
 from ygg.backends.decoding import ACCEPT_ENCODING, BodyReader
-from ygg.backends.http import CONNECT_TIMEOUT_S, classify, protocol_for
+from ygg.backends.http import attempt_timeout, classify, protocol_for
 from ygg.backends.protocols import Request, check_status
 from ygg.backends.sim import sim_outcome, sim_seconds
 from ygg.config import PoolConfig
@@ -94,7 +94,7 @@ class BlockingBackend:
         if pool.backend in ("ollama", "openai"):
             self.protocol = protocol_for(pool)
             self._client = httpx.Client(
-                timeout=httpx.Timeout(pool.retry.timeout_s, connect=CONNECT_TIMEOUT_S),
+                timeout=attempt_timeout(pool.retry.timeout_s),
                 follow_redirects=False,
                 headers={"accept-encoding": ACCEPT_ENCODING},
                 trust_env=False,
@@ -165,9 +165,9 @@ class BlockingBackend:
     def send(self, request: Request, timeout_s: float) -> tuple[int, dict[str, str], bytes]:
         assert self._client is not None
         deadline = time.monotonic() + timeout_s
-        # Every phase is bounded by this attempt's timeout (a task's own may be shorter than the
-        # pool's), so a host that never answers cannot hold the worker past it either.
-        phases = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        # Every phase is bounded by this attempt's timeout, so a host that never answers cannot
+        # hold the worker past it either.
+        phases = attempt_timeout(timeout_s)
         try:
             with self._client.stream(
                 request.method,
