@@ -204,6 +204,17 @@ def test_in_flight_is_lowered_before_the_answer_is_sent(ollama: FakeHost) -> Non
         thread.join(5.0)
 
 
+def test_open_connections_are_recorded(ollama: FakeHost) -> None:
+    ollama.script(Step(action="hang"))
+    with httpx.Client(timeout=TIMEOUT) as client:
+        assert client.get(ollama.url + "/api/version").status_code == 200
+        assert ollama.open_connections == 1  # kept alive by the client
+        with pytest.raises(httpx.ReadTimeout):
+            chat(ollama, "q", timeout=0.2)  # a second connection, dropped by the client
+        assert ollama.wait_for(lambda h: h.open_connections == 1, timeout_s=2.0)
+    assert ollama.wait_for(lambda h: h.open_connections == 0, timeout_s=2.0)
+
+
 def test_delay_is_cut_short_by_stop() -> None:
     host = FakeHost("ollama").start()
     host.default = Step(delay_s=30)

@@ -161,6 +161,12 @@ class FakeHost:
             return self._in_flight.total()
 
     @property
+    def open_connections(self) -> int:
+        """TCP connections the host has accepted and not yet seen closed."""
+        with self._lock:
+            return len(self._server.connections) if self._server is not None else 0
+
+    @property
     def max_in_flight(self) -> int:
         with self._lock:
             return self._max_in_flight
@@ -171,7 +177,8 @@ class FakeHost:
             return dict(self._max_by_model)
 
     def wait_for(self, predicate: Callable[[FakeHost], bool], timeout_s: float) -> bool:
-        """Waits until predicate(host) holds; it is re-checked whenever a request starts or ends."""
+        """Waits until predicate(host) holds; it is re-checked whenever a request starts or ends
+        and whenever a connection closes."""
         with self._changed:
             return self._changed.wait_for(lambda: predicate(self), timeout_s)
 
@@ -306,8 +313,9 @@ class _Server(ThreadingHTTPServer):
         try:
             self.process_request_thread(request, client_address)
         finally:
-            with self.fake._lock:
+            with self.fake._changed:
                 self.connections.pop(request, None)
+                self.fake._changed.notify_all()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not self.fake._stopping.is_set():
