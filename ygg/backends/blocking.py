@@ -101,9 +101,10 @@ class _Line:
     def trace(self, event: str, info: dict[str, Any]) -> None:
         if event not in _CONNECTED:
             return
-        sock = info["return_value"].get_extra_info("socket")
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
         if not isinstance(sock, socket.socket):
-            return
+            return  # not a socket we can cut; the stop flag and the timeouts still hold
         with self._lock:
             self._sock = sock.dup()
             if self._cut:
