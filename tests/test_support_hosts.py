@@ -186,6 +186,35 @@ def test_concurrency_is_recorded(openai: FakeHost) -> None:
     assert not openai.wait_for_requests(6, timeout_s=0.05)
 
 
+def test_in_flight_is_lowered_before_the_answer_is_sent(ollama: FakeHost) -> None:
+    """Holding the host's lock keeps it from lowering its count; no answer may leave meanwhile
+    (else a client could hold its answer while the host still counts the request)."""
+    ollama.default = Step(delay_s=0.2)
+    answered = threading.Event()
+    thread = threading.Thread(target=lambda: (chat(ollama, "q", timeout=5.0), answered.set()))
+    thread.start()
+    try:
+        assert ollama.wait_for(lambda h: h.in_flight == 1, timeout_s=2.0)
+        with ollama._lock:
+            assert not answered.wait(1.0), "answered while still counted in flight"
+        assert answered.wait(2.0)
+        assert ollama.in_flight == 0
+        assert ollama.requests[0].end is not None and ollama.requests[0].status == 200
+    finally:
+        thread.join(5.0)
+
+
+def test_open_connections_are_recorded(ollama: FakeHost) -> None:
+    ollama.script(Step(action="hang"))
+    with httpx.Client(timeout=TIMEOUT) as client:
+        assert client.get(ollama.url + "/api/version").status_code == 200
+        assert ollama.open_connections == 1  # kept alive by the client
+        with pytest.raises(httpx.ReadTimeout):
+            chat(ollama, "q", timeout=0.2)  # a second connection, dropped by the client
+        assert ollama.wait_for(lambda h: h.open_connections == 1, timeout_s=2.0)
+    assert ollama.wait_for(lambda h: h.open_connections == 0, timeout_s=2.0)
+
+
 def test_delay_is_cut_short_by_stop() -> None:
     host = FakeHost("ollama").start()
     host.default = Step(delay_s=30)

@@ -106,14 +106,16 @@ class Worker:
                 log.info("pool_retired", pool=self.pool.name)
 
     def _attempt(self, store: SQLiteStore, claim: Claim) -> None:
+        self.backend.reset()  # before `running` is set: a stop from then on is not lost
         self.running = Running(claim)
         log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job.of(claim, self.legacy.config.daemon.db, self.legacy.owner)
+        timeout_s = claim.timeout_s or self.pool.retry.timeout_s
+        job = Job.of(claim, self.legacy.config.daemon.db, self.legacy.owner, timeout_s)
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None
         started = time.monotonic()
         try:
-            outcome = self.backend.run(job, claim.timeout_s or self.pool.retry.timeout_s)
+            outcome = self.backend.run(job, timeout_s)
         except AttemptFailed as exc:
             failure = exc
         except Interrupted:
@@ -144,7 +146,7 @@ class Worker:
         running = self.running
         if running is not None and (task_id is None or running.claim.task_id == task_id):
             running.stop_reason = reason
-            self.backend.stop.set()
+            self.backend.interrupt()
 
 
 class LegacyDispatcher:
@@ -367,7 +369,8 @@ class LegacyDispatcher:
                 worker.thread.join(0.05)
         for worker in self.all_workers():
             worker.interrupt(None, "shutdown")
-            # A blocking read may not notice at once; past this, the lease recovers the task.
+            # An HTTP request's connection is cut and a command killed at once; this bound is
+            # for a request still connecting. Past it, the lease recovers the task.
             worker.thread.join(STOP_GRACE_S)
         self.forced.set()  # past the drain: writes the store cannot take now are given up
         with contextlib.suppress(StoreAbandoned):

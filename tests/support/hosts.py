@@ -9,6 +9,7 @@
 Chat requests consume scripted steps in order, then `host.default`. A user message containing
 `sleep=0.25` makes that request wait 0.25 s before answering. Waits end early on stop() or when
 the client goes away, and then the connection is dropped without an answer.
+`Step(encoding="gzip")` compresses the answer (see tests/support/encodings.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Literal, cast
+
+from tests.support.encodings import Encoding, compress, header_value
 
 Protocol = Literal["ollama", "openai"]
 Action = Literal["reply", "reset", "hang", "trickle", "redirect"]
@@ -59,6 +62,8 @@ class Step:
     retry_after: str | float | None = None
     body: bytes | None = None  # raw bytes sent instead of the protocol's body
     action: Action = "reply"
+    encoding: Encoding | None = None  # the answer compressed, with its Content-Encoding
+    headers: tuple[tuple[str, str], ...] = ()  # sent as they are, e.g. a Content-Encoding
 
 
 @dataclass
@@ -150,8 +155,16 @@ class FakeHost:
 
     @property
     def in_flight(self) -> int:
+        """Chat requests taken and not yet answered: lowered before an answer is written, so a
+        client holding its answer never finds its own request still counted."""
         with self._lock:
             return self._in_flight.total()
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections the host has accepted and not yet seen closed."""
+        with self._lock:
+            return len(self._server.connections) if self._server is not None else 0
 
     @property
     def max_in_flight(self) -> int:
@@ -164,7 +177,8 @@ class FakeHost:
             return dict(self._max_by_model)
 
     def wait_for(self, predicate: Callable[[FakeHost], bool], timeout_s: float) -> bool:
-        """Waits until predicate(host) holds; it is re-checked whenever a request starts or ends."""
+        """Waits until predicate(host) holds; it is re-checked whenever a request starts or ends
+        and whenever a connection closes."""
         with self._changed:
             return self._changed.wait_for(lambda: predicate(self), timeout_s)
 
@@ -299,8 +313,9 @@ class _Server(ThreadingHTTPServer):
         try:
             self.process_request_thread(request, client_address)
         finally:
-            with self.fake._lock:
+            with self.fake._changed:
                 self.connections.pop(request, None)
+                self.fake._changed.notify_all()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not self.fake._stopping.is_set():
@@ -334,6 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self._counted: str | None = None  # the model of the chat request counted in flight
+        self._encoding: Encoding | None = None  # how the chat answer is compressed, if it is
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
         try:
             body = json.loads(raw) if raw else None
@@ -348,13 +365,15 @@ class _Handler(BaseHTTPRequestHandler):
             time.monotonic(),
         )
         self.fake._record(record)
+        self._current = record
         status: int | None = None
         try:
             status = self._route(path, body)
         except OSError:  # the client went away while we wrote
             self.close_connection = True
         finally:
-            self.fake._finish(record, status)
+            if status is None or record.end is None:  # not already marked by _answering
+                self.fake._finish(record, status)
 
     def _route(self, path: str, body: Any) -> int | None:
         """Answers the request; returns the status sent, or None if none was."""
@@ -373,14 +392,29 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, host._error(400, "body must be JSON with a messages list"))
         model = str(body.get("model", ""))
         step = host._begin_chat(model)
+        self._counted = model
         try:
             return self._perform(step, body)
         finally:
-            host._end_chat(model)
+            self._uncount()
+
+    def _uncount(self) -> None:
+        """Ends this request's in-flight count, once. Called before a complete answer (or a
+        reset) goes out: a client that has its answer must find the count already lowered."""
+        if self._counted is not None:
+            model, self._counted = self._counted, None
+            self.fake._end_chat(model)
+
+    def _answering(self, status: int) -> None:
+        """Books the answer before it is written, for the same reason as _uncount."""
+        self._uncount()
+        self.fake._finish(self._current, status)
 
     def _perform(self, step: Step, payload: dict[str, Any]) -> int | None:
         host = self.fake
         extra = {} if step.retry_after is None else {"Retry-After": _retry_after(step.retry_after)}
+        extra.update(step.headers)
+        self._encoding = step.encoding
         if step.action == "reset":
             self._reset()
             return None
@@ -411,6 +445,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, json.dumps(data).encode(), headers)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> int:
+        if self._encoding is not None:
+            body = compress(body, self._encoding)
+            headers = {**(headers or {}), "Content-Encoding": header_value(self._encoding)}
+        self._answering(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -422,6 +460,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reset(self) -> None:
         """Closes the socket with SO_LINGER 0: the client gets a RST, not a FIN."""
+        self._uncount()
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         fd = self.connection.detach()  # later closes by the server become no-ops
         socket.close(fd)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemons import DaemonSet, write_config
+from tests.support.encodings import zeros_gzip
 from tests.support.hosts import FakeHost, Protocol, Step
 from ygg import api
 from ygg.config import load
@@ -74,6 +75,16 @@ SCENARIOS: dict[str, Scenario] = {
     "invalid-json": Scenario("ollama", (), Step(body=b"{not json"), "failed", 1, "invalid JSON"),
     "invalid-json-openai": Scenario(
         "openai", (), Step(body=b"<html>bad gateway</html>"), "failed", 1, "invalid JSON"
+    ),
+    "gzip-answer": Scenario("openai", (), Step(encoding="gzip"), "done", 1),
+    "deflate-answer": Scenario("ollama", (), Step(encoding="deflate"), "done", 1),
+    "gzip-bomb": Scenario(
+        "ollama",
+        (),
+        Step(body=zeros_gzip(1024), headers=(("Content-Encoding", "gzip"),)),
+        "failed",
+        1,
+        "once decoded (gzip)",
     ),
 }
 MODES = ["--async", "--legacy"]

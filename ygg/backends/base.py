@@ -25,9 +25,12 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
     queue: str = ""  # the queue's database and the daemon's id in it: together they name
     owner: int = 0  # every process an attempt starts, so a dead daemon's leftovers are found
+    timeout_s: float | None = None  # this attempt's (the task's, else the pool's); None: pool's
 
     @classmethod
-    def of(cls, claim: Claim, queue: str = "", owner: int = 0) -> Job:
+    def of(
+        cls, claim: Claim, queue: str = "", owner: int = 0, timeout_s: float | None = None
+    ) -> Job:
         return cls(
             claim.task_id,
             claim.attempt,
@@ -38,6 +41,7 @@ class Job:
             claim.params,
             queue,
             owner,
+            timeout_s,
         )
 
 
@@ -72,6 +76,11 @@ class Backend(Protocol):
 
     async def health(self) -> bool:
         """Whether the host answers its health endpoint."""
+        ...
+
+    def reconfigure(self, pool: PoolConfig) -> None:
+        """A reload kept this backend (same host) with new settings: attempts started from now
+        on use them; attempts running now finish as they are."""
         ...
 
     async def aclose(self) -> None: ...

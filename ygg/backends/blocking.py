@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -27,7 +28,8 @@ from ygg.backends.command import (
     spawn_options,
     too_much_output,
 )
-from ygg.backends.http import CONNECT_TIMEOUT_S, classify, protocol_for
+from ygg.backends.decoding import ACCEPT_ENCODING, BodyReader
+from ygg.backends.http import attempt_timeout, classify, protocol_for
 from ygg.backends.protocols import Request, check_status
 from ygg.backends.sim import sim_outcome, sim_seconds
 from ygg.config import PoolConfig
@@ -85,6 +87,53 @@ class Interrupted(Exception):
     """The attempt was stopped from outside (cancel, lost lease, shutdown)."""
 
 
+_CONNECTED = ("connection.connect_tcp.complete", "connection.connect_unix_socket.complete")
+
+
+class _Line:
+    """The connection of one request, so another thread can cut it at once.
+
+    A thread blocked reading a socket wakes when the socket is shut down (not when it is
+    closed). httpcore's trace hook hands us the socket as it connects; we keep a duplicate of
+    it (our own descriptor: it stays valid however httpcore wraps or closes the original, TLS
+    included) and shut that down on `cut`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._cut = False
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event not in _CONNECTED:
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return  # not a socket we can cut; the stop flag and the timeouts still hold
+        with self._lock:
+            self._sock = sock.dup()
+            if self._cut:
+                _shut(self._sock)
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the other side: nothing to cut
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def timed_out(timeout_s: float) -> AttemptFailed:
     return AttemptFailed(f"timed out after {timeout_s:g} s", retryable=True)
 
@@ -96,16 +145,35 @@ class BlockingBackend:
         self.pool = pool
         self.stop = threading.Event()
         self._client: httpx.Client | None = None
+        self._line: _Line | None = None  # the HTTP request in flight
+        self._line_lock = threading.Lock()
         if pool.backend in ("ollama", "openai"):
             self.protocol = protocol_for(pool)
             self._client = httpx.Client(
-                timeout=httpx.Timeout(pool.retry.timeout_s, connect=CONNECT_TIMEOUT_S),
+                timeout=attempt_timeout(pool.retry.timeout_s),
                 follow_redirects=False,
+                headers={"accept-encoding": ACCEPT_ENCODING},
+                # A fresh connection per request: its socket is what `interrupt` cuts, and
+                # httpcore reports it only as it connects. A handshake is nothing next to an
+                # LLM's answer.
+                limits=httpx.Limits(max_keepalive_connections=0),
                 trust_env=False,
             )
 
-    def run(self, job: Job, timeout_s: float) -> Outcome:
+    def reset(self) -> None:
+        """Forgets the stop of a previous attempt; called before the next one can be stopped."""
         self.stop.clear()
+
+    def interrupt(self) -> None:
+        """Stops the attempt in progress, from any thread: a command is killed, an HTTP
+        request's connection is shut down at once, whether or not its host has answered."""
+        self.stop.set()
+        with self._line_lock:
+            line = self._line
+        if line is not None:
+            line.cut()
+
+    def run(self, job: Job, timeout_s: float) -> Outcome:
         if self.pool.backend == "sim":
             return self._sim(job, timeout_s)
         if self.pool.backend == "command":
@@ -169,12 +237,27 @@ class BlockingBackend:
         return self.protocol.parse(body)
 
     def send(self, request: Request, timeout_s: float) -> tuple[int, dict[str, str], bytes]:
+        line = _Line()
+        with self._line_lock:
+            self._line = line
+        try:
+            # After the line is known: an interrupt from now on cuts it, one before is seen here.
+            if self.stop.is_set():
+                raise Interrupted
+            return self._exchange(request, timeout_s, line)
+        finally:
+            with self._line_lock:
+                self._line = None
+            line.close()
+
+    def _exchange(
+        self, request: Request, timeout_s: float, line: _Line
+    ) -> tuple[int, dict[str, str], bytes]:
         assert self._client is not None
         deadline = time.monotonic() + timeout_s
-        chunks: list[bytes] = []
-        # Every phase is bounded by this attempt's timeout (a task's own may be shorter than the
-        # pool's), so a host that never answers cannot hold the worker past it either.
-        phases = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        # Every phase is bounded by this attempt's timeout, so a host that never answers cannot
+        # hold the worker past it either.
+        phases = attempt_timeout(timeout_s)
         try:
             with self._client.stream(
                 request.method,
@@ -182,23 +265,22 @@ class BlockingBackend:
                 headers=request.headers,
                 content=request.body,
                 timeout=phases,
+                extensions={"trace": line.trace},
             ) as response:
-                size = 0
+                reader = BodyReader(
+                    response.headers.get("content-encoding"), self.pool.host, MAX_RESPONSE_BYTES
+                )
                 for chunk in response.iter_raw():
                     # The total deadline: a host trickling bytes must not hold the slot.
                     if time.monotonic() > deadline:
                         raise timed_out(timeout_s)
                     if self.stop.is_set():
                         raise Interrupted
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise AttemptFailed(
-                            f"{self.pool.host} sent more than {MAX_RESPONSE_BYTES} bytes",
-                            retryable=False,
-                        )
-                    chunks.append(chunk)
-                return response.status_code, dict(response.headers), b"".join(chunks)
+                    reader.feed(chunk)
+                return response.status_code, dict(response.headers), reader.body()
         except httpx.HTTPError as exc:
+            if self.stop.is_set():
+                raise Interrupted from None  # we cut the connection ourselves
             if isinstance(exc, httpx.TimeoutException) and not isinstance(
                 exc, httpx.ConnectTimeout
             ):

@@ -184,5 +184,8 @@ class CommandBackend:
     async def health(self) -> bool:
         return os.access(self.pool.argv[0], os.X_OK) or "/" not in self.pool.argv[0]
 
+    def reconfigure(self, pool: PoolConfig) -> None:
+        self.pool = pool
+
     async def aclose(self) -> None:
         return None

@@ -39,5 +39,8 @@ class SimBackend:
     async def health(self) -> bool:
         return True
 
+    def reconfigure(self, pool: PoolConfig) -> None:
+        self.pool = pool
+
     async def aclose(self) -> None:
         return None

@@ -50,8 +50,10 @@ class PoolRunner:
         self.task: asyncio.Task[None] | None = None  # the claim loop
 
     def reconfigure(self, config: PoolConfig) -> None:
-        """A reload changed slots, kinds or limits; the backend and running attempts stay."""
+        """A reload changed slots, kinds or limits; the backend (resized for new attempts) and
+        running attempts stay."""
         self.config = config
+        self.backend.reconfigure(config)
         self.breaker.failures_to_open = config.breaker_failures
         self.breaker.cooldown_s = config.breaker_cooldown_s
         self.wake.set()
@@ -114,8 +116,8 @@ class PoolRunner:
         # than the work; the queue keeps every start and finish time anyway.
         if logs.DEBUG:
             log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        job = Job.of(claim, self.d.config.daemon.db, self.d.owner)
         timeout_s = claim.timeout_s or self.config.retry.timeout_s
+        job = Job.of(claim, self.d.config.daemon.db, self.d.owner, timeout_s)
         outcome: Outcome | None = None
         failure: AttemptFailed | None = None
         try:
