@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import psutil
 import structlog
 
 from ygg import logs
@@ -28,6 +27,7 @@ from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import Config, PoolConfig
 from ygg.dispatch import nudge
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
+from ygg.dispatch.liveness import own_start
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.dispatch.reload import bound_at_start
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
@@ -202,14 +202,16 @@ class LegacyDispatcher:
         gc.freeze()
         store = self.open()
         listener = nudge.BlockingListener(self._on_nudge)
-        me = psutil.Process()
+        started = own_start(os.getpid())
         self.owner = store.register_daemon(
             socket.gethostname(),
             os.getpid(),
-            int(me.create_time() * US),
+            started.wall_us,
             listener.address,
             "legacy",
             now_us(),
+            pid_start_ticks=started.ticks,
+            boot_id=started.boot_id,
         )
         log.info(
             "dispatcher_started",
