@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import psutil
 import structlog
 
 from ygg import logs
@@ -28,9 +27,12 @@ from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import Config, PoolConfig
 from ygg.dispatch import nudge
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
+from ygg.dispatch.liveness import own_start
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.dispatch.reload import bound_at_start
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
+from ygg.ops.progress import stall_window_s
+from ygg.sdnotify import Notifier, WatchdogThread
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Claim, Outcome, now_us
 from ygg.store.writer import STOPPED_UNRECORDED, UNAVAILABLE_RETRY_S, StoreAbandoned
@@ -177,6 +179,7 @@ class LegacyDispatcher:
         self.retiring: list[Worker] = []  # removed by a reload, finishing their attempt
         self._restarts: dict[str, list[float]] = {}  # pool -> when its thread was restarted
         self.abandoned = False  # a write was given up on: the stop is not a clean one
+        self.rounds = 0  # supervisor rounds (each through the store): what feeds the watchdog
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked or full store as the async mode does
@@ -204,14 +207,16 @@ class LegacyDispatcher:
         gc.freeze()
         store = self.open()
         listener = nudge.BlockingListener(self._on_nudge)
-        me = psutil.Process()
+        started = own_start(os.getpid())
         self.owner = store.register_daemon(
             socket.gethostname(),
             os.getpid(),
-            int(me.create_time() * US),
+            started.wall_us,
             listener.address,
             "legacy",
             now_us(),
+            pid_start_ticks=started.ticks,
+            boot_id=started.boot_id,
         )
         log.info(
             "dispatcher_started",
@@ -221,11 +226,15 @@ class LegacyDispatcher:
         )
         for worker in self.workers:
             worker.thread.start()
+        window_s = stall_window_s(self.config.daemon.lease_s, self.config.daemon.poll_s)
+        watchdog = WatchdogThread(Notifier.from_env(), lambda: self.rounds, stall_s=window_s)
+        watchdog.start()
         try:
             self._supervise(store)
         finally:
             self._stop(store)
             listener.close()
+            watchdog.stop()
         if self.abandoned:
             raise StoreAbandoned(STOPPED_UNRECORDED)
 
@@ -245,6 +254,7 @@ class LegacyDispatcher:
             self._restart_dead_workers()
             self._renew(store)
             self._reap(store)
+            self.rounds += 1
             if (
                 self.until_idle
                 and all(w.running is None for w in self.workers)
@@ -367,6 +377,7 @@ class LegacyDispatcher:
                 if self.forced.is_set():
                     break
                 worker.thread.join(0.05)
+                self.rounds += 1  # a drain bounded by drain_s is progress too
         for worker in self.all_workers():
             worker.interrupt(None, "shutdown")
             # An HTTP request's connection is cut and a command killed at once; this bound is

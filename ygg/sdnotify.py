@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -99,7 +100,7 @@ class Notifier:
 
     def watchdog_interval_s(self) -> float | None:
         """The watchdog timeout systemd enforces (`WatchdogSec=`), or None if it set none for
-        this process. Ping at half of it."""
+        this process. WatchdogPacer pings at a quarter of it."""
         return None if self._watchdog_usec is None else self._watchdog_usec / 1_000_000
 
     # --- sending -----------------------------------------------------------------------------
@@ -147,6 +148,73 @@ class Notifier:
             self._sock = None
 
 
+class WatchdogPacer:
+    """When to send WATCHDOG=1: every quarter of the watchdog interval, while the daemon
+    demonstrably works. Shared by the event loop's pinger and the legacy mode's thread.
+
+    - The pinger turns: it runs on the event loop (or its own thread), so a loop blocked by a
+      stuck call never reaches the ping at all. A quarter interval leaves room for a tick that
+      comes late: one a quarter late still lands within half the interval. A tick that comes
+      later still pings — the loop turns again, and a skipped ping would only widen the gap
+      systemd judges — and is logged (`watchdog_tick_late`).
+    - The daemon progresses: `progress()` is a counter that must have changed within
+      `stall_s` (never less than the interval). It has to move while idle too, so it should
+      count a housekeeping round-trip that always happens — in ygg, the reaper's cycle (the
+      legacy supervisor's round), which goes through the store. A counter of loop turns
+      alone would prove nothing the first condition does not; one that crosses the store
+      also catches a wedged database thread behind a live loop. The window must be several
+      of those cycles long, so one long but healthy pass does not count as no progress.
+
+    A ping skipped for want of progress is logged (`watchdog_ping_skipped`); systemd acts if
+    skips persist past its interval.
+    """
+
+    def __init__(
+        self,
+        interval_s: float,
+        progress: Callable[[], int],
+        *,
+        stall_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.period_s = interval_s / 4
+        self.stall_limit_s = max(interval_s, stall_s or 0.0)
+        self._progress = progress
+        self._clock = clock
+        self._last_count, self._last_moved = progress(), clock()
+
+    @classmethod
+    def of(
+        cls,
+        notifier: Notifier,
+        progress: Callable[[], int],
+        *,
+        stall_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> WatchdogPacer | None:
+        """The pacer for `notifier`, or None when systemd asked for no watchdog."""
+        interval_s = notifier.watchdog_interval_s()
+        if interval_s is None or not notifier.enabled:
+            return None
+        return cls(interval_s, progress, stall_s=stall_s, clock=clock)
+
+    def tick(self, asked: float) -> bool:
+        """Whether to ping now, after a wait of `period_s` that began at `asked`."""
+        now = self._clock()
+        lag_s = now - asked - self.period_s
+        if lag_s >= self.period_s:
+            log.warning("watchdog_tick_late", lag_s=round(lag_s, 3))
+        count = self._progress()
+        if count != self._last_count:
+            self._last_count, self._last_moved = count, now
+        stalled_s = now - self._last_moved
+        if stalled_s > self.stall_limit_s:
+            stalled_s = round(stalled_s, 3)
+            log.warning("watchdog_ping_skipped", reason="no_progress", stalled_s=stalled_s)
+            return False
+        return True
+
+
 async def watchdog_pinger(
     notifier: Notifier,
     progress: Callable[[], int],
@@ -155,42 +223,45 @@ async def watchdog_pinger(
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep = asyncio.sleep,
 ) -> None:
-    """Sends WATCHDOG=1 every half watchdog interval while the daemon demonstrably works.
-
-    Returns at once when systemd asked for no watchdog. Otherwise a ping needs both:
-
-    - the event loop turns: this coroutine runs on the loop, so a loop blocked by a stuck
-      call never reaches the ping at all; and a tick that arrives half an interval late (the
-      loop stalled long enough that systemd's deadline has passed) is skipped rather than
-      sent late, which would hide a loop that stalls past the deadline again and again;
-    - the daemon progresses: `progress()` is a counter that must have changed within
-      `stall_s` (default: one watchdog interval). It has to move while idle too, so it should
-      count a housekeeping round-trip that always happens — in ygg, the reaper's cycle, which
-      goes through the store thread every min(lease_s / 2, poll_s). A counter of loop turns
-      alone would prove nothing the first condition does not; one that crosses the store
-      thread also catches a wedged database thread behind a live loop.
-
-    A skipped ping is logged (`watchdog_ping_skipped`); systemd acts if skips persist.
-    """
-    interval_s = notifier.watchdog_interval_s()
-    if interval_s is None or not notifier.enabled:
+    """Pings from the event loop as WatchdogPacer says; returns at once without a watchdog."""
+    pacer = WatchdogPacer.of(notifier, progress, stall_s=stall_s, clock=clock)
+    if pacer is None:
         return
-    period_s = interval_s / 2
-    stall_limit_s = interval_s if stall_s is None else stall_s
-    last_count, last_moved = progress(), clock()
     while True:
         asked = clock()
-        await sleep(period_s)
-        now = clock()
-        lag_s = now - asked - period_s
-        count = progress()
-        if count != last_count:
-            last_count, last_moved = count, now
-        if lag_s >= period_s:
-            log.warning("watchdog_ping_skipped", reason="loop_lag", lag_s=round(lag_s, 3))
-        elif now - last_moved > stall_limit_s:
-            log.warning(
-                "watchdog_ping_skipped", reason="no_progress", stalled_s=round(now - last_moved, 3)
-            )
-        else:
+        await sleep(pacer.period_s)
+        if pacer.tick(asked):
             notifier.watchdog()
+
+
+class WatchdogThread:
+    """Pings from a thread of its own as WatchdogPacer says (the legacy mode has no loop);
+    does nothing without a watchdog. `progress` must count the supervisor's rounds. The
+    thread owns `notifier`: stop() closes it."""
+
+    def __init__(
+        self, notifier: Notifier, progress: Callable[[], int], *, stall_s: float | None = None
+    ) -> None:
+        self.notifier = notifier
+        self._pacer = WatchdogPacer.of(notifier, progress, stall_s=stall_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+
+    def start(self) -> None:
+        if self._pacer is not None:
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._pacer is not None
+        while True:
+            asked = time.monotonic()
+            if self._stop.wait(self._pacer.period_s):
+                return
+            if self._pacer.tick(asked):
+                self.notifier.watchdog()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.notifier.close()

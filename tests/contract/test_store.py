@@ -748,7 +748,9 @@ def test_daemons_register_unregister_forget(store: SQLiteStore) -> None:
     assert store.daemons() == []
     one = store.register_daemon("skadi", 100, NOW - US, "@ygg-1", "async", NOW)
     two = store.register_daemon("fenrir", 200, NOW - 2 * US, "@ygg-2", "legacy", NOW + 1)
-    three = store.register_daemon("skadi", 300, NOW, "@ygg-3", "async", NOW + 2)
+    three = store.register_daemon(
+        "skadi", 300, NOW, "@ygg-3", "async", NOW + 2, pid_start_ticks=4321, boot_id="b-1"
+    )
     assert len({one, two, three}) == 3
     by_id = {d.id: d for d in store.daemons()}
     assert set(by_id) == {one, two, three}
@@ -761,6 +763,8 @@ def test_daemons_register_unregister_forget(store: SQLiteStore) -> None:
         "legacy",
         NOW + 1,
     )
+    assert (d.pid_start_ticks, d.boot_id) == (None, None)
+    assert (by_id[three].pid_start_ticks, by_id[three].boot_id) == (4321, "b-1")
     store.renew(two, [], NOW + LEASE, NOW + 50)
     assert {d.id: d.heartbeat_us for d in store.daemons()}[two] == NOW + 50
 
@@ -870,6 +874,30 @@ def test_migrated_schema_equals_fresh_schema(
         store.close()
     assert schema(stepped) == schema(fresh)
     assert pragmas(stepped) == pragmas(fresh) == (len(MIGRATIONS), APPLICATION_ID, "wal")
+
+
+def test_daemon_rows_from_before_the_ticks_migration_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "q.db"
+    monkeypatch.setattr(sqlite_db, "MIGRATIONS", MIGRATIONS[:2])  # a ygg without ticks
+    open_store(str(path)).close()
+    monkeypatch.undo()
+    conn = sqlite3.connect(path)
+    with conn:  # the row as that ygg registered it
+        daemon_id = conn.execute(
+            "INSERT INTO daemons (hostname, pid, pid_started_us, nudge, mode, started_us, "
+            "heartbeat_us) VALUES ('skadi', 100, ?, '@ygg-1', 'async', ?, ?) RETURNING id",
+            (NOW, NOW, NOW),
+        ).fetchone()[0]
+    conn.close()
+    store = open_store(str(path))
+    try:
+        [row] = store.daemons()
+        assert (row.id, row.pid, row.pid_started_us) == (daemon_id, 100, NOW)
+        assert (row.pid_start_ticks, row.boot_id) == (None, None)  # judged by the old rule
+    finally:
+        store.close()
 
 
 def test_reopening_is_a_no_op(tmp_path: Path) -> None:

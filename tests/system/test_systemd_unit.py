@@ -158,7 +158,7 @@ def test_the_command_line_in_the_unit_is_one_ygg_accepts() -> None:
 def test_legacy_drop_in_replaces_the_command_and_the_notify_contract() -> None:
     legacy_command = f"{INSTALLED_YGG} --config /etc/ygg/ygg.toml loop --legacy"
     assert LEGACY["Service.ExecStart"] == ["", legacy_command]
-    # The legacy dispatcher sends no READY=1 and no pings: kept as notify it would be killed.
+    # The legacy dispatcher sends no READY=1: kept as notify it would be killed.
     assert one("Service.Type", LEGACY) == "exec"
     assert seconds(one("Service.WatchdogSec", LEGACY)) == 0
     assert "Service.ExecReload" not in LEGACY  # it reloads on SIGHUP like the async mode

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ygg.sdnotify import Notifier, watchdog_pinger
+from ygg.sdnotify import Notifier, WatchdogThread, watchdog_pinger
 
 
 class FakeSystemd:
@@ -204,7 +205,7 @@ def run_pinger(address: str, script: Script, **kwargs: float) -> None:
     notifier.close()
 
 
-def test_pinger_pings_at_half_the_interval_while_progressing(
+def test_pinger_pings_at_a_quarter_of_the_interval_while_progressing(
     path_systemd: tuple[FakeSystemd, str],
 ) -> None:
     fake, address = path_systemd
@@ -218,40 +219,50 @@ def test_pinger_pings_at_half_the_interval_while_progressing(
 
     script.sleep = recording_sleep  # type: ignore[method-assign]
     run_pinger(address, script)
-    assert set(periods) == {5.0}
+    assert set(periods) == {2.5}  # a tick a quarter late still lands within half the interval
     assert fake.pending() == ["WATCHDOG=1"] * 4
 
 
-def test_pinger_stops_when_the_loop_lags_past_the_deadline(
-    path_systemd: tuple[FakeSystemd, str],
-) -> None:
+def test_a_late_tick_still_pings(path_systemd: tuple[FakeSystemd, str]) -> None:
     fake, address = path_systemd
-    # Second tick: the loop was blocked 6 s past a 5 s period, so 11 s since the last ping.
+    # Second tick: the loop was blocked 6 s past a 2.5 s period. It turns again, so it pings
+    # at once (skipping would only widen the gap systemd judges) and says it was late.
     script = Script([(0.0, True), (6.0, True), (0.0, True)])
     with capture_logs() as events:
         run_pinger(address, script)
-    assert fake.pending() == ["WATCHDOG=1", "WATCHDOG=1"]
-    skipped = [e for e in events if e["event"] == "watchdog_ping_skipped"]
-    assert [e["reason"] for e in skipped] == ["loop_lag"]
+    assert fake.pending() == ["WATCHDOG=1"] * 3
+    late = [e for e in events if e["event"] == "watchdog_tick_late"]
+    assert [e["lag_s"] for e in late] == [6.0]
+    assert not [e for e in events if e["event"] == "watchdog_ping_skipped"]
 
 
 def test_pinger_stops_when_progress_stalls(path_systemd: tuple[FakeSystemd, str]) -> None:
     fake, address = path_systemd
-    # Progress once, then never again: pings continue within one interval (10 s) of the
-    # last progress, then stop; progress resumes the pings.
-    script = Script([(0.1, True), (0.1, False), (0.1, False), (0.1, False), (0.1, True)])
+    # Progress once, then not for five ticks of 2.6 s: pings continue within one interval
+    # (10 s) of the last progress, then stop; progress resumes the pings.
+    script = Script([(0.1, True)] + [(0.1, False)] * 5 + [(0.1, True)])
     with capture_logs() as events:
         run_pinger(address, script)
-    assert fake.pending() == ["WATCHDOG=1"] * 3
+    assert fake.pending() == ["WATCHDOG=1"] * 5
     skipped = [e for e in events if e["event"] == "watchdog_ping_skipped"]
-    assert [e["reason"] for e in skipped] == ["no_progress", "no_progress"]
+    assert [(e["reason"], e["stalled_s"]) for e in skipped] == [
+        ("no_progress", 10.4),
+        ("no_progress", 13.0),
+    ]
 
 
-def test_pinger_stall_window_is_configurable(path_systemd: tuple[FakeSystemd, str]) -> None:
+@pytest.mark.parametrize(
+    ("stall_s", "pings"), [(30.0, 7), (1.0, 4)], ids=["longer", "never-below-interval"]
+)
+def test_pinger_stall_window_is_configurable(
+    path_systemd: tuple[FakeSystemd, str], stall_s: float, pings: int
+) -> None:
+    """A window longer than the reaper's cycle keeps a long but healthy pass from stopping
+    the pings; one shorter than the interval is the interval."""
     fake, address = path_systemd
-    script = Script([(0.1, True), (0.1, False), (0.1, False), (0.1, False)])
-    run_pinger(address, script, stall_s=30.0)
-    assert fake.pending() == ["WATCHDOG=1"] * 4
+    script = Script([(0.1, True)] + [(0.1, False)] * 6)  # 15.6 s without progress
+    run_pinger(address, script, stall_s=stall_s)
+    assert fake.pending() == ["WATCHDOG=1"] * pings
 
 
 def test_a_blocked_event_loop_sends_no_ping(path_systemd: tuple[FakeSystemd, str]) -> None:
@@ -279,7 +290,7 @@ def test_a_blocked_event_loop_sends_no_ping(path_systemd: tuple[FakeSystemd, str
         executor_job = asyncio.get_running_loop().run_in_executor(None, listen_s, 0.5)
         time.sleep(0.6)  # the stuck call; no await between the drain above and here
         during = await executor_job
-        after = await asyncio.to_thread(listen_s, 5.0)  # the first late tick is skipped
+        after = await asyncio.to_thread(listen_s, 5.0)  # the late tick pings
         pinger.cancel()
         return during, after
 
@@ -287,3 +298,56 @@ def test_a_blocked_event_loop_sends_no_ping(path_systemd: tuple[FakeSystemd, str
     assert during == []
     assert after == ["WATCHDOG=1"]
     notifier.close()
+
+
+# --- the legacy mode's pinger thread: the real clock, bounded waits -----------------------
+
+
+def listen_for_silence(fake: FakeSystemd, silence_s: float, timeout_s: float) -> bool:
+    """Whether a gap of `silence_s` without a datagram comes within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            fake.sock.settimeout(silence_s)
+            try:
+                fake.sock.recv(4096)
+            except TimeoutError:
+                return True
+        return False
+    finally:
+        fake.sock.settimeout(5.0)
+
+
+def test_watchdog_thread_pings_while_the_rounds_move(
+    path_systemd: tuple[FakeSystemd, str],
+) -> None:
+    fake, address = path_systemd
+    rounds = [0]
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"})
+    watchdog = WatchdogThread(notifier, lambda: rounds[0])  # pings every 0.05 s
+    with capture_logs() as events:
+        watchdog.start()
+        try:
+            assert fake.receive() == "WATCHDOG=1"
+            # The supervisor stops going round: the pings stop once the window (here the
+            # interval, 0.2 s) has passed.
+            assert listen_for_silence(fake, silence_s=0.5, timeout_s=5.0)
+            rounds[0] += 1
+            assert fake.receive() == "WATCHDOG=1"  # a round resumes them
+        finally:
+            watchdog.stop()
+    assert "no_progress" in [e.get("reason") for e in events]
+    fake.pending()
+    assert listen_for_silence(fake, silence_s=0.3, timeout_s=1.0)  # stopped for good
+
+
+def test_watchdog_thread_does_nothing_without_a_watchdog(
+    path_systemd: tuple[FakeSystemd, str],
+) -> None:
+    fake, address = path_systemd
+    before = {t.name for t in threading.enumerate()}
+    watchdog = WatchdogThread(Notifier.from_env({"NOTIFY_SOCKET": address}), lambda: 0)
+    watchdog.start()
+    assert "watchdog" not in {t.name for t in threading.enumerate()} - before
+    watchdog.stop()
+    assert fake.pending() == []

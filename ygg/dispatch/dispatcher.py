@@ -11,7 +11,6 @@ import socket
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-import psutil
 import structlog
 
 from ygg.backends import make_backend
@@ -19,6 +18,7 @@ from ygg.config import Config
 from ygg.dispatch import nudge
 from ygg.dispatch.breaker import CLOSED
 from ygg.dispatch.leases import keep_leases, reap_expired
+from ygg.dispatch.liveness import own_start
 from ygg.dispatch.observe import Observer
 from ygg.dispatch.pool import PoolRunner
 from ygg.dispatch.reload import reload
@@ -76,17 +76,18 @@ class Dispatcher:
             self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
         await self.store.start()
         self._listener = nudge.Listener(nudge.new_address(), self._on_nudge)
-        me = psutil.Process()
-        pid_started_us = int(me.create_time() * US)
+        started = own_start(os.getpid())
         address, now = self._listener.address, self.now_us()
         self.owner = await self.store.call(
             SQLiteStore.register_daemon,
             socket.gethostname(),
             os.getpid(),
-            pid_started_us,
+            started.wall_us,
             address,
             "async",
             now,
+            pid_start_ticks=started.ticks,
+            boot_id=started.boot_id,
         )
         self._listener.start()
         await self.refresh_peers()

@@ -8,10 +8,10 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-import psutil
 import structlog
 
 from ygg.backends.command import kill_orphans
+from ygg.dispatch.liveness import boot_id, is_alive
 from ygg.store import SQLiteStore
 from ygg.store.model import US, Daemon, Reaped
 
@@ -49,23 +49,12 @@ def log_orphans(orphans: list[Reaped]) -> None:
         log.error("orphan_released", task_id=task.task_id, status=task.status)
 
 
-def is_alive(daemon: Daemon, hostname: str) -> bool:
-    """Whether a daemon on this machine still runs (same pid, same process start time)."""
-    if daemon.hostname != hostname:
-        return False  # another machine: only its lease expiry can tell
-    try:
-        started_us = int(psutil.Process(daemon.pid).create_time() * US)
-    except psutil.Error:
-        return False
-    return abs(started_us - daemon.pid_started_us) < US // 10
-
-
 def judge_daemons(daemons: list[Daemon], me: int, queue: str) -> tuple[set[int], list[int]]:
     """Which daemons on the queue are alive, and which on this machine are dead. What a dead
     one's commands left running is killed first, so a re-run never overlaps it. This scans
     processes: it runs outside any store transaction."""
-    hostname = socket.gethostname()
-    alive = {x.id for x in daemons if x.id == me or is_alive(x, hostname)}
+    hostname, this_boot = socket.gethostname(), boot_id()
+    alive = {x.id for x in daemons if x.id == me or is_alive(x, hostname, this_boot)}
     dead = [x.id for x in daemons if x.hostname == hostname and x.id not in alive]
     if dead:
         killed = kill_orphans(queue, dead)

@@ -16,7 +16,7 @@ import structlog
 
 from ygg.ops.http_status import StatusServer, check_listen, start_status_server, status_token
 from ygg.ops.metrics import Metrics
-from ygg.ops.progress import Progress
+from ygg.ops.progress import Progress, stall_window_s
 from ygg.ops.snapshot import PoolInfo, RunningInfo, Snapshot, build_snapshot, daemon_info
 from ygg.sdnotify import Notifier, watchdog_pinger
 from ygg.store import SQLiteStore
@@ -39,7 +39,7 @@ class Observer:
         self.notifier = Notifier.from_env()
         self.metrics = Metrics()
         lease_s, poll_s = d.config.daemon.lease_s, d.config.daemon.poll_s
-        self.progress = Progress(max_age_s=max(10.0, 3 * max(lease_s / 3, poll_s)))
+        self.progress = Progress(max_age_s=stall_window_s(lease_s, poll_s))
         self.heartbeats = 0  # reaper cycles: moves while idle, and only if the store thread does
         self.started_us = d.now_us()
         self._server: StatusServer | None = None
@@ -55,9 +55,12 @@ class Observer:
             self.progress.expect(name)
         if self.d.config.daemon.status_listen:
             await self._serve_status(self.d.config.daemon.status_listen)
-        self._watchdog = asyncio.create_task(
-            watchdog_pinger(self.notifier, lambda: self.heartbeats), name="watchdog"
+        # Judged over the /healthz window, not one watchdog interval: a reaper cycle may
+        # rightly take longer than a short WatchdogSec (systemd uses at least the interval).
+        pinger = watchdog_pinger(
+            self.notifier, lambda: self.heartbeats, stall_s=self.progress.max_age_s
         )
+        self._watchdog = asyncio.create_task(pinger, name="watchdog")
         self.notifier.ready(self.summary())
 
     async def _serve_status(self, listen: str) -> None:

@@ -11,6 +11,14 @@ import time
 from collections.abc import Callable
 
 
+def stall_window_s(lease_s: float, poll_s: float) -> float:
+    """How long a periodic loop may go without a beat before the daemon counts as making no
+    progress (/healthz, and the systemd watchdog with at least its interval): three of the
+    longest loop periods (the lease keeper's lease_s / 3, the reaper's at most poll_s), so a
+    long but healthy pass is not taken for a stall, and never under ten seconds."""
+    return max(10.0, 3 * max(lease_s / 3, poll_s))
+
+
 class Progress:
     def __init__(self, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_age_s = max_age_s

@@ -137,11 +137,13 @@ class Daemon(NamedTuple):
     id: int
     hostname: str
     pid: int
-    pid_started_us: int
+    pid_started_us: int  # wall clock: moved by a clock step, so liveness prefers the ticks
     nudge: str  # the abstract Unix socket name the daemon listens on
     mode: str
     heartbeat_us: int
     config_error: str | None = None  # why its last reload was refused
+    pid_start_ticks: int | None = None  # /proc/PID/stat starttime; None in rows of older ygg
+    boot_id: str | None = None  # the boot those ticks count from
 
 
 class Reaped(NamedTuple):

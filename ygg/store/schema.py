@@ -68,6 +68,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (daemon, pool)
     ) WITHOUT ROWID;
     """,
+    # 3: a daemon's start in clock ticks since boot, and which boot: no wall-clock step moves
+    # them (rows from before keep only pid_started_us, and the old rule)
+    """
+    ALTER TABLE daemons ADD COLUMN pid_start_ticks INTEGER;
+    ALTER TABLE daemons ADD COLUMN boot_id TEXT;
+    """,
 )
 
 

@@ -10,13 +10,33 @@ from ygg.store.sqlite_db import Database, reads
 
 class DaemonRegistry(Database):
     def register_daemon(
-        self, hostname: str, pid: int, pid_started_us: int, nudge: str, mode: str, now_us: int
+        self,
+        hostname: str,
+        pid: int,
+        pid_started_us: int,
+        nudge: str,
+        mode: str,
+        now_us: int,
+        *,
+        pid_start_ticks: int | None = None,
+        boot_id: str | None = None,
     ) -> int:
         with self.write() as conn:
             daemon_id: int = conn.execute(
                 "INSERT INTO daemons (hostname, pid, pid_started_us, nudge, mode, started_us, "
-                "heartbeat_us) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (hostname, pid, pid_started_us, nudge, mode, now_us, now_us),
+                "heartbeat_us, pid_start_ticks, boot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING id",
+                (
+                    hostname,
+                    pid,
+                    pid_started_us,
+                    nudge,
+                    mode,
+                    now_us,
+                    now_us,
+                    pid_start_ticks,
+                    boot_id,
+                ),
             ).fetchone()[0]
             return daemon_id
 
@@ -54,7 +74,7 @@ class DaemonRegistry(Database):
     @reads
     def daemons(self) -> list[Daemon]:
         rows = self.conn.execute(
-            "SELECT id, hostname, pid, pid_started_us, nudge, mode, heartbeat_us, config_error "
-            "FROM daemons"
+            "SELECT id, hostname, pid, pid_started_us, nudge, mode, heartbeat_us, config_error, "
+            "pid_start_ticks, boot_id FROM daemons"
         ).fetchall()
         return [Daemon(*row) for row in rows]
