@@ -8,6 +8,7 @@ can stop an attempt, and `task_cancelled` in the daemon's log says one did.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ def events(daemons: DaemonSet, process: Any) -> list[dict[str, Any]]:
 
 def named(daemons: DaemonSet, process: Any, name: str) -> list[dict[str, Any]]:
     return [e for e in events(daemons, process) if e.get("event") == name]
+
+
+def logged_at(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
 def setup(tmp_path: Path, *pools: str) -> tuple[Path, SQLiteStore, Path]:
@@ -85,17 +90,17 @@ def test_a_cancel_nudge_from_nobody_stops_nothing(tmp_path: Path, mode: str) -> 
     with DaemonSet(config) as daemons:
         daemon = daemons.start(mode)
         assert wait_until(lambda: running_run(log, task_id), WAIT_S)
-        message = cancel_datagram(task_id)
-        assert send(nudge_address(store), [message] * 3, as_nobody=True) == 3
-        assert wait_until(lambda: named(daemons, daemon, "nudge_refused"), WAIT_S)
-        assert running_run(log, task_id), "the task ended before the nudges were read"
-        assert wait_until(lambda: store.get(task_id).status == "done", DONE_S)
+        assert send(nudge_address(store), [cancel_datagram(task_id)] * 3, as_nobody=True) == 3
+        # Obeyed, the nudge stops the attempt and leaves the task `running` for good.
+        done = wait_until(lambda: store.get(task_id).status == "done", DONE_S)
+        assert done, "nobody's nudge stopped the attempt"
         assert daemons.stop(daemon) == 0
-    assert [(r.finished, r.attempt) for r in read_cmd_log(log)] == [(True, 1)]
-    assert store.get(task_id).attempts == 1
+    (run,) = read_cmd_log(log)
+    assert run.finished and run.end is not None and run.attempt == 1
     refused = named(daemons, daemon, "nudge_refused")
     assert len(refused) == 1, "three refusals, one event: the rest rate-limited"
     assert refused[0]["uid"] == nobody().pw_uid
+    assert logged_at(refused[0]) < run.end, "the nudges were read only after the task ended"
     assert not named(daemons, daemon, "task_cancelled")
 
 
@@ -108,13 +113,14 @@ def test_a_cancel_nudge_for_a_task_not_cancelled_stops_nothing(tmp_path: Path, m
         assert wait_until(lambda: running_run(log, task_id), WAIT_S)
         # From an allowed user (ours): heard, checked against the store, and not obeyed.
         assert send(nudge_address(store), [cancel_datagram(task_id)]) == 1
-        assert wait_until(lambda: named(daemons, daemon, "nudge_cancel_ignored"), WAIT_S)
-        assert running_run(log, task_id), "the task ended before the nudge was read"
-        assert wait_until(lambda: store.get(task_id).status == "done", DONE_S)
+        done = wait_until(lambda: store.get(task_id).status == "done", DONE_S)
+        assert done, "a cancel nudge stopped a task the store has not cancelled"
         assert daemons.stop(daemon) == 0
-    assert [(r.finished, r.attempt) for r in read_cmd_log(log)] == [(True, 1)]
+    (run,) = read_cmd_log(log)
+    assert run.finished and run.end is not None and run.attempt == 1
     (ignored,) = named(daemons, daemon, "nudge_cancel_ignored")
     assert (ignored["task_id"], ignored["status"]) == (task_id, "running")
+    assert logged_at(ignored) < run.end, "the nudge was read only after the task ended"
     assert not named(daemons, daemon, "task_cancelled")
 
 
@@ -129,12 +135,17 @@ def test_garbage_and_a_flood_leave_ygg_cancel_working(tmp_path: Path, mode: str)
         daemon = daemons.start(mode)
         assert wait_until(lambda: running_run(log, target) and running_run(log, probe), WAIT_S)
         address = nudge_address(store)
-        assert send(address, GARBAGE) == len(GARBAGE)
-        assert send(address, GARBAGE, as_nobody=True) == len(GARBAGE)
-        # Sends block while the socket is full: every datagram went through the listener.
+        # Sends block while the socket is full: every datagram went through the listener,
+        # unless it stopped reading.
         flood = [*GARBAGE, b"wake", cancel_datagram(target)]
-        assert send(address, flood, rounds=400) == 400 * len(flood)
-        assert send(address, flood, rounds=400, as_nobody=True) == 400 * len(flood)
+        for payloads, rounds, as_nobody in [
+            (GARBAGE, 1, False),
+            (GARBAGE, 1, True),
+            (flood, 400, False),
+            (flood, 400, True),
+        ]:
+            sent = send(address, payloads, rounds=rounds, as_nobody=as_nobody)
+            assert sent == rounds * len(payloads), "the listener stopped reading"
         assert running_run(log, target), "a cancel nudge stopped a task not cancelled"
         # The flood emptied the token bucket; once the listener stops the cancelled probe,
         # it takes nudges again.

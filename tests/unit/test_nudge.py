@@ -136,7 +136,7 @@ def test_policy_allows_our_user_and_root_even_without_the_queue_file(tmp_path: P
 
 def test_policy_allows_a_user_whose_gid_is_the_queue_files_group(tmp_path: Path) -> None:
     queue = os.path.join(tmp_path, "queue.db")
-    open(queue, "w").close()  # noqa: SIM115 - an empty file is all the policy looks at
+    open(queue, "w").close()
     group = os.stat(queue).st_gid
     other_uid = 54321 if os.getuid() != 54321 else 54322  # no such user, no such process
     policy = SenderPolicy(queue)
