@@ -364,7 +364,9 @@ class LegacyDispatcher:
         with self.open() as store:
             status = store.get(task_id).status
         if status != "cancelled":
-            self._nudge_log.emit("nudge_cancel_ignored", task_id=task_id, status=status)
+            self._nudge_log.emit(
+                "nudge_cancel_ignored", level="info", task_id=task_id, status=status
+            )
             return
         for worker in workers:
             worker.interrupt(task_id, "cancelled")

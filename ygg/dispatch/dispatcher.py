@@ -163,7 +163,9 @@ class Dispatcher:
         if status == "cancelled":
             self.stop_attempt(task_id, "cancelled")
         else:
-            self._nudge_log.emit("nudge_cancel_ignored", task_id=task_id, status=status)
+            self._nudge_log.emit(
+                "nudge_cancel_ignored", level="info", task_id=task_id, status=status
+            )
 
     def kinds_for(self, runner: PoolRunner) -> list[str]:
         """The kinds `runner` claims: its own, and those of pools whose breaker is not closed
