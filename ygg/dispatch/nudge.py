@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ygg.errors import YggError
 
@@ -32,8 +32,7 @@ class BadNudge(YggError):
     """A datagram that is not a nudge; the listener ignores it."""
 
 
-@dataclass(frozen=True)
-class Nudge:
+class Nudge(NamedTuple):  # not a dataclass: `ygg submit` imports this module
     verb: bytes  # WAKE | CANCEL | RELOAD | PEERS
     task_id: int | None = None  # for CANCEL only
 
