@@ -217,7 +217,7 @@ def cancel(store: SQLiteStore, task_id: int) -> tuple[Task, str]:
     previous, owner = store.cancel(check_task_id(task_id), now_us())
     if owner is not None:
         addresses = [d.nudge for d in store.daemons() if d.id == owner]
-        nudge.send(addresses, nudge.CANCEL + f" {task_id}".encode())
+        nudge.send(addresses, nudge.cancel_message(task_id))
     return store.get(task_id), previous
 
 

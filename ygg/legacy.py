@@ -28,6 +28,7 @@ from ygg.config import Config, PoolConfig
 from ygg.dispatch import nudge
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
 from ygg.dispatch.liveness import own_start
+from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.dispatch.reload import bound_at_start
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
@@ -35,6 +36,7 @@ from ygg.ops.progress import stall_window_s
 from ygg.sdnotify import Notifier, WatchdogThread
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Claim, Outcome, now_us
+from ygg.store.sqlite_db import db_path
 from ygg.store.writer import STOPPED_UNRECORDED, UNAVAILABLE_RETRY_S, StoreAbandoned
 
 log = structlog.get_logger("ygg.legacy")
@@ -180,6 +182,7 @@ class LegacyDispatcher:
         self._restarts: dict[str, list[float]] = {}  # pool -> when its thread was restarted
         self.abandoned = False  # a write was given up on: the stop is not a clean one
         self.rounds = 0  # supervisor rounds (each through the store): what feeds the watchdog
+        self._nudge_log = LogLimiter()
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked or full store as the async mode does
@@ -206,7 +209,7 @@ class LegacyDispatcher:
         gc.collect()  # as the async mode does: no full collection scans what lives forever
         gc.freeze()
         store = self.open()
-        listener = nudge.BlockingListener(self._on_nudge)
+        listener = BlockingListener(self._on_nudge, db_path(self.config.daemon.db))
         started = own_start(os.getpid())
         self.owner = store.register_daemon(
             socket.gethostname(),
@@ -353,16 +356,32 @@ class LegacyDispatcher:
             },
         )
 
-    def _on_nudge(self, message: bytes) -> None:
-        if message.startswith(nudge.CANCEL):
-            task_id = int(message.split()[1]) if message.split()[1:] else None
-            for worker in self.all_workers():
-                if task_id is not None:
-                    worker.interrupt(task_id, "cancelled")
-        elif message == nudge.RELOAD:
+    def _on_nudge(self, message: nudge.Nudge) -> None:
+        if message.verb == nudge.CANCEL:
+            if message.task_id is not None:
+                self._cancel_if_cancelled(message.task_id)
+        elif message.verb == nudge.RELOAD:
             self.reload_requested.set()
         else:
             self.wake.set()
+
+    def _cancel_if_cancelled(self, task_id: int) -> None:
+        """A cancel nudge is only a hint: the attempt on `task_id` stops only if the store says
+        the task is cancelled. Runs on the listener's thread, on a connection of its own."""
+        workers = [
+            w for w in self.all_workers() if w.running and w.running.claim.task_id == task_id
+        ]
+        if not workers:
+            return
+        with self.open() as store:
+            status = store.get(task_id).status
+        if status != "cancelled":
+            self._nudge_log.emit(
+                "nudge_cancel_ignored", level="info", task_id=task_id, status=status
+            )
+            return
+        for worker in workers:
+            worker.interrupt(task_id, "cancelled")
 
     def request_stop(self) -> None:
         self.stopping.set()

@@ -19,11 +19,13 @@ from ygg.dispatch import nudge
 from ygg.dispatch.breaker import CLOSED
 from ygg.dispatch.leases import keep_leases, reap_expired
 from ygg.dispatch.liveness import own_start
+from ygg.dispatch.nudge_listen import Listener, LogLimiter
 from ygg.dispatch.observe import Observer
 from ygg.dispatch.pool import PoolRunner
 from ygg.dispatch.reload import reload
 from ygg.store import SQLiteStore, open_store
 from ygg.store.model import US, Daemon, now_us
+from ygg.store.sqlite_db import db_path
 from ygg.store.writer import STOPPED_UNRECORDED, StoreAbandoned, StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
@@ -57,7 +59,8 @@ class Dispatcher:
         self._stop_requested = asyncio.Event()
         self._drain_cut = asyncio.Event()
         self._side_tasks: list[asyncio.Task[None]] = []
-        self._listener: nudge.Listener | None = None
+        self._listener: Listener | None = None
+        self._nudge_log = LogLimiter()
         self.crashed: BaseException | None = None
         self.peers: list[str] = []  # nudge addresses of the other daemons on this queue
         self._peer_nudge_due = False
@@ -75,7 +78,9 @@ class Dispatcher:
         for pool in self.config.pools.values():
             self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
         await self.store.start()
-        self._listener = nudge.Listener(nudge.new_address(), self._on_nudge)
+        self._listener = Listener(
+            nudge.new_address(), self._on_nudge, db_path(self.config.daemon.db)
+        )
         started = own_start(os.getpid())
         address, now = self._listener.address, self.now_us()
         self.owner = await self.store.call(
@@ -138,18 +143,30 @@ class Dispatcher:
         self.request_stop()
 
     # --- events ------------------------------------------------------------------------------
-    def _on_nudge(self, message: bytes) -> None:
-        if message.startswith(nudge.CANCEL):
-            with contextlib.suppress(ValueError, IndexError):
-                self.stop_attempt(int(message.split()[1]), "cancelled")
+    def _on_nudge(self, message: nudge.Nudge) -> None:
+        if message.verb == nudge.CANCEL:
+            # Only a hint: the store has the last word (see _cancel_if_cancelled).
+            task_id = message.task_id
+            if task_id is not None and any(task_id in r.attempts for r in self.all_runners()):
+                self.fire(self._cancel_if_cancelled(task_id))
             return
-        if message == nudge.PEERS:
+        if message.verb == nudge.PEERS:
             self.fire(self.refresh_peers())
             return
-        if message == nudge.RELOAD:
+        if message.verb == nudge.RELOAD:
             self.request_reload()
             return
         self.wake_all()
+
+    async def _cancel_if_cancelled(self, task_id: int) -> None:
+        """Stops the attempt on `task_id` only if the task really is cancelled in the store."""
+        status = (await self.store.read(SQLiteStore.get, task_id)).status
+        if status == "cancelled":
+            self.stop_attempt(task_id, "cancelled")
+        else:
+            self._nudge_log.emit(
+                "nudge_cancel_ignored", level="info", task_id=task_id, status=status
+            )
 
     def kinds_for(self, runner: PoolRunner) -> list[str]:
         """The kinds `runner` claims: its own, and those of pools whose breaker is not closed

@@ -4,24 +4,59 @@ Each daemon listens on an abstract Unix socket (Linux; nothing on disk to clean 
 crash) whose name it records in the store's daemon table, so a submitter finds every daemon
 sharing the queue. Sending never blocks and never fails the sender: a nudge is a hint; the
 daemon's slow safety poll still finds the work if one is lost.
+
+This module is the protocol both sides share; ygg/dispatch/nudge_listen.py is the receiving
+side (who may nudge, how often, and the listeners).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import threading
 import uuid
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    import asyncio
+from ygg.errors import YggError
 
 WAKE = b"wake"
 CANCEL = b"cancel"
 RELOAD = b"reload"
 PEERS = b"peers"  # a daemon joined the queue
+MAX_NUDGE_BYTES = 64  # the longest valid one, "cancel <19 digits>", is 26
+_MAX_TASK_ID = 2**63 - 1  # a SQLite rowid is a signed 64-bit integer
+_ARGLESS = frozenset({WAKE, RELOAD, PEERS})
+
+
+class BadNudge(YggError):
+    """A datagram that is not a nudge; the listener ignores it."""
+
+
+class Nudge(NamedTuple):  # not a dataclass: `ygg submit` imports this module
+    verb: bytes  # WAKE | CANCEL | RELOAD | PEERS
+    task_id: int | None = None  # for CANCEL only
+
+
+def parse(data: bytes) -> Nudge:
+    """The nudge in one datagram, or BadNudge saying why it is none. Strict: exactly a verb,
+    or `cancel` and one space and a task id in ASCII digits."""
+    if not data:
+        raise BadNudge("empty")
+    if len(data) > MAX_NUDGE_BYTES:
+        raise BadNudge("oversized")
+    verb, space, argument = data.partition(b" ")
+    if verb in _ARGLESS and not space:
+        return Nudge(verb)
+    if verb != CANCEL:
+        raise BadNudge("unknown verb")
+    # bytes.isdigit is ASCII-only, so no other digits, signs, spaces or underscores pass.
+    if not argument.isdigit() or not 1 <= int(argument) <= _MAX_TASK_ID:
+        raise BadNudge("bad task id")
+    return Nudge(CANCEL, int(argument))
+
+
+def cancel_message(task_id: int) -> bytes:
+    return CANCEL + b" %d" % task_id
 
 
 def new_address() -> str:
@@ -40,61 +75,3 @@ def send(addresses: Iterable[str], message: bytes = WAKE) -> int:
             except OSError:
                 pass  # gone, or its buffer is full of nudges already: either way, nothing to do
     return delivered
-
-
-class Listener:
-    def __init__(self, address: str, on_message: Callable[[bytes], None]) -> None:
-        self.address = address
-        self._on_message = on_message
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)
-        self._sock.bind(address)
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def start(self) -> None:
-        import asyncio  # here, not at the top: `ygg submit` only sends, and starts faster
-
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._sock.fileno(), self._read)
-
-    def _read(self) -> None:
-        while True:
-            try:
-                message = self._sock.recv(512)
-            except (BlockingIOError, InterruptedError):
-                return
-            self._on_message(message)
-
-    def close(self) -> None:
-        if self._loop is not None:
-            self._loop.remove_reader(self._sock.fileno())
-        self._sock.close()
-
-
-class BlockingListener:
-    """The same listener for the legacy dispatcher: a thread blocked in recv, no event loop."""
-
-    def __init__(self, on_message: Callable[[bytes], None]) -> None:
-        self.address = new_address()
-        self._on_message = on_message
-        self._closed = False
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(self.address)
-        self._thread = threading.Thread(target=self._run, name="nudges", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                message = self._sock.recv(512)
-            except OSError:
-                return
-            if self._closed:
-                return
-            self._on_message(message)
-
-    def close(self) -> None:
-        self._closed = True
-        send([self.address], b"")  # wakes the blocked recv
-        self._thread.join(1.0)
-        self._sock.close()
