@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -51,9 +52,11 @@ def batch_pool(log: Path, *, slots: int) -> str:
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Starts `ygg loop` processes; kills any still running at the end of the test."""
     started: list[subprocess.Popen[bytes]] = []
+    logs: list[IO[bytes]] = []
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"daemon-{len(started)}.log").open("wb")
+        logs.append(log)
         process = subprocess.Popen(
             [sys.executable, "-m", "ygg", "--config", str(tmp_path / "ygg.toml"), "loop", *args],
             env=subprocess_env(),
@@ -68,6 +71,8 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         if process.poll() is None:
             process.kill()
         process.wait(10)
+    for log in logs:
+        log.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
