@@ -65,6 +65,9 @@ class Worker:
         self.legacy = legacy
         self.backend = BlockingBackend(pool)
         self.running: Running | None = None
+        # The task whose row this worker holds until its outcome is written: longer than
+        # `running` (a write may wait out a full disk), and what the lease keeper renews.
+        self.holding: int | None = None
         self.closing = False  # removed by a reload: finish the attempt, claim nothing more
         self.crashed: BaseException | None = None
         self.thread = threading.Thread(target=self._loop, name=f"pool-{pool.name}", daemon=True)
@@ -99,9 +102,11 @@ class Worker:
                     continue
                 claim = claims[0]
                 bound = logs.bind_attempt(claim.task_id, self.pool.name, claim.attempt)
+                self.holding = claim.task_id
                 try:
                     self._attempt(store, claim)
                 finally:
+                    self.holding = None
                     logs.unbind_attempt(bound)
         finally:
             self.backend.close()
@@ -270,7 +275,7 @@ class LegacyDispatcher:
         """Renews the leases of the attempts running now; stops those whose lease is gone."""
         asked_at, now = time.monotonic(), now_us()
         running = [(w, w.running) for w in self.all_workers()]
-        live = [r.claim.task_id for _, r in running if r is not None]
+        live = [w.holding for w in self.all_workers() if w.holding is not None]
         renewal = self.patiently(lambda: store.renew(self.owner, live, now + self.lease_us(), now))
         log_orphans(renewal.orphans)
         if renewal.orphans:

@@ -164,7 +164,9 @@ def test_full_disk(tmp_path: Path, small_disk: SmallDisk, mode: str) -> None:
         message = assert_one_line_error(refused, 1)
         assert "full" in message.lower(), message
         assert sum(n for n, _ in counts().values()) == before, "a refused submit left a row"
-        time.sleep(2.0)  # the running tasks end while nothing can be written
+        # The running tasks end while nothing can be written, and stay unwritten past their
+        # lease (2 s): the lease keeper must keep renewing them, not take them back.
+        time.sleep(4.0)
         log = daemons.log_of(daemon)
         assert daemon.poll() is None, f"the daemon exited on a full disk:\n{log[-2000:]}"
         filler.unlink()
