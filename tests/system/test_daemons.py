@@ -22,7 +22,7 @@ from tests.support.cmdlog import cmd_argv, max_overlap, read_cmd_log, runs_by_ta
 from tests.support.hosts import FakeHost
 from ygg import api
 from ygg.config import Config, load
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
@@ -84,7 +84,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return predicate()
 
 
-def submit(store: SQLiteStore, config: Config, title: str, **fields: object) -> int:
+def submit(store: Store, config: Config, title: str, **fields: object) -> int:
     return api.submit(store, api.new_task(config, title=title, **fields)).id  # type: ignore[arg-type]
 
 

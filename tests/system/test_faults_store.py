@@ -26,7 +26,7 @@ from tests.support.faultfs import (
 )
 from ygg import api
 from ygg.config import load
-from ygg.store import NewTask, SQLiteStore, open_store
+from ygg.store import NewTask, Store, open_store
 
 EXIT_DATAERR = 65
 MODES = pytest.mark.parametrize("mode", ["--async", "--legacy"])
@@ -39,7 +39,7 @@ def daemons(tmp_path: Path) -> Iterator[DaemonSet]:
         yield started
 
 
-def submit_many(store: SQLiteStore, config_path: Path, n: int, seconds: float) -> list[int]:
+def submit_many(store: Store, config_path: Path, n: int, seconds: float) -> list[int]:
     config = load(str(config_path))
     return [
         api.submit(

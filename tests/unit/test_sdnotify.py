@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ygg.sdnotify import Notifier, WatchdogThread, watchdog_pinger
+from ygg.ops.sdnotify import Notifier, WatchdogThread, watchdog_pinger
 
 
 class FakeSystemd:

@@ -37,8 +37,8 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def _init(env: Env, args: Namespace) -> None:
+    from ygg.config.examples import example_config
     from ygg.errors import InvalidInput
-    from ygg.examples import example_config
 
     path: Path = args.path
     if path.exists() and not args.force:
@@ -61,7 +61,7 @@ def _get(env: Env, args: Namespace) -> None:
 def _set(env: Env, args: Namespace) -> None:
     """The main file and its comments stay untouched; an invalid value is refused first."""
     from ygg.config import validate
-    from ygg.config_files import layers_with, parse_value, set_value
+    from ygg.config.files import layers_with, parse_value, set_value
     from ygg.errors import ConfigError
 
     config = env.config()

@@ -17,20 +17,20 @@ import structlog
 from ygg.ops.http_status import StatusServer, check_listen, start_status_server, status_token
 from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress, stall_window_s
+from ygg.ops.sdnotify import Notifier, watchdog_pinger
 from ygg.ops.snapshot import PoolInfo, RunningInfo, Snapshot, build_snapshot, daemon_info
-from ygg.sdnotify import Notifier, watchdog_pinger
-from ygg.store import SQLiteStore
+from ygg.store.base import Store
 from ygg.store.model import US
 
 if TYPE_CHECKING:
-    from ygg.dispatch.dispatcher import Dispatcher
+    from ygg.dispatch.state import Shared
 
 log = structlog.get_logger("ygg.dispatch")
 PERIODIC = ("reaper", "lease_keeper")  # the loops whose beats /healthz and the watchdog need
 
 
 class Observer:
-    def __init__(self, d: Dispatcher) -> None:
+    def __init__(self, d: Shared) -> None:
         self.d = d
         # Checked before anything starts: a public address without a token is a config error.
         self.token = status_token()
@@ -97,8 +97,8 @@ class Observer:
     async def snapshot(self) -> Snapshot:
         d = self.d
         kinds = {name: r.config.kinds for name, r in d.runners.items()}
-        load = await d.store.read(SQLiteStore.pool_load, kinds)
-        counts = await d.store.read(SQLiteStore.counts)
+        load = await d.store.read(Store.pool_load, kinds)
+        counts = await d.store.read(Store.counts)
         now, mono = d.now_us(), time.monotonic()
         running = [
             RunningInfo(

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from ygg.config_files import Layers, find_config_path, read_layers
+from ygg.config.files import Layers, find_config_path, read_layers
 from ygg.errors import ConfigError
 
 BACKENDS = ("ollama", "openai", "command", "sim")
