@@ -207,6 +207,7 @@ UNUSABLE: dict[str, tuple[Callable[[Path], None], bool]] = {
 }
 COMMANDS = {
     "list": ("list",),
+    "migrate": ("migrate",),
     "loop": ("loop", "--until-idle"),
     "submit": ("submit", "t", "--kind", "general"),
 }

@@ -1,4 +1,4 @@
-"""Configuration commands: `ygg init`, `ygg config get`, `ygg config set`."""
+"""Configuration commands: `ygg init`, `ygg config get|set`, `ygg migrate`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,22 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     put.add_argument("key", metavar="KEY", help="A dotted key, e.g. pools.fenrir-chat.slots.")
     put.add_argument("value", metavar="VALUE", help='A TOML value (4, true, ["a"]) or a string.')
     put.set_defaults(run=_set)
+
+    migrate = commands.add_parser(
+        "migrate", help="create or upgrade the queue's schema; print its version"
+    )
+    migrate.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+    migrate.set_defaults(run=_migrate)
+
+
+def _migrate(env: Env, args: Namespace) -> None:
+    store = env.store()  # opening a store creates or upgrades its schema
+    store.check()
+    version = store.schema_version()
+    if args.as_json:
+        emit_json({"queue": env.queue(), "schema_version": version})
+    else:
+        echo(f"{env.queue()}: schema version {version}")
 
 
 def _init(env: Env, args: Namespace) -> None:

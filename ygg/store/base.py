@@ -117,8 +117,6 @@ class Store(Protocol):
 
     def has_pending(self, kinds: Sequence[str]) -> bool: ...
 
-    def next_retry_us(self) -> int | None: ...
-
     # --- daemons and their breakers ------------------------------------------------------
     def register_daemon(
         self,
@@ -148,6 +146,10 @@ class Store(Protocol):
     # --- the store itself ----------------------------------------------------------------
     def batch(self) -> AbstractContextManager[None]:
         """Operations inside commit together; nested, it undoes only its own on failure."""
+        ...
+
+    def check(self) -> None:
+        """Reads the whole store; raises StoreRefused if it is damaged."""
         ...
 
     def schema_version(self) -> int: ...

@@ -38,7 +38,7 @@ def is_damage(exc: BaseException) -> bool:
     return type(exc) is sqlite3.DatabaseError
 
 
-def damaged(path: str, exc: BaseException) -> StoreRefused:
+def damaged(path: str, exc: BaseException | str) -> StoreRefused:
     return StoreRefused(
         f"{path}: the database file is damaged ({exc}); move it aside and restore a backup."
     )
@@ -149,6 +149,14 @@ class Database:
         """The store interface's batch: one transaction; nested, a savepoint."""
         with self.write():
             yield
+
+    @reads
+    def check(self) -> None:
+        """Reads every page (PRAGMA quick_check); a damaged file is refused (StoreRefused)."""
+        problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(2)")]
+        if problems != ["ok"]:
+            found = " ".join(" ".join(problem.split()) for problem in problems)
+            raise damaged(self.path, found.removeprefix("*** in database main *** "))
 
     def schema_version(self) -> int:
         version: int = self.conn.execute("PRAGMA user_version").fetchone()[0]

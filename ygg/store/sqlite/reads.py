@@ -119,12 +119,5 @@ class TaskReads(DaemonRegistry):
         )
 
     @reads
-    def next_retry_us(self) -> int | None:
-        row = self.conn.execute(
-            "SELECT min(run_after_us) FROM tasks "
-            "WHERE status = 'queued' AND run_after_us IS NOT NULL"
-        ).fetchone()
-        return int(row[0]) if row and row[0] is not None else None
-
     def queue_heads(self) -> list[Head]:
         return heads.queue_heads(self)
