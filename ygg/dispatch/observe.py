@@ -37,9 +37,9 @@ class Observer:
         if d.config.daemon.status_listen:
             check_listen(d.config.daemon.status_listen, self.token)
         self.notifier = Notifier.from_env()
-        self.metrics = Metrics()
         lease_s, poll_s = d.config.daemon.lease_s, d.config.daemon.poll_s
         self.progress = Progress(max_age_s=stall_window_s(lease_s, poll_s))
+        self.metrics = Metrics(self.progress)
         self.heartbeats = 0  # reaper cycles: moves while idle, and only if the store thread does
         self.started_us = d.now_us()
         self._server: StatusServer | None = None
