@@ -40,15 +40,38 @@ def check_kind(config: Config, kind: str) -> None:
         raise InvalidInput(f"No pool serves kind {kind!r}; the kinds served are: {listing}.")
 
 
-def check_params(params: Mapping[str, str]) -> None:
+def check_params(config: Config, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params as stored: names checked, text bounded, and generation options typed as the
+    pools serving `kind` take them (`temperature=0.2` a number); an option one of those pools
+    does not know is refused, naming the ones it does."""
     if len(params) > MAX_PARAMS:
         raise InvalidInput(f"At most {MAX_PARAMS} params are allowed, not {len(params)}.")
+    checked = {}
     for key, value in params.items():
         if not PARAM_KEY.match(key):
             raise InvalidInput(f"Param name {key!r} must be letters, digits and '_' (max 64).")
-        if len(value) > MAX_PARAM_CHARS:
+        text = value if isinstance(value, str) else json.dumps(value)
+        if len(text) > MAX_PARAM_CHARS:
             raise InvalidInput(f"Param {key} is longer than {MAX_PARAM_CHARS} characters.")
-        check_utf8(value, f"Param {key}")
+        check_utf8(text, f"Param {key}")
+        checked[key] = _typed(config, kind, key, value)
+    return checked
+
+
+def _typed(config: Config, kind: str, key: str, value: Any) -> Any:
+    """A generation option parsed for every HTTP pool serving `kind`; other params as text."""
+    from ygg.config.generation import KNOWN, REQUEST_PARAMS, parse
+
+    backends = {pool.backend for pool in config.pools_for_kind(kind)} & set(KNOWN)
+    if not backends or key in REQUEST_PARAMS:
+        return value if isinstance(value, str) else json.dumps(value)
+    typed = value
+    for backend in sorted(backends):
+        try:
+            typed = parse(backend, key, value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"Param {key} {exc.message} (kind {kind!r}).") from None
+    return typed
 
 
 def check_utf8(text: str, what: str) -> bytes:
@@ -84,7 +107,7 @@ def new_task(
     priority: int = 2,
     prompt: str = "",
     depends_on: Sequence[int] = (),
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
     max_attempts: int | None = None,
     timeout_s: float | None = None,
     external_id: str | None = None,
@@ -96,8 +119,7 @@ def new_task(
         raise InvalidInput(f"Priority must be 0 (most urgent) to {MAX_PRIORITY}, not {priority}.")
     if len(check_utf8(prompt, "The prompt")) > MAX_PROMPT_BYTES:
         raise InvalidInput(f"The prompt is larger than {MAX_PROMPT_BYTES} bytes.")
-    params = dict(params or {})
-    check_params(params)
+    params = check_params(config, kind, params or {})
     if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS:
         raise InvalidInput(f"--max-attempts must be from 1 to {MAX_ATTEMPTS}, not {max_attempts}.")
     for parent in depends_on:
@@ -150,8 +172,8 @@ def task_from_json(config: Config, data: Any) -> NewTask:
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in after):
         raise InvalidInput("Field 'after' must be a list of task ids.")
     params = data.get("params") or {}
-    if not all(isinstance(v, str | int | float) for v in params.values()):
-        raise InvalidInput("Field 'params' must map names to strings or numbers.")
+    if not all(isinstance(v, str | int | float | list | dict) for v in params.values()):
+        raise InvalidInput("Field 'params' must map names to strings, numbers, lists or objects.")
     return new_task(
         config,
         title=data["title"],
@@ -159,7 +181,7 @@ def task_from_json(config: Config, data: Any) -> NewTask:
         priority=2 if data.get("priority") is None else data["priority"],
         prompt=data.get("prompt") or "",
         depends_on=after,
-        params={k: _param_text(v) for k, v in params.items()},
+        params=params,
         max_attempts=data.get("max_attempts"),
         timeout_s=data.get("timeout"),
     )
@@ -167,10 +189,6 @@ def task_from_json(config: Config, data: Any) -> NewTask:
 
 _JSON_NAMES = {"str": "a string", "int": "a whole number", "int or float": "a number",
                "list": "a list", "dict": "an object"}  # fmt: skip
-
-
-def _param_text(value: str | int | float) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def tasks_from_jsonl(config: Config, lines: Iterable[bytes]) -> list[tuple[int, NewTask]]:

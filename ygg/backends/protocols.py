@@ -14,6 +14,8 @@ from typing import Any
 
 from ygg.backends.base import AttemptFailed, Job
 from ygg.config import PoolConfig
+from ygg.config.generation import KNOWN, ollama_fields, openai_fields, parse
+from ygg.errors import InvalidInput
 from ygg.store.model import Outcome
 
 
@@ -31,6 +33,20 @@ def _messages(job: Job) -> list[dict[str, str]]:
         messages.append({"role": "system", "content": str(job.params["system"])})
     messages.append({"role": "user", "content": job.prompt or job.title})
     return messages
+
+
+def _options(pool: PoolConfig, job: Job) -> dict[str, Any]:
+    """The pool's generation options, then the task's over them, typed for the pool's backend.
+    A value stored before it was typed (or by hand) that is no longer valid fails the attempt
+    plainly instead of reaching the host."""
+    options = dict(pool.options)
+    for name, value in job.params.items():
+        if name in KNOWN[pool.backend]:
+            try:
+                options[name] = parse(pool.backend, name, value)
+            except InvalidInput as exc:
+                raise AttemptFailed(f"param {name} {exc.message}", retryable=False) from None
+    return options
 
 
 def retry_after_s(value: str | None) -> float | None:
@@ -92,6 +108,7 @@ class Ollama:
             "model": str(job.params.get("model") or self.pool.model),
             "messages": _messages(job),
             "stream": False,
+            **ollama_fields(_options(self.pool, job)),
         }
         return Request(
             "POST",
@@ -124,6 +141,7 @@ class OpenAI:
         payload = {
             "model": str(job.params.get("model") or self.pool.model),
             "messages": _messages(job),
+            **openai_fields(_options(self.pool, job)),
         }
         headers = {"content-type": "application/json"}
         if self._api_key:

@@ -55,6 +55,7 @@ class PoolConfig(NamedTuple):
     breaker_failures: int = 5  # consecutive host failures that open the circuit breaker
     breaker_cooldown_s: float = 30.0  # open this long before the health probe is tried
     env: tuple[tuple[str, str], ...] = ()  # extra environment for the command backend
+    options: tuple[tuple[str, Any], ...] = ()  # generation options for every request (HTTP)
 
     def same_host_as(self, other: PoolConfig) -> bool:
         """Whether a reload can keep this pool's backend (and its connections) for `other`."""
@@ -151,6 +152,24 @@ class _Table:
                 self.fail(where, f"must be a string, not {text!r}")
         return tuple(sorted(value.items()))
 
+    def options_table(self, key: str, backend: str) -> tuple[tuple[str, Any], ...]:
+        """Generation options (ygg.config.generation), typed as the backend takes them."""
+        value = self._get(key, (dict,), "a table of option = value")
+        if not value:
+            return ()
+        from ygg.config.generation import KNOWN, parse
+        from ygg.errors import InvalidInput
+
+        if backend not in KNOWN:
+            self.fail(f"{self.where}.{key}", "is only for ollama and openai pools")
+        parsed = {}
+        for name, option in value.items():
+            try:
+                parsed[name] = parse(backend, name, option)
+            except InvalidInput as exc:
+                self.fail(f"{self.where}.{key}.{name}", exc.message)
+        return tuple(sorted(parsed.items()))
+
     def done(self, known: tuple[str, ...]) -> None:
         for key in self.data:
             if key not in known:
@@ -193,6 +212,7 @@ _POOL = (
     "breaker_failures",
     "breaker_cooldown_seconds",
     "env",
+    "options",
     *_RETRY,
 )
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -275,6 +295,7 @@ def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
         breaker_failures=table.integer("breaker_failures", default["breaker_failures"]),
         breaker_cooldown_s=table.number("breaker_cooldown_seconds", default["breaker_cooldown_s"]),
         env=table.env_table("env"),
+        options=table.options_table("options", backend),
     )
     table.done(_POOL)
     return pool

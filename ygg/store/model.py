@@ -63,7 +63,7 @@ class NewTask(NamedTuple):
     kind: str
     priority: int = 2
     prompt: str = ""
-    params: dict[str, str] = {}  # noqa: RUF012 (never mutated: NamedTuples are values)
+    params: dict[str, Any] = {}  # noqa: RUF012 (never mutated: NamedTuples are values)
     depends_on: tuple[int, ...] = ()
     max_attempts: int = 3
     timeout_s: float | None = None
