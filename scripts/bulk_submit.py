@@ -24,7 +24,7 @@ from _bench_common import workdir, write_config, ygg
 from ygg import api
 from ygg.config import load
 from ygg.store import open_store
-from ygg.store.schema import MIGRATIONS, statements
+from ygg.store.sqlite.schema import MIGRATIONS, statements
 
 
 def raw_inserts(tasks: int) -> float:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ygg import nudge
 from ygg.config import Config
-from ygg.dispatch import nudge
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
-from ygg.store import NewTask, SQLiteStore, Task
+from ygg.store import NewTask, Task
 from ygg.store.model import MAX_COUNT, MAX_PRIORITY, now_us
+
+if TYPE_CHECKING:
+    from ygg.store.base import Store
+
 
 MAX_PROMPT_BYTES = 1024 * 1024
 MAX_TITLE_CHARS = 500
@@ -56,6 +60,23 @@ def check_utf8(text: str, what: str) -> bytes:
         raise InvalidInput(f"{what} is not valid UTF-8 text.") from None
 
 
+def check_title(title: str) -> str:
+    """The title as stored (stripped): one line of text, not empty, not too long."""
+    check_utf8(title, "The title")
+    title = title.strip()
+    if not title:
+        raise InvalidInput("The title must not be empty.")
+    control = CONTROL.search(title)
+    if control:
+        raise InvalidInput(
+            f"The title must be one line of text; it holds the control character "
+            f"{control.group()!r} (put longer text in the prompt)."
+        )
+    if len(title) > MAX_TITLE_CHARS:
+        raise InvalidInput(f"The title is longer than {MAX_TITLE_CHARS} characters.")
+    return title
+
+
 def new_task(
     config: Config,
     *,
@@ -70,18 +91,7 @@ def new_task(
     external_id: str | None = None,
 ) -> NewTask:
     """Validates one submission against the configuration."""
-    check_utf8(title, "The title")
-    title = title.strip()
-    if not title:
-        raise InvalidInput("The title must not be empty.")
-    control = CONTROL.search(title)
-    if control:
-        raise InvalidInput(
-            f"The title must be one line of text; it holds the control character "
-            f"{control.group()!r} (put longer text in the prompt)."
-        )
-    if len(title) > MAX_TITLE_CHARS:
-        raise InvalidInput(f"The title is longer than {MAX_TITLE_CHARS} characters.")
+    title = check_title(title)
     check_kind(config, kind)
     if not 0 <= priority <= MAX_PRIORITY:
         raise InvalidInput(f"Priority must be 0 (most urgent) to {MAX_PRIORITY}, not {priority}.")
@@ -179,7 +189,7 @@ def tasks_from_jsonl(config: Config, lines: Iterable[bytes]) -> list[tuple[int, 
     return tasks
 
 
-def submit_jsonl(store: SQLiteStore, config: Config, lines: Iterable[bytes]) -> list[int]:
+def submit_jsonl(store: Store, config: Config, lines: Iterable[bytes]) -> list[int]:
     """`ygg submit --jsonl`: every line stored in one transaction, or none."""
     numbered = tasks_from_jsonl(config, lines)
     try:
@@ -188,7 +198,7 @@ def submit_jsonl(store: SQLiteStore, config: Config, lines: Iterable[bytes]) -> 
         raise InvalidInput(f"Line {numbered[exc.index][0]}: {exc.message}") from None
 
 
-def submit_many(store: SQLiteStore, tasks: Sequence[NewTask]) -> list[int]:
+def submit_many(store: Store, tasks: Sequence[NewTask]) -> list[int]:
     """Enqueues every task in one transaction, or none; wakes the daemons once."""
     ids = store.enqueue_many(tasks, now_us())
     if ids:
@@ -196,22 +206,22 @@ def submit_many(store: SQLiteStore, tasks: Sequence[NewTask]) -> list[int]:
     return ids
 
 
-def submit(store: SQLiteStore, task: NewTask) -> Task:
+def submit(store: Store, task: NewTask) -> Task:
     """Enqueues a validated task and nudges every daemon on the queue to look at once."""
     task_id = store.enqueue(task, now_us())
     wake_daemons(store)
     return store.get(task_id)
 
 
-def wake_daemons(store: SQLiteStore, message: bytes = nudge.WAKE) -> int:
+def wake_daemons(store: Store, message: bytes = nudge.WAKE) -> int:
     return nudge.send([daemon.nudge for daemon in store.daemons()], message)
 
 
-def get(store: SQLiteStore, task_id: int) -> Task:
+def get(store: Store, task_id: int) -> Task:
     return store.get(check_task_id(task_id))
 
 
-def cancel(store: SQLiteStore, task_id: int) -> tuple[Task, str]:
+def cancel(store: Store, task_id: int) -> tuple[Task, str]:
     """Cancels a task; a running attempt is told to stop. Returns the task and its status
     before."""
     previous, owner = store.cancel(check_task_id(task_id), now_us())
@@ -221,7 +231,7 @@ def cancel(store: SQLiteStore, task_id: int) -> tuple[Task, str]:
     return store.get(task_id), previous
 
 
-def retry(store: SQLiteStore, task_id: int) -> Task:
+def retry(store: Store, task_id: int) -> Task:
     """Puts a failed, blocked or cancelled task back in line and wakes the daemons."""
     store.retry(check_task_id(task_id), now_us())
     wake_daemons(store)

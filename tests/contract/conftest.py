@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 
 ENGINES = ["sqlite"]
 
@@ -26,7 +26,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[SQLiteStore]:
+def store(store_url: str) -> Iterator[Store]:
     opened = open_store(store_url)
     try:
         yield opened

@@ -6,19 +6,13 @@ test says otherwise a task's kind is its title, so `run(store, id)` can claim ex
 
 from __future__ import annotations
 
-import hashlib
-import random
-import sqlite3
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
-from ygg.errors import EXIT_USAGE, InvalidInput, StoreRefused, TaskNotFound
-from ygg.store import SQLiteStore, open_store, sqlite_db
+from ygg.errors import EXIT_USAGE, InvalidInput, TaskNotFound
+from ygg.store import Store
 from ygg.store.model import US, Claim, NewTask, Outcome, Task
-from ygg.store.schema import APPLICATION_ID, MIGRATIONS
-from ygg.store.sqlite_heads import queue_heads
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -28,7 +22,7 @@ LEASE = 30 * US
 
 # --- helpers ---------------------------------------------------------------------------------
 def submit(
-    store: SQLiteStore,
+    store: Store,
     title: str,
     *,
     kind: str | None = None,
@@ -48,7 +42,7 @@ def submit(
 
 
 def claim(
-    store: SQLiteStore,
+    store: Store,
     kinds: Sequence[str],
     limit: int = 1,
     *,
@@ -60,32 +54,32 @@ def claim(
     return store.claim(pool, kinds, limit, slots=slots, owner=owner, lease_us=LEASE, now_us=now)
 
 
-def run(store: SQLiteStore, task_id: int, *, owner: int = 1, now: int = NOW) -> Claim:
+def run(store: Store, task_id: int, *, owner: int = 1, now: int = NOW) -> Claim:
     """Claims exactly `task_id` (the only ready task of its kind)."""
     claims = claim(store, [store.get(task_id).kind], owner=owner, now=now)
     assert [c.task_id for c in claims] == [task_id]
     return claims[0]
 
 
-def finish(store: SQLiteStore, task_id: int) -> list[str]:
+def finish(store: Store, task_id: int) -> list[str]:
     c = run(store, task_id)
     promoted = store.complete(c.task_id, c.token, Outcome(result="ok"), NOW)
     assert promoted is not None
     return promoted
 
 
-def fail_for_good(store: SQLiteStore, task_id: int) -> None:
+def fail_for_good(store: Store, task_id: int) -> None:
     c = run(store, task_id)
     assert store.fail(c.task_id, c.token, "boom", retry_at_us=None, charge=True, now_us=NOW) == (
         "failed"
     )
 
 
-def status(store: SQLiteStore, task_id: int) -> str:
+def status(store: Store, task_id: int) -> str:
     return store.get(task_id).status
 
 
-def statuses(store: SQLiteStore, *task_ids: int) -> list[str]:
+def statuses(store: Store, *task_ids: int) -> list[str]:
     return [status(store, t) for t in task_ids]
 
 
@@ -94,7 +88,7 @@ def nonzero(counts: dict[str, int]) -> dict[str, int]:
 
 
 # --- submitting ------------------------------------------------------------------------------
-def test_enqueue_without_dependencies_is_queued(store: SQLiteStore) -> None:
+def test_enqueue_without_dependencies_is_queued(store: Store) -> None:
     task_id = store.enqueue(
         NewTask(
             title="write a poem",
@@ -132,13 +126,13 @@ def test_enqueue_without_dependencies_is_queued(store: SQLiteStore) -> None:
     assert task.to_json()["created_at"] == "2023-11-14T22:13:20.000000Z"
 
 
-def test_ids_increase(store: SQLiteStore) -> None:
+def test_ids_increase(store: Store) -> None:
     ids = [submit(store, f"t{i}") for i in range(5)]
     assert ids == sorted(ids)
     assert len(set(ids)) == 5
 
 
-def test_enqueue_with_unfinished_dependency_is_waiting(store: SQLiteStore) -> None:
+def test_enqueue_with_unfinished_dependency_is_waiting(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b")
     run(store, b)
@@ -147,7 +141,7 @@ def test_enqueue_with_unfinished_dependency_is_waiting(store: SQLiteStore) -> No
     assert store.get(c).depends_on == (a, b)
 
 
-def test_enqueue_with_finished_dependencies_is_queued(store: SQLiteStore) -> None:
+def test_enqueue_with_finished_dependencies_is_queued(store: Store) -> None:
     a = submit(store, "a")
     finish(store, a)
     b = submit(store, "b", after=[a])
@@ -155,7 +149,7 @@ def test_enqueue_with_finished_dependencies_is_queued(store: SQLiteStore) -> Non
 
 
 @pytest.mark.parametrize("how", ["failed", "cancelled", "blocked"])
-def test_enqueue_with_failed_dependency_is_blocked(store: SQLiteStore, how: str) -> None:
+def test_enqueue_with_failed_dependency_is_blocked(store: Store, how: str) -> None:
     a = submit(store, "a")
     other = submit(store, "other")
     bad = submit(store, "bad", after=[a]) if how == "blocked" else a
@@ -171,7 +165,7 @@ def test_enqueue_with_failed_dependency_is_blocked(store: SQLiteStore, how: str)
     assert task.error
 
 
-def test_enqueue_many_stores_all_in_order_with_their_dependencies(store: SQLiteStore) -> None:
+def test_enqueue_many_stores_all_in_order_with_their_dependencies(store: Store) -> None:
     first = submit(store, "first")
     done = submit(store, "done")
     finish(store, done)
@@ -191,7 +185,7 @@ def test_enqueue_many_stores_all_in_order_with_their_dependencies(store: SQLiteS
     assert submit(store, "next") == ids[-1] + 1
 
 
-def test_enqueue_many_is_all_or_nothing(store: SQLiteStore) -> None:
+def test_enqueue_many_is_all_or_nothing(store: Store) -> None:
     from ygg.errors import BatchItemError
 
     first = submit(store, "first")
@@ -206,7 +200,7 @@ def test_enqueue_many_is_all_or_nothing(store: SQLiteStore) -> None:
     assert submit(store, "next") == first + 1  # nothing of the batch took an id for good
 
 
-def test_depending_on_a_missing_task_raises_and_writes_nothing(store: SQLiteStore) -> None:
+def test_depending_on_a_missing_task_raises_and_writes_nothing(store: Store) -> None:
     a = submit(store, "a")
     before = (store.counts(), store.list_tasks())
     with pytest.raises(TaskNotFound) as caught:
@@ -221,7 +215,7 @@ def test_depending_on_a_missing_task_raises_and_writes_nothing(store: SQLiteStor
 
 
 # --- claiming --------------------------------------------------------------------------------
-def test_claim_takes_priority_then_fifo(store: SQLiteStore) -> None:
+def test_claim_takes_priority_then_fifo(store: Store) -> None:
     order = [(4, "p4"), (1, "p1-first"), (0, "p0-first"), (1, "p1-second"), (0, "p0-second")]
     ids = {title: submit(store, title, kind="k", priority=p) for p, title in order}
     taken = [c.task_id for _ in ids for c in claim(store, ["k"])]
@@ -229,7 +223,7 @@ def test_claim_takes_priority_then_fifo(store: SQLiteStore) -> None:
     assert claim(store, ["k"]) == []
 
 
-def test_claim_batch_is_in_priority_order_across_kinds(store: SQLiteStore) -> None:
+def test_claim_batch_is_in_priority_order_across_kinds(store: Store) -> None:
     a = [submit(store, f"a{i}", kind="a", priority=3) for i in range(3)]
     b = [submit(store, f"b{i}", kind="b", priority=1) for i in range(3)]
     c = [submit(store, f"c{i}", kind="c", priority=0) for i in range(2)]
@@ -238,7 +232,7 @@ def test_claim_batch_is_in_priority_order_across_kinds(store: SQLiteStore) -> No
     assert [x.priority for x in claims] == [0, 0, 1, 1, 1, 3]
 
 
-def test_claim_only_takes_kinds_the_pool_serves(store: SQLiteStore) -> None:
+def test_claim_only_takes_kinds_the_pool_serves(store: Store) -> None:
     ids = {kind: submit(store, kind) for kind in ("a", "b", "c")}
     assert claim(store, []) == []
     claims = claim(store, ["a", "c", "zzz"], limit=10)
@@ -246,7 +240,7 @@ def test_claim_only_takes_kinds_the_pool_serves(store: SQLiteStore) -> None:
     assert status(store, ids["b"]) == "queued"
 
 
-def test_claim_never_exceeds_slots_across_owners(store: SQLiteStore) -> None:
+def test_claim_never_exceeds_slots_across_owners(store: Store) -> None:
     ids = [submit(store, f"t{i}", kind="k") for i in range(6)]
     first = claim(store, ["k"], limit=2, slots=3, owner=1)
     second = claim(store, ["k"], limit=5, slots=3, owner=2)
@@ -262,22 +256,20 @@ def test_claim_never_exceeds_slots_across_owners(store: SQLiteStore) -> None:
     assert store.pool_load({"p": ["k"], "q": ["k"]}) == {"p": (3, 1), "q": (1, 1)}
 
 
-def test_claim_respects_retry_backoff(store: SQLiteStore) -> None:
+def test_claim_respects_retry_backoff(store: Store) -> None:
     a = submit(store, "a")
     c = run(store, a)
     assert store.fail(a, c.token, "flaky", retry_at_us=NOW + 10 * US, charge=True, now_us=NOW) == (
         "queued"
     )
-    assert store.next_retry_us() == NOW + 10 * US
     assert store.has_pending(["a"])
     assert claim(store, ["a"], now=NOW + 10 * US - 1) == []
     again = claim(store, ["a"], now=NOW + 10 * US)
     assert [x.task_id for x in again] == [a]
     assert store.get(a).run_after_us is None
-    assert store.next_retry_us() is None
 
 
-def test_claim_backoff_does_not_hold_up_other_tasks(store: SQLiteStore) -> None:
+def test_claim_backoff_does_not_hold_up_other_tasks(store: Store) -> None:
     a = submit(store, "a", kind="k", priority=0)
     b = submit(store, "b", kind="k", priority=4)
     c = run(store, a)
@@ -285,7 +277,7 @@ def test_claim_backoff_does_not_hold_up_other_tasks(store: SQLiteStore) -> None:
     assert [x.task_id for x in claim(store, ["k"], limit=5)] == [b]
 
 
-def test_claim_records_the_attempt(store: SQLiteStore) -> None:
+def test_claim_records_the_attempt(store: Store) -> None:
     task_id = store.enqueue(
         NewTask(
             title="t",
@@ -329,7 +321,7 @@ def test_claim_records_the_attempt(store: SQLiteStore) -> None:
 
 
 # --- outcomes --------------------------------------------------------------------------------
-def test_complete_records_the_result(store: SQLiteStore) -> None:
+def test_complete_records_the_result(store: Store) -> None:
     a = submit(store, "a")
     c = run(store, a)
     assert store.complete(a, c.token, Outcome("42", tokens_in=3, tokens_out=5), NOW + 9) == []
@@ -339,7 +331,7 @@ def test_complete_records_the_result(store: SQLiteStore) -> None:
     assert store.renew(1, [a], NOW + LEASE, NOW).held == set()
 
 
-def test_complete_promotes_dependents_whose_last_dependency_it_was(store: SQLiteStore) -> None:
+def test_complete_promotes_dependents_whose_last_dependency_it_was(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b")
     both = submit(store, "both", kind="kb", after=[a, b])
@@ -355,7 +347,7 @@ def test_complete_promotes_dependents_whose_last_dependency_it_was(store: SQLite
     assert status(store, grandchild) == "queued"
 
 
-def test_complete_with_a_wrong_token_is_refused(store: SQLiteStore) -> None:
+def test_complete_with_a_wrong_token_is_refused(store: Store) -> None:
     a = submit(store, "a")
     c = run(store, a)
     before = store.get(a)
@@ -365,12 +357,12 @@ def test_complete_with_a_wrong_token_is_refused(store: SQLiteStore) -> None:
 
 
 def test_a_stale_owner_cannot_write_after_its_task_was_requeued_and_claimed_again(
-    store: SQLiteStore,
+    store: Store,
 ) -> None:
     a = submit(store, "a")
     dependent = submit(store, "dependent", after=[a])
     old = run(store, a, owner=1)
-    assert store.requeue_expired(NOW + LEASE + 1, alive_owners=set()) == [(a, "queued", 1)]
+    assert store.reap(NOW + LEASE + 1, alive_owners=set()) == [(a, "queued", 1)]
     assert store.complete(a, old.token, Outcome("late"), NOW) is None  # queued: nobody owns it
     new = run(store, a, owner=2, now=NOW + LEASE + 2)
     assert new.token != old.token
@@ -388,7 +380,7 @@ def test_a_stale_owner_cannot_write_after_its_task_was_requeued_and_claimed_agai
     assert store.get(a).result == "ok"
 
 
-def test_fail_with_retry_requeues_with_backoff_and_error(store: SQLiteStore) -> None:
+def test_fail_with_retry_requeues_with_backoff_and_error(store: Store) -> None:
     a = submit(store, "a", max_attempts=2)
     c = run(store, a)
     assert store.fail(a, c.token, "503", retry_at_us=NOW + 7, charge=True, now_us=NOW) == "queued"
@@ -403,7 +395,7 @@ def test_fail_with_retry_requeues_with_backoff_and_error(store: SQLiteStore) -> 
     assert task.to_json()["retry_at"] is not None
 
 
-def test_fail_without_budget_fails_and_blocks_dependents_transitively(store: SQLiteStore) -> None:
+def test_fail_without_budget_fails_and_blocks_dependents_transitively(store: Store) -> None:
     a = submit(store, "a", max_attempts=2)
     b = submit(store, "b", after=[a])
     c = submit(store, "c", after=[b])
@@ -426,7 +418,7 @@ def test_fail_without_budget_fails_and_blocks_dependents_transitively(store: SQL
     assert store.get(b).error and store.get(c).error
 
 
-def test_fail_that_is_not_retryable_fails_at_once(store: SQLiteStore) -> None:
+def test_fail_that_is_not_retryable_fails_at_once(store: Store) -> None:
     a = submit(store, "a", max_attempts=3)
     c = run(store, a)
     assert store.fail(a, c.token, "bad input", retry_at_us=None, charge=True, now_us=NOW) == (
@@ -435,7 +427,7 @@ def test_fail_that_is_not_retryable_fails_at_once(store: SQLiteStore) -> None:
     assert store.get(a).attempts == 1
 
 
-def test_fail_without_charge_refunds_the_attempt(store: SQLiteStore) -> None:
+def test_fail_without_charge_refunds_the_attempt(store: Store) -> None:
     a = submit(store, "a", max_attempts=1)
     for _ in range(3):  # an unreachable host never spends the only attempt
         c = run(store, a)
@@ -449,7 +441,7 @@ def test_fail_without_charge_refunds_the_attempt(store: SQLiteStore) -> None:
     assert store.get(a).attempts == 1
 
 
-def test_release_gives_the_attempt_back(store: SQLiteStore) -> None:
+def test_release_gives_the_attempt_back(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b")
     after_b = submit(store, "after_b", after=[b])
@@ -461,7 +453,7 @@ def test_release_gives_the_attempt_back(store: SQLiteStore) -> None:
 
 
 # --- operator actions ------------------------------------------------------------------------
-def test_cancel_queued_and_waiting(store: SQLiteStore) -> None:
+def test_cancel_queued_and_waiting(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b", after=[a])
     c = submit(store, "c", after=[b])
@@ -474,7 +466,7 @@ def test_cancel_queued_and_waiting(store: SQLiteStore) -> None:
     assert claim(store, ["a", "b", "c", "d"], limit=10) == []
 
 
-def test_cancel_running_returns_the_owner(store: SQLiteStore) -> None:
+def test_cancel_running_returns_the_owner(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b", after=[a])
     c = run(store, a, owner=42)
@@ -489,7 +481,7 @@ def test_cancel_running_returns_the_owner(store: SQLiteStore) -> None:
 
 
 @pytest.mark.parametrize("final", ["done", "failed", "cancelled", "blocked"])
-def test_cancel_of_a_finished_task_is_invalid(store: SQLiteStore, final: str) -> None:
+def test_cancel_of_a_finished_task_is_invalid(store: Store, final: str) -> None:
     a = submit(store, "a")
     b = submit(store, "b", after=[a])
     target = b if final == "blocked" else a
@@ -506,7 +498,7 @@ def test_cancel_of_a_finished_task_is_invalid(store: SQLiteStore, final: str) ->
     assert store.get(target) == before
 
 
-def test_cancel_or_retry_of_a_missing_task(store: SQLiteStore) -> None:
+def test_cancel_or_retry_of_a_missing_task(store: Store) -> None:
     with pytest.raises(TaskNotFound):
         store.cancel(99, NOW)
     with pytest.raises(TaskNotFound):
@@ -515,7 +507,7 @@ def test_cancel_or_retry_of_a_missing_task(store: SQLiteStore) -> None:
         store.get(99)
 
 
-def test_retry_of_failed_requeues_and_unblocks_dependents(store: SQLiteStore) -> None:
+def test_retry_of_failed_requeues_and_unblocks_dependents(store: Store) -> None:
     a = submit(store, "a", max_attempts=1)
     x = submit(store, "x", max_attempts=1)
     b = submit(store, "b", after=[a])
@@ -547,7 +539,7 @@ def test_retry_of_failed_requeues_and_unblocks_dependents(store: SQLiteStore) ->
     assert finish(store, x) == ["d"]
 
 
-def test_retry_of_cancelled_and_of_a_task_with_pending_dependencies(store: SQLiteStore) -> None:
+def test_retry_of_cancelled_and_of_a_task_with_pending_dependencies(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b", after=[a])
     store.cancel(b, NOW)
@@ -558,7 +550,7 @@ def test_retry_of_cancelled_and_of_a_task_with_pending_dependencies(store: SQLit
     assert status(store, b) == "waiting"
 
 
-def test_retry_of_a_task_whose_own_dependency_failed_is_invalid(store: SQLiteStore) -> None:
+def test_retry_of_a_task_whose_own_dependency_failed_is_invalid(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b", after=[a])
     fail_for_good(store, a)
@@ -569,7 +561,7 @@ def test_retry_of_a_task_whose_own_dependency_failed_is_invalid(store: SQLiteSto
 
 
 @pytest.mark.parametrize("current", ["queued", "waiting", "running", "done"])
-def test_retry_of_an_unfinished_or_done_task_is_invalid(store: SQLiteStore, current: str) -> None:
+def test_retry_of_an_unfinished_or_done_task_is_invalid(store: Store, current: str) -> None:
     a = submit(store, "a")
     b = submit(store, "b", after=[a])
     target = b if current == "waiting" else a
@@ -584,7 +576,7 @@ def test_retry_of_an_unfinished_or_done_task_is_invalid(store: SQLiteStore, curr
 
 
 # --- leases ----------------------------------------------------------------------------------
-def test_requeue_expired_returns_dead_owners_tasks(store: SQLiteStore) -> None:
+def test_reap_returns_dead_owners_tasks(store: Store) -> None:
     dead = submit(store, "dead", max_attempts=3)
     alive = submit(store, "alive")
     exhausted = submit(store, "exhausted", max_attempts=1)
@@ -596,7 +588,7 @@ def test_requeue_expired_returns_dead_owners_tasks(store: SQLiteStore) -> None:
     run(store, fresh, owner=1, now=NOW + LEASE)  # its lease has not expired yet
 
     now = NOW + LEASE + 1
-    changed = store.requeue_expired(now, alive_owners={2})
+    changed = store.reap(now, alive_owners={2})
     assert sorted(changed) == sorted([(dead, "queued", 1), (exhausted, "failed", 1)])
     t = store.get(dead)
     assert (t.status, t.attempts, t.pool) == ("queued", 1, "p")
@@ -606,24 +598,22 @@ def test_requeue_expired_returns_dead_owners_tasks(store: SQLiteStore) -> None:
     t = store.get(exhausted)
     assert (t.status, t.attempts, t.finished_us) == ("failed", 1, now)
     assert status(store, downstream) == "blocked"
-    assert store.requeue_expired(now, alive_owners={2}) == []
+    assert store.reap(now, alive_owners={2}) == []
 
     # the interrupted attempt was charged: the next claim is attempt 2
     assert run(store, dead, owner=3, now=now).attempt == 2
 
 
-def test_a_dead_owner_loses_its_tasks_before_the_lease_ends(store: SQLiteStore) -> None:
+def test_a_dead_owner_loses_its_tasks_before_the_lease_ends(store: Store) -> None:
     mine, theirs = submit(store, "mine"), submit(store, "theirs")
     run(store, mine, owner=1)
     run(store, theirs, owner=2)
     # Owner 2's process is known to be gone (same machine): no need to wait out its lease.
-    assert store.requeue_expired(NOW + 1, alive_owners={1}, dead_owners=[2]) == [
-        (theirs, "queued", 1)
-    ]
+    assert store.reap(NOW + 1, alive_owners={1}, dead_owners=[2]) == [(theirs, "queued", 1)]
     assert statuses(store, mine, theirs) == ["running", "queued"]
 
 
-def test_renew_extends_only_the_owners_leases(store: SQLiteStore) -> None:
+def test_renew_extends_only_the_owners_leases(store: Store) -> None:
     a, b, c, d = (submit(store, t) for t in "abcd")
     run(store, a, owner=1)
     run(store, b, owner=1)
@@ -631,7 +621,7 @@ def test_renew_extends_only_the_owners_leases(store: SQLiteStore) -> None:
     cd = run(store, d, owner=1)
     store.complete(d, cd.token, Outcome(), NOW)
     assert store.renew(1, [a, b, d], NOW + 3 * LEASE, NOW + LEASE).held == {a, b}
-    changed = store.requeue_expired(NOW + 2 * LEASE, alive_owners=set())
+    changed = store.reap(NOW + 2 * LEASE, alive_owners=set())
     assert changed == [(c, "queued", 1)]
     assert statuses(store, a, b) == ["running", "running"]
 
@@ -640,7 +630,7 @@ def test_renew_extends_only_the_owners_leases(store: SQLiteStore) -> None:
     assert store.renew(3, [c], NOW + 4 * LEASE, NOW).held == set()
 
 
-def test_renew_takes_back_what_the_owner_holds_without_an_attempt(store: SQLiteStore) -> None:
+def test_renew_takes_back_what_the_owner_holds_without_an_attempt(store: Store) -> None:
     live, orphan = submit(store, "live"), submit(store, "orphan")
     spent = submit(store, "spent", max_attempts=1)
     downstream = submit(store, "downstream", after=[spent])
@@ -662,25 +652,25 @@ def test_renew_takes_back_what_the_owner_holds_without_an_attempt(store: SQLiteS
     assert store.renew(1, [live], NOW + 4 * LEASE, NOW + 2 * LEASE).orphans == []
 
 
-def test_an_upsert_that_would_close_a_dependency_cycle_is_refused(store: SQLiteStore) -> None:
-    from ygg.store.sqlite_import import Upsert, upsert_external
+def test_an_upsert_that_would_close_a_dependency_cycle_is_refused(store: Store) -> None:
+    from ygg.store.model import Upsert
 
     def item(ref: str, *after: str) -> Upsert:
         return Upsert(NewTask(title=ref, kind="k", external_id=ref), after=after)
 
-    upsert_external(store, [item("A"), item("B", "A"), item("C", "B")], NOW)
+    store.upsert_external([item("A"), item("B", "A"), item("C", "B")], NOW)
     before = store.list_tasks()
     for closing in ([item("A", "C")], [item("A", "A")], [item("B", "C")]):
         with pytest.raises(InvalidInput, match="cycle"):
-            upsert_external(store, [item("D"), *closing], NOW)
+            store.upsert_external([item("D"), *closing], NOW)
         assert store.list_tasks() == before  # all or nothing: D was not kept either
     # An edge that closes no cycle is still taken.
-    upsert_external(store, [item("C", "A", "B")], NOW)
+    store.upsert_external([item("C", "A", "B")], NOW)
     assert store.list_tasks()[2].depends_on == (1, 2)
 
 
 # --- reading ---------------------------------------------------------------------------------
-def test_list_tasks_order_filters_and_limit(store: SQLiteStore) -> None:
+def test_list_tasks_order_filters_and_limit(store: Store) -> None:
     a = submit(store, "a", kind="x", priority=3)
     b = submit(store, "b", kind="y", priority=0)
     c = submit(store, "c", kind="x", priority=0)
@@ -703,7 +693,7 @@ def test_list_tasks_order_filters_and_limit(store: SQLiteStore) -> None:
     assert store.list_tasks()[4].depends_on == (a,)
 
 
-def test_counts(store: SQLiteStore) -> None:
+def test_counts(store: Store) -> None:
     assert nonzero(store.counts()) == {}
     a = submit(store, "a")
     b = submit(store, "b", after=[a])
@@ -716,7 +706,7 @@ def test_counts(store: SQLiteStore) -> None:
     assert nonzero(store.counts()) == {"queued": 2, "running": 1, "done": 1, "cancelled": 1}
 
 
-def test_pool_load(store: SQLiteStore) -> None:
+def test_pool_load(store: Store) -> None:
     for kind, n in (("a", 3), ("b", 2), ("c", 1)):
         for i in range(n):
             submit(store, f"{kind}{i}", kind=kind)
@@ -726,7 +716,7 @@ def test_pool_load(store: SQLiteStore) -> None:
     assert load == {"p": (2, 3), "q": (0, 0), "idle": (0, 0)}
 
 
-def test_has_pending(store: SQLiteStore) -> None:
+def test_has_pending(store: Store) -> None:
     assert not store.has_pending(["a"])
     assert not store.has_pending([])
     a = submit(store, "a")
@@ -744,7 +734,7 @@ def test_has_pending(store: SQLiteStore) -> None:
 
 
 # --- daemons ---------------------------------------------------------------------------------
-def test_daemons_register_unregister_forget(store: SQLiteStore) -> None:
+def test_daemons_register_unregister_forget(store: Store) -> None:
     assert store.daemons() == []
     one = store.register_daemon("skadi", 100, NOW - US, "@ygg-1", "async", NOW)
     two = store.register_daemon("fenrir", 200, NOW - 2 * US, "@ygg-2", "legacy", NOW + 1)
@@ -776,7 +766,7 @@ def test_daemons_register_unregister_forget(store: SQLiteStore) -> None:
     store.unregister_daemon(one)  # twice is harmless
 
 
-def test_breakers_and_reload_errors_live_and_die_with_their_daemon(store: SQLiteStore) -> None:
+def test_breakers_and_reload_errors_live_and_die_with_their_daemon(store: Store) -> None:
     one = store.register_daemon("skadi", 100, NOW, "@ygg-1", "async", NOW)
     two = store.register_daemon("skadi", 200, NOW, "@ygg-2", "async", NOW)
     store.set_breaker(one, "gpu", "open", "gpu cannot be reached", NOW)
@@ -795,13 +785,13 @@ def test_breakers_and_reload_errors_live_and_die_with_their_daemon(store: SQLite
     assert [b.daemon for b in store.breakers()] == [two]
 
 
-def test_queue_heads_name_the_next_task_of_each_kind(store: SQLiteStore) -> None:
+def test_queue_heads_name_the_next_task_of_each_kind(store: Store) -> None:
     late = submit(store, "late", kind="code", priority=3)
     urgent = submit(store, "urgent", kind="code", priority=0)
     parent = submit(store, "parent", kind="text")
     child = submit(store, "child", kind="art", after=[parent])
     assert late < urgent
-    heads = {h.kind: h for h in queue_heads(store)}
+    heads = {h.kind: h for h in store.queue_heads()}
     assert (heads["code"].task_id, heads["code"].status) == (urgent, "queued")
     assert (heads["text"].task_id, heads["text"].blockers) == (parent, ())
     assert (heads["art"].task_id, heads["art"].status, heads["art"].blockers) == (
@@ -809,143 +799,3 @@ def test_queue_heads_name_the_next_task_of_each_kind(store: SQLiteStore) -> None
         "waiting",
         (parent,),
     )
-
-
-# --- the file itself (SQLite) ----------------------------------------------------------------
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def schema(path: Path) -> list[tuple[str, str, str, str | None]]:
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute(
-            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
-        ).fetchall()
-    finally:
-        conn.close()
-    return rows
-
-
-def pragmas(path: Path) -> tuple[int, int, str]:
-    conn = sqlite3.connect(path)
-    try:
-        return (
-            conn.execute("PRAGMA user_version").fetchone()[0],
-            conn.execute("PRAGMA application_id").fetchone()[0],
-            conn.execute("PRAGMA journal_mode").fetchone()[0],
-        )
-    finally:
-        conn.close()
-
-
-def test_fresh_file_is_marked_as_ours(tmp_path: Path) -> None:
-    path = tmp_path / "q.db"
-    open_store(str(path)).close()
-    assert pragmas(path) == (len(MIGRATIONS), APPLICATION_ID, "wal")
-    assert {name for kind, name, _, _ in schema(path) if kind == "table"} >= {
-        "tasks",
-        "deps",
-        "daemons",
-    }
-
-
-def test_migrated_schema_equals_fresh_schema(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fresh = tmp_path / "fresh.db"
-    open_store(str(fresh)).close()
-
-    stepped = tmp_path / "stepped.db"
-    for version in range(1, len(MIGRATIONS) + 1):
-        # this build of ygg knows only the first `version` migrations
-        monkeypatch.setattr(sqlite_db, "MIGRATIONS", MIGRATIONS[:version])
-        store = open_store(str(stepped))
-        if version == 1:
-            store.enqueue(NewTask(title="old", kind="k"), NOW)
-        store.close()
-        assert pragmas(stepped)[:2] == (version, APPLICATION_ID)
-    monkeypatch.undo()
-
-    store = open_store(str(stepped))  # today's ygg: nothing left to do
-    try:
-        assert [t.title for t in store.list_tasks()] == ["old"]
-    finally:
-        store.close()
-    assert schema(stepped) == schema(fresh)
-    assert pragmas(stepped) == pragmas(fresh) == (len(MIGRATIONS), APPLICATION_ID, "wal")
-
-
-def test_daemon_rows_from_before_the_ticks_migration_still_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "q.db"
-    monkeypatch.setattr(sqlite_db, "MIGRATIONS", MIGRATIONS[:2])  # a ygg without ticks
-    open_store(str(path)).close()
-    monkeypatch.undo()
-    conn = sqlite3.connect(path)
-    with conn:  # the row as that ygg registered it
-        daemon_id = conn.execute(
-            "INSERT INTO daemons (hostname, pid, pid_started_us, nudge, mode, started_us, "
-            "heartbeat_us) VALUES ('skadi', 100, ?, '@ygg-1', 'async', ?, ?) RETURNING id",
-            (NOW, NOW, NOW),
-        ).fetchone()[0]
-    conn.close()
-    store = open_store(str(path))
-    try:
-        [row] = store.daemons()
-        assert (row.id, row.pid, row.pid_started_us) == (daemon_id, 100, NOW)
-        assert (row.pid_start_ticks, row.boot_id) == (None, None)  # judged by the old rule
-    finally:
-        store.close()
-
-
-def test_reopening_is_a_no_op(tmp_path: Path) -> None:
-    path = tmp_path / "q.db"
-    store = open_store(str(path))
-    store.enqueue(NewTask(title="t", kind="k"), NOW)
-    store.close()
-    digest, before = sha256(path), schema(path)
-    for _ in range(2):
-        open_store(str(path)).close()
-    assert sha256(path) == digest
-    assert schema(path) == before
-    assert pragmas(path) == (len(MIGRATIONS), APPLICATION_ID, "wal")
-
-
-def _foreign(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.executescript(
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"
-        "INSERT INTO notes (body) VALUES ('keep me');"
-    )
-    conn.close()
-
-
-def _random_bytes(path: Path) -> None:
-    path.write_bytes(random.Random(7).randbytes(16384))
-
-
-def _newer(path: Path) -> None:
-    open_store(str(path)).close()
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-    conn.close()
-
-
-@pytest.mark.parametrize(
-    "make", [_foreign, _random_bytes, _newer], ids=["foreign", "random", "newer"]
-)
-def test_a_file_that_is_not_ours_is_refused_untouched(
-    tmp_path: Path, make: Callable[[Path], None]
-) -> None:
-    path = tmp_path / "q.db"
-    make(path)
-    digest = sha256(path)
-    for _ in range(2):
-        with pytest.raises(StoreRefused) as caught:
-            open_store(str(path))
-        assert caught.value.exit_code == 65  # EX_DATAERR: distinct from other failures
-        assert str(path) in str(caught.value)
-        assert "Traceback" not in str(caught.value)
-    assert sha256(path) == digest

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from ygg.errors import InvalidInput, StoreError, TaskNotFound
-from ygg.store import NewTask, Outcome, SQLiteStore, open_store
+from ygg.store import NewTask, Outcome, Store, open_store
 from ygg.store.model import US
 from ygg.store.writer import StoreThread
 
@@ -55,7 +55,7 @@ def test_concurrent_enqueues_get_distinct_ids(tmp_path: Path) -> None:
         thread = await started(db)
         try:
             return await asyncio.gather(
-                *(thread.call(SQLiteStore.enqueue, task(f"t{i}"), NOW) for i in range(500))
+                *(thread.call(Store.enqueue, task(f"t{i}"), NOW) for i in range(500))
             )
         finally:
             await thread.stop()
@@ -72,11 +72,11 @@ def test_concurrent_claims_share_the_slots(tmp_path: Path) -> None:
         thread = await started(db)
         try:
             for i in range(50):
-                await thread.call(SQLiteStore.enqueue, task(f"t{i}"), NOW)
+                await thread.call(Store.enqueue, task(f"t{i}"), NOW)
             batches = await asyncio.gather(
                 *(
                     thread.call(
-                        SQLiteStore.claim, "p", ["k"], 3, slots=20, owner=1, lease_us=US, now_us=NOW
+                        Store.claim, "p", ["k"], 3, slots=20, owner=1, lease_us=US, now_us=NOW
                     )
                     for _ in range(30)
                 )
@@ -94,35 +94,35 @@ def test_a_failing_operation_fails_only_its_own_caller(tmp_path: Path) -> None:
     db = str(tmp_path / "q.db")
     busy, release = threading.Event(), threading.Event()
 
-    def hold(store: SQLiteStore) -> None:
+    def hold(store: Store) -> None:
         """Keeps the store thread busy until every call below is queued behind it."""
         busy.set()
         release.wait(5)
 
-    def broken(store: SQLiteStore) -> None:
+    def broken(store: Store) -> None:
         store.enqueue(task("written, then rolled back"), NOW)
         raise ValueError("a bug in an operation")
 
     async def main() -> tuple[int, int, list[Any]]:
         thread = await started(db)
         try:
-            first = await thread.call(SQLiteStore.enqueue, task("first"), NOW)
-            finished = await thread.call(SQLiteStore.enqueue, task("finished"), NOW)
+            first = await thread.call(Store.enqueue, task("first"), NOW)
+            finished = await thread.call(Store.enqueue, task("finished"), NOW)
             (claim,) = await thread.call(
-                SQLiteStore.claim, "p", ["k"], 1, slots=1, owner=1, lease_us=US, now_us=NOW
+                Store.claim, "p", ["k"], 1, slots=1, owner=1, lease_us=US, now_us=NOW
             )
             assert claim.task_id == first
-            await thread.call(SQLiteStore.complete, first, claim.token, Outcome(), NOW)
+            await thread.call(Store.complete, first, claim.token, Outcome(), NOW)
 
             gate = asyncio.ensure_future(thread.call(hold))
             assert await asyncio.to_thread(busy.wait, 5)
             calls: list[Awaitable[Any]] = [
-                *(thread.call(SQLiteStore.enqueue, task(f"good{i}"), NOW) for i in range(4)),
-                thread.call(SQLiteStore.enqueue, task("orphan", 999_999), NOW),
-                thread.call(SQLiteStore.enqueue, task("after first", first), NOW),
-                thread.call(SQLiteStore.cancel, first, NOW),  # already done
+                *(thread.call(Store.enqueue, task(f"good{i}"), NOW) for i in range(4)),
+                thread.call(Store.enqueue, task("orphan", 999_999), NOW),
+                thread.call(Store.enqueue, task("after first", first), NOW),
+                thread.call(Store.cancel, first, NOW),  # already done
                 thread.call(broken),
-                *(thread.call(SQLiteStore.enqueue, task(f"good{i}"), NOW) for i in range(4, 8)),
+                *(thread.call(Store.enqueue, task(f"good{i}"), NOW) for i in range(4, 8)),
             ]
             pending = [asyncio.ensure_future(c) for c in calls]
             await asyncio.sleep(0)  # every call has queued its operation
@@ -192,7 +192,7 @@ def test_a_lock_held_by_another_connection_delays_but_does_not_fail(tmp_path: Pa
             holder.start()
             assert await asyncio.to_thread(locked.wait, 5)
             asked = time.monotonic()
-            task_id = await thread.call(SQLiteStore.enqueue, task("patient"), NOW)
+            task_id = await thread.call(Store.enqueue, task("patient"), NOW)
             answered = time.monotonic()
             return task_id, asked, answered, ticks
         finally:
@@ -213,8 +213,7 @@ def test_calls_queued_before_stop_are_answered(tmp_path: Path) -> None:
     async def main() -> list[int]:
         thread = await started(db)
         pending = [
-            asyncio.ensure_future(thread.call(SQLiteStore.enqueue, task(f"t{i}"), NOW))
-            for i in range(50)
+            asyncio.ensure_future(thread.call(Store.enqueue, task(f"t{i}"), NOW)) for i in range(50)
         ]
         await asyncio.sleep(0)
         await thread.stop()

@@ -28,9 +28,9 @@ from ygg.backends.base import MAX_RESPONSE_BYTES
 from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import Config, PoolConfig
 from ygg.dispatch.dispatcher import Dispatcher
+from ygg.dispatch.legacy import LegacyDispatcher
 from ygg.errors import ConfigError
-from ygg.legacy import LegacyDispatcher
-from ygg.store import SQLiteStore, Task, open_store
+from ygg.store import Store, Task, open_store
 from ygg.store.model import Outcome
 
 Mode = Literal["async", "blocking"]
@@ -181,7 +181,7 @@ kinds = ["general"]
     )
 
 
-def submit(store: SQLiteStore, config: Config, title: str, **fields: Any) -> Task:
+def submit(store: Store, config: Config, title: str, **fields: Any) -> Task:
     return api.submit(store, api.new_task(config, title=title, kind="general", **fields))
 
 

@@ -15,9 +15,8 @@ from ygg.api import MAX_PROMPT_BYTES, MAX_TITLE_CHARS
 from ygg.beads.importer import ImportReport, import_beads
 from ygg.config import Config
 from ygg.errors import InvalidInput
-from ygg.store import NewTask, SQLiteStore, Task, open_store
-from ygg.store.model import now_us
-from ygg.store.sqlite_import import Upsert, upsert_external
+from ygg.store import NewTask, Store, Task, open_store
+from ygg.store.model import Upsert, now_us
 
 OWN_FILES = sorted(OWN_BEADS.glob("*.jsonl"))
 SHARED = shared_beads()
@@ -78,17 +77,17 @@ def config(make_config: MakeConfig) -> Config:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+def store(tmp_path: Path) -> Iterator[Store]:
     opened = open_store(str(tmp_path / "queue.db"))
     yield opened
     opened.close()
 
 
-def by_external_id(store: SQLiteStore) -> dict[str, Task]:
+def by_external_id(store: Store) -> dict[str, Task]:
     return {t.external_id or "": t for t in store.list_tasks(limit=1_000_000)}
 
 
-def check_against_bd_ready(store: SQLiteStore, path: Path, report: ImportReport) -> None:
+def check_against_bd_ready(store: Store, path: Path, report: ImportReport) -> None:
     tasks = by_external_id(store)
     queued = {key for key, task in tasks.items() if task.status == "queued"}
     assert queued == bd_ready(path)
@@ -105,7 +104,7 @@ def check_against_bd_ready(store: SQLiteStore, path: Path, report: ImportReport)
 
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.name for p in FIXTURE_FILES])
 def test_each_fixture_queues_exactly_what_bd_ready_lists(
-    path: Path, config: Config, store: SQLiteStore
+    path: Path, config: Config, store: Store
 ) -> None:
     first = import_beads(config, store, path)
     check_against_bd_ready(store, path, first)
@@ -125,7 +124,7 @@ def test_each_fixture_queues_exactly_what_bd_ready_lists(
     check_against_bd_ready(store, path, again)
 
 
-def import_counts(config: Config, store: SQLiteStore, paths: list[Path]) -> dict[str, Any]:
+def import_counts(config: Config, store: Store, paths: list[Path]) -> dict[str, Any]:
     counts = {}
     for path in paths:
         report = import_beads(config, store, path)
@@ -134,7 +133,7 @@ def import_counts(config: Config, store: SQLiteStore, paths: list[Path]) -> dict
     return counts
 
 
-def test_the_known_counts_of_our_own_exports(config: Config, store: SQLiteStore) -> None:
+def test_the_known_counts_of_our_own_exports(config: Config, store: Store) -> None:
     assert import_counts(config, store, OWN_FILES) == {
         "current-schema.jsonl": (12, 8, 4, 17),
         "current-schema.jsonl skipped": {
@@ -164,9 +163,7 @@ def test_the_known_counts_of_our_own_exports(config: Config, store: SQLiteStore)
     }
 
 
-def test_a_damaged_export_is_imported_with_a_warning_per_line(
-    config: Config, store: SQLiteStore
-) -> None:
+def test_a_damaged_export_is_imported_with_a_warning_per_line(config: Config, store: Store) -> None:
     report = import_beads(config, store, OWN_BEADS / "damaged.jsonl")
     assert [w.text() for w in report.warnings] == [
         "line 3: not valid JSON (Expecting value); line skipped",
@@ -188,12 +185,12 @@ def test_a_damaged_export_is_imported_with_a_warning_per_line(
     assert tasks_ready_now(store) >= {"dmg-9"}  # a zone written +0100, long past
 
 
-def tasks_ready_now(store: SQLiteStore) -> set[str]:
+def tasks_ready_now(store: Store) -> set[str]:
     return {t.external_id or "" for t in store.list_tasks() if t.status == "queued"}
 
 
 @needs_shared
-def test_the_known_counts_of_the_real_exports(config: Config, store: SQLiteStore) -> None:
+def test_the_known_counts_of_the_real_exports(config: Config, store: Store) -> None:
     assert import_counts(config, store, SHARED_FILES) == {
         "fastapi-todo-api-beads.jsonl": (0, 0, 0, 64),
         "fastapi-todo-api-beads.jsonl skipped": {"closed": 64},
@@ -248,7 +245,7 @@ def write_export(path: Path, records: list[dict[str, Any]], *, bad_line_at: int 
 
 
 def test_the_variants_the_fixture_readme_lists(
-    tmp_path: Path, config: Config, store: SQLiteStore
+    tmp_path: Path, config: Config, store: Store
 ) -> None:
     path = write_export(tmp_path / "issues.jsonl", VARIANTS, bad_line_at=5)
     report = import_beads(config, store, path)
@@ -284,7 +281,7 @@ def test_the_variants_the_fixture_readme_lists(
 
 
 def test_reimport_updates_only_tasks_that_have_not_started(
-    tmp_path: Path, config: Config, store: SQLiteStore
+    tmp_path: Path, config: Config, store: Store
 ) -> None:
     records = [record("a"), record("b", ("a", "blocks")), record("c"), record("d", ("c", "blocks"))]
     path = write_export(tmp_path / "issues.jsonl", records)
@@ -317,7 +314,7 @@ def test_reimport_updates_only_tasks_that_have_not_started(
 
 
 def test_a_task_too_large_for_submit_is_skipped_with_its_line(
-    tmp_path: Path, config: Config, store: SQLiteStore
+    tmp_path: Path, config: Config, store: Store
 ) -> None:
     records = [
         record("ok"),
@@ -333,21 +330,21 @@ def test_a_task_too_large_for_submit_is_skipped_with_its_line(
     assert "line 4 (after-huge): blocked by huge, which is not imported (invalid)" in texts
 
 
-def test_the_store_write_is_all_or_nothing(store: SQLiteStore) -> None:
+def test_the_store_write_is_all_or_nothing(store: Store) -> None:
     items = [
         Upsert(NewTask("first", "general", external_id="x-1")),
         Upsert(NewTask("second", "general", external_id="x-2"), after=("x-1",)),
         Upsert(NewTask("third", "general", external_id="x-3"), after=("nowhere",)),
     ]
     with pytest.raises(InvalidInput, match="nowhere"):
-        upsert_external(store, items, now_us())
+        store.upsert_external(items, now_us())
     assert store.counts() == {}
-    result = upsert_external(store, items[:2], now_us())
+    result = store.upsert_external(items[:2], now_us())
     assert result.status == {"x-1": "queued", "x-2": "waiting"}
 
 
 def test_a_default_kind_no_pool_serves_is_refused_before_writing(
-    tmp_path: Path, config: Config, store: SQLiteStore
+    tmp_path: Path, config: Config, store: Store
 ) -> None:
     path = write_export(tmp_path / "issues.jsonl", [record("a")])
     with pytest.raises(InvalidInput, match="No pool serves kind 'nope'"):
@@ -358,7 +355,7 @@ def test_a_default_kind_no_pool_serves_is_refused_before_writing(
 
 
 def test_progress_is_reported_for_reading_and_writing(
-    tmp_path: Path, config: Config, store: SQLiteStore
+    tmp_path: Path, config: Config, store: Store
 ) -> None:
     path = write_export(tmp_path / "issues.jsonl", [record("a"), record("b")])
     seen: list[tuple[str, int, int]] = []

@@ -13,7 +13,7 @@ from tests.support.hosts import FakeHost, Step
 from ygg import api
 from ygg.config import Config
 from ygg.dispatch.dispatcher import Dispatcher
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 from ygg.store.model import BreakerState
 
 LIMIT_S = 15.0
@@ -37,7 +37,7 @@ kinds = ["general"]
 """
 
 
-def submit_many(store: SQLiteStore, config: Config, n: int, **fields: object) -> list[int]:
+def submit_many(store: Store, config: Config, n: int, **fields: object) -> list[int]:
     return [
         api.submit(store, api.new_task(config, title=f"t{i}", kind="general", **fields)).id  # type: ignore[arg-type]
         for i in range(n)

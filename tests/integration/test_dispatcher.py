@@ -13,7 +13,7 @@ from tests.conftest import MakeConfig
 from ygg import api
 from ygg.config import Config
 from ygg.dispatch.dispatcher import Dispatcher
-from ygg.store import SQLiteStore, Task, open_store
+from ygg.store import Store, Task, open_store
 
 SIM_ONE_SLOT = """
 [pools.solo]
@@ -24,7 +24,7 @@ kinds = ["general", "code"]
 """
 
 
-def submit(store: SQLiteStore, config: Config, title: str, **fields: object) -> Task:
+def submit(store: Store, config: Config, title: str, **fields: object) -> Task:
     return api.submit(store, api.new_task(config, title=title, **fields))  # type: ignore[arg-type]
 
 
@@ -152,7 +152,7 @@ kinds = ["general"]
         params={"lang": "py"},
     )
     if legacy:
-        from ygg.legacy import LegacyDispatcher
+        from ygg.dispatch.legacy import LegacyDispatcher
 
         LegacyDispatcher(config, until_idle=True).run()
     else:

@@ -4,7 +4,6 @@ new attempts; the old one closes once its last request is done, not before."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import uvloop
 
@@ -24,7 +23,7 @@ def test_new_limit_new_client_old_one_closed_after_its_requests(make_config: Mak
             old = backend._client.http
             first = asyncio.create_task(backend.run(job("first")))
             assert await asyncio.to_thread(host.wait_for, lambda h: h.in_flight == 1, 5.0)
-            backend.reconfigure(dataclasses.replace(pool, slots=4))
+            backend.reconfigure(pool._replace(slots=4))
             assert backend._client.http is not old and not old.is_closed
             outcomes = await asyncio.gather(*(backend.run(job(f"n{i}")) for i in range(4)))
             assert [o.result for o in outcomes] == [f"echo: n{i}" for i in range(4)]
@@ -33,7 +32,7 @@ def test_new_limit_new_client_old_one_closed_after_its_requests(make_config: Mak
                 while not old.is_closed:
                     await asyncio.sleep(0.01)
             assert not backend._client.http.is_closed
-            backend.reconfigure(dataclasses.replace(pool, slots=4, model="same-limit"))
+            backend.reconfigure(pool._replace(slots=4, model="same-limit"))
             assert backend.pool.model == "same-limit" and not backend._client.http.is_closed
             await backend.aclose()
             assert backend._client.http.is_closed

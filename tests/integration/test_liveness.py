@@ -20,7 +20,7 @@ import pytest
 
 from ygg.dispatch.leases import judge_daemons, take_back
 from ygg.dispatch.liveness import boot_id, own_start, parse_start_ticks, start_ticks
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 from ygg.store.model import US, NewTask, now_us
 
 pytestmark = [
@@ -82,14 +82,14 @@ def queue(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(queue: str) -> Iterator[SQLiteStore]:
+def store(queue: str) -> Iterator[Store]:
     opened = open_store(queue)
     yield opened
     opened.close()
 
 
 def register(
-    store: SQLiteStore, pid: int, *, shift_us: int = 0, tick_shift: int = 0, boot: str | None = ""
+    store: Store, pid: int, *, shift_us: int = 0, tick_shift: int = 0, boot: str | None = ""
 ) -> int:
     """Registers process `pid` as a daemon, its start recorded as a clock step (shift_us) or
     a reused pid (tick_shift) would leave it; boot=None writes a row of an older ygg."""
@@ -107,7 +107,7 @@ def register(
     )
 
 
-def hold_with_expired_lease(store: SQLiteStore, owner: int) -> int:
+def hold_with_expired_lease(store: Store, owner: int) -> int:
     """A task `owner` runs whose lease has run out (its lease keeper may be slow)."""
     task_id = store.enqueue(NewTask(title="held", kind="k"), now_us())
     claimed = store.claim(
@@ -117,7 +117,7 @@ def hold_with_expired_lease(store: SQLiteStore, owner: int) -> int:
     return task_id
 
 
-def reaper_round(store: SQLiteStore, queue: str) -> tuple[set[int], list[int]]:
+def reaper_round(store: Store, queue: str) -> tuple[set[int], list[int]]:
     """One round of the reaper, run by this test process registered as a daemon."""
     me = register(store, os.getpid())
     alive, dead = judge_daemons(store.daemons(), me, queue)
@@ -126,7 +126,7 @@ def reaper_round(store: SQLiteStore, queue: str) -> tuple[set[int], list[int]]:
 
 
 def scenario(
-    store: SQLiteStore, queue: str, processes: Processes, **start: Any
+    store: Store, queue: str, processes: Processes, **start: Any
 ) -> tuple[int, int, subprocess.Popen[str], set[int], list[int]]:
     """A daemon (registered with `start`), its command, a task it holds, one reaper round."""
     daemon = processes.start()
@@ -138,7 +138,7 @@ def scenario(
 
 
 def test_a_clock_step_leaves_a_live_daemon_alive(
-    store: SQLiteStore, queue: str, processes: Processes
+    store: Store, queue: str, processes: Processes
 ) -> None:
     owner, task_id, command, alive, dead = scenario(store, queue, processes, shift_us=STEP_US)
     assert owner in alive and dead == []
@@ -154,7 +154,7 @@ def test_a_clock_step_leaves_a_live_daemon_alive(
     ids=["pid-reused", "pid-reused-other-boot", "other-boot"],
 )
 def test_a_reused_pid_is_dead(
-    store: SQLiteStore, queue: str, processes: Processes, start: dict[str, int | str]
+    store: Store, queue: str, processes: Processes, start: dict[str, int | str]
 ) -> None:
     """The pid runs, but not the process that registered (or not since this boot)."""
     owner, task_id, command, alive, dead = scenario(store, queue, processes, **start)
@@ -168,7 +168,7 @@ def test_a_reused_pid_is_dead(
     ("shift_us", "judged_alive"), [(0, True), (STEP_US, False)], ids=["same-start", "stepped"]
 )
 def test_rows_without_ticks_keep_the_wall_clock_rule(
-    store: SQLiteStore, queue: str, processes: Processes, shift_us: int, judged_alive: bool
+    store: Store, queue: str, processes: Processes, shift_us: int, judged_alive: bool
 ) -> None:
     owner, task_id, _, alive, dead = scenario(store, queue, processes, shift_us=shift_us, boot=None)
     assert (owner in alive, dead) == (judged_alive, [] if judged_alive else [owner])

@@ -18,9 +18,9 @@ from structlog.testing import capture_logs
 
 from tests.support.daemons import wait_until
 from tests.support.nudges import GARBAGE, nobody, send
-from ygg.dispatch import nudge
-from ygg.dispatch.nudge import Nudge
+from ygg import nudge
 from ygg.dispatch.nudge_listen import BlockingListener, Listener
+from ygg.nudge import Nudge
 
 WAIT_S = 10.0
 

@@ -16,8 +16,9 @@ from tests.conftest import MakeConfig
 from tests.integration.test_backends import DISPATCHERS, run_until_idle, submit
 from tests.support.hosts import FakeHost, Step
 from ygg.config import Config
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 from ygg.store.model import Outcome
+from ygg.store.sqlite import SQLiteStore
 
 
 @pytest.fixture
@@ -80,11 +81,11 @@ class RefusingStore(SQLiteStore):
 
 @pytest.fixture
 def refusing(monkeypatch: pytest.MonkeyPatch) -> type[RefusingStore]:
-    def opener(url: str, **options: Any) -> SQLiteStore:
+    def opener(url: str, **options: Any) -> Store:
         return RefusingStore(url, **options)
 
     monkeypatch.setattr("ygg.dispatch.dispatcher.open_store", opener)
-    monkeypatch.setattr("ygg.legacy.open_store", opener)
+    monkeypatch.setattr("ygg.dispatch.legacy.open_store", opener)
     monkeypatch.setattr(RefusingStore, "refusals", {})
     return RefusingStore
 

@@ -16,7 +16,7 @@ from tests.conftest import MakeConfig
 from tests.integration.test_backends import submit
 from ygg.dispatch import leases
 from ygg.dispatch.dispatcher import Dispatcher
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 from ygg.store.writer import StoreThread
 
 
@@ -45,8 +45,8 @@ def test_reads_go_past_a_held_write_lock(tmp_path: Path) -> None:
         await thread.start()
         try:
             async with asyncio.timeout(10):
-                load = await thread.read(SQLiteStore.pool_load, {"p": ["k"]})
-                counts = await thread.read(SQLiteStore.counts)
+                load = await thread.read(Store.pool_load, {"p": ["k"]})
+                counts = await thread.read(Store.counts)
             return load, counts
         finally:
             holder.execute("ROLLBACK")

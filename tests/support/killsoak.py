@@ -32,7 +32,7 @@ from tests.support.runlog import (
 )
 from ygg import api
 from ygg.config import load
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 
 UNFINISHED = ("waiting", "queued", "running")
 
@@ -108,7 +108,7 @@ def write_plan_config(directory: Path, plan: Plan) -> Path:
 
 
 def submit_wave(
-    store: SQLiteStore, config_path: Path, plan: Plan, first: int, count: int, rng: random.Random
+    store: Store, config_path: Path, plan: Plan, first: int, count: int, rng: random.Random
 ) -> list[int]:
     config = load(str(config_path))
     kinds = [f"k-{name}" for name in plan.pools]
@@ -169,13 +169,13 @@ def started_by(log: Path, daemon_pid: int) -> Callable[[], bool]:
     return lambda: any(r.daemon_pid == daemon_pid for r in read_run_log(log))
 
 
-def recovered_or_drained(store: SQLiteStore, log: Path, daemon_pid: int) -> Callable[[], bool]:
+def recovered_or_drained(store: Store, log: Path, daemon_pid: int) -> Callable[[], bool]:
     started = started_by(log, daemon_pid)
     return lambda: started() or not store.counts().get("queued")
 
 
 def judge(
-    store: SQLiteStore,
+    store: Store,
     ids: list[int],
     runs: list[Run],
     alive: set[int],

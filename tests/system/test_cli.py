@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from ygg import __version__
-from ygg.examples import example_config
+from ygg.config.examples import example_config
 
 REPO = Path(__file__).resolve().parents[2]
 ISO_US = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

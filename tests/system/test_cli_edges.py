@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.daemons import DaemonSet, run_ygg, wait_until, write_config
 from tests.support.faultfs import SmallDisk
-from tests.system.test_cli import Run, assert_error, make_runner, ok
+from tests.system.test_cli import Run, as_json, assert_error, make_runner, ok
 from ygg.cli import build_parser
 
 SIM = '\n[pools.sim]\nbackend = "sim"\nseconds = 0\nslots = 1\nkinds = ["general"]\n'
@@ -29,7 +29,13 @@ def test_db_in_a_missing_directory_is_refused_and_nothing_is_created(
     tmp_path: Path, run: Run
 ) -> None:
     ok(run("init", "--demo"))
-    for args in (("submit", "x"), ("list",), ("status", "--no-probe"), ("loop", "--until-idle")):
+    for args in (
+        ("submit", "x"),
+        ("list",),
+        ("status", "--no-probe"),
+        ("loop", "--until-idle"),
+        ("migrate",),
+    ):
         assert_error(run("--db", "typo/queue.db", *args), 2, "typo", "does not exist")
     assert not (tmp_path / "typo").exists()
 
@@ -122,3 +128,12 @@ def test_the_status_server_is_announced_once(tmp_path: Path) -> None:
         assert daemons.stop(daemon) == 0
         events = [json.loads(line)["event"] for line in daemons.log_of(daemon).splitlines()]
     assert events.count("status_server_started") == 1
+
+
+def test_migrate_creates_the_schema_and_says_its_version(tmp_path: Path, run: Run) -> None:
+    from ygg.store.sqlite.schema import MIGRATIONS
+
+    ok(run("init", "--demo"))
+    first = as_json(run("migrate", "--json"))
+    assert first == {"queue": str(tmp_path / "ygg.db"), "schema_version": len(MIGRATIONS)}
+    assert ok(run("migrate")) == f"{tmp_path / 'ygg.db'}: schema version {len(MIGRATIONS)}\n"

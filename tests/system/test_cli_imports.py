@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import subprocess_env
 
 HEAVY = ("asyncio", "httpx", "prometheus_client", "uvloop", "rich", "structlog", "dataclasses")
-HEAVY_OWN = ("ygg.bench", "ygg.dispatch.dispatcher", "ygg.backends", "ygg.legacy", "ygg.daemon")
+HEAVY_OWN = ("ygg.bench", "ygg.dispatch", "ygg.backends", "ygg.daemon")
 PROBE = """
 import json, sys
 from ygg.cli import run

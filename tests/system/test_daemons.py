@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -21,7 +22,7 @@ from tests.support.cmdlog import cmd_argv, max_overlap, read_cmd_log, runs_by_ta
 from tests.support.hosts import FakeHost
 from ygg import api
 from ygg.config import Config, load
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
@@ -51,9 +52,11 @@ def batch_pool(log: Path, *, slots: int) -> str:
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Starts `ygg loop` processes; kills any still running at the end of the test."""
     started: list[subprocess.Popen[bytes]] = []
+    logs: list[IO[bytes]] = []
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"daemon-{len(started)}.log").open("wb")
+        logs.append(log)
         process = subprocess.Popen(
             [sys.executable, "-m", "ygg", "--config", str(tmp_path / "ygg.toml"), "loop", *args],
             env=subprocess_env(),
@@ -68,6 +71,8 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         if process.poll() is None:
             process.kill()
         process.wait(10)
+    for log in logs:
+        log.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
@@ -79,7 +84,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return predicate()
 
 
-def submit(store: SQLiteStore, config: Config, title: str, **fields: object) -> int:
+def submit(store: Store, config: Config, title: str, **fields: object) -> int:
     return api.submit(store, api.new_task(config, title=title, **fields)).id  # type: ignore[arg-type]
 
 

@@ -28,7 +28,7 @@ from tests.support.runlog import (
 )
 from ygg import api
 from ygg.config import load
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def daemons(tmp_path: Path) -> Iterator[DaemonSet]:
         yield started
 
 
-def batch_config(directory: Path, *, slots: int, daemon: str = "") -> tuple[Path, SQLiteStore]:
+def batch_config(directory: Path, *, slots: int, daemon: str = "") -> tuple[Path, Store]:
     pools = command_pool(
         "batch", run_host_argv(directory / "runs.log"), slots=slots, kinds=["batch"]
     )
@@ -45,7 +45,7 @@ def batch_config(directory: Path, *, slots: int, daemon: str = "") -> tuple[Path
     return path, open_store(str(directory / "queue.db"))
 
 
-def submit(store: SQLiteStore, path: Path, title: str, seconds: float) -> int:
+def submit(store: Store, path: Path, title: str, seconds: float) -> int:
     task = api.new_task(
         load(str(path)), title=title, kind="batch", params={"seconds": str(seconds)}
     )

@@ -26,7 +26,7 @@ from tests.support.faultfs import (
 )
 from ygg import api
 from ygg.config import load
-from ygg.store import NewTask, SQLiteStore, open_store
+from ygg.store import NewTask, Store, open_store
 
 EXIT_DATAERR = 65
 MODES = pytest.mark.parametrize("mode", ["--async", "--legacy"])
@@ -39,7 +39,7 @@ def daemons(tmp_path: Path) -> Iterator[DaemonSet]:
         yield started
 
 
-def submit_many(store: SQLiteStore, config_path: Path, n: int, seconds: float) -> list[int]:
+def submit_many(store: Store, config_path: Path, n: int, seconds: float) -> list[int]:
     config = load(str(config_path))
     return [
         api.submit(
@@ -164,7 +164,9 @@ def test_full_disk(tmp_path: Path, small_disk: SmallDisk, mode: str) -> None:
         message = assert_one_line_error(refused, 1)
         assert "full" in message.lower(), message
         assert sum(n for n, _ in counts().values()) == before, "a refused submit left a row"
-        time.sleep(2.0)  # the running tasks end while nothing can be written
+        # The running tasks end while nothing can be written, and stay unwritten past their
+        # lease (2 s): the lease keeper must keep renewing them, not take them back.
+        time.sleep(4.0)
         log = daemons.log_of(daemon)
         assert daemon.poll() is None, f"the daemon exited on a full disk:\n{log[-2000:]}"
         filler.unlink()
@@ -205,6 +207,7 @@ UNUSABLE: dict[str, tuple[Callable[[Path], None], bool]] = {
 }
 COMMANDS = {
     "list": ("list",),
+    "migrate": ("migrate",),
     "loop": ("loop", "--until-idle"),
     "submit": ("submit", "t", "--kind", "general"),
 }

@@ -18,10 +18,9 @@ import pytest
 from tests.support.cmdlog import cmd_argv, read_cmd_log
 from tests.support.daemons import DaemonSet, command_pool, run_ygg, wait_until, write_config
 from tests.support.nudges import GARBAGE, nobody, send
-from ygg import api
+from ygg import api, nudge
 from ygg.config import load
-from ygg.dispatch import nudge
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 
 MODES = pytest.mark.parametrize("mode", ["--async", "--legacy"])
 # Nothing but a nudge acts within a test: the lease keeper runs every 40 s, the poll every 60.
@@ -48,14 +47,14 @@ def logged_at(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
-def setup(tmp_path: Path, *pools: str) -> tuple[Path, SQLiteStore, Path]:
+def setup(tmp_path: Path, *pools: str) -> tuple[Path, Store, Path]:
     log = tmp_path / "cmd.log"
     body = "".join(command_pool(p, cmd_argv(log), slots=1, kinds=[p]) for p in pools)
     config = write_config(tmp_path, body, daemon=SLOW)
     return config, open_store(str(tmp_path / "queue.db")), log
 
 
-def submit(config: Path, store: SQLiteStore, kind: str, seconds: float) -> int:
+def submit(config: Path, store: Store, kind: str, seconds: float) -> int:
     task = api.new_task(load(str(config)), title=kind, kind=kind, params={"seconds": str(seconds)})
     return api.submit(store, task).id
 
@@ -78,7 +77,7 @@ def cancel_datagram(task_id: int) -> bytes:
     return b"cancel %d" % task_id  # what `ygg cancel` sends, and anyone could
 
 
-def nudge_address(store: SQLiteStore) -> str:
+def nudge_address(store: Store) -> str:
     assert wait_until(lambda: len(store.daemons()) == 1, WAIT_S)
     return store.daemons()[0].nudge
 

@@ -87,6 +87,12 @@ def test_status_server_metrics_health_and_status(tmp_path: Path) -> None:
         for histogram in ("ygg_queue_wait_seconds", "ygg_attempt_duration_seconds"):
             counts = [s for s in families[histogram].samples if s.name == histogram + "_count"]
             assert sum(s.value for s in counts) == 5, histogram
+        # The alert rules' watchdog signal (deploy/prometheus/ygg-alerts.yml): every periodic
+        # loop's age, well inside the window of a healthy daemon.
+        window_s = families["ygg_progress_window_seconds"].samples[0].value
+        ages = {s.labels["loop"]: s.value for s in families["ygg_progress_age_seconds"].samples}
+        assert set(ages) == {"reaper", "lease_keeper"}
+        assert all(0 <= age < window_s for age in ages.values()), (ages, window_s)
         assert daemons.stop(daemon) == 0
 
 

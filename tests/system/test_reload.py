@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.daemons import DaemonSet, command_pool, run_ygg, wait_until, write_config
 from tests.support.runlog import max_overlap_by_pool, read_run_log, run_host_argv
-from ygg.store import SQLiteStore, open_store
+from ygg.store import Store, open_store
 
 MODES = pytest.mark.parametrize("mode", ["--async", "--legacy"])
 
@@ -23,7 +23,7 @@ def sim_pool(name: str, *, slots: int, kinds: str, seconds: float) -> str:
     )
 
 
-def running(store: SQLiteStore) -> int:
+def running(store: Store) -> int:
     return store.counts().get("running", 0)
 
 

@@ -8,8 +8,8 @@ from typing import NamedTuple
 import pytest
 
 from ygg.config import Config, load
+from ygg.config.examples import example_config
 from ygg.errors import EXIT_CONFIG, ConfigError
-from ygg.examples import example_config
 
 REPO = Path(__file__).resolve().parents[2]
 

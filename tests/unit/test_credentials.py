@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ygg.credentials import read_secret
+from ygg.config.credentials import read_secret
 from ygg.errors import ConfigError
 
 

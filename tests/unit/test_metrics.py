@@ -6,6 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from ygg.ops.metrics import Metrics
+from ygg.ops.progress import Progress
 from ygg.ops.snapshot import PoolInfo, Snapshot, build_snapshot, daemon_info
 
 
@@ -120,3 +121,26 @@ def test_a_rendered_snapshot_is_not_kept_for_the_next_scrape() -> None:
     metrics = Metrics()
     metrics.render(snapshot())
     assert "ygg_tasks" not in {s.name for s in samples(metrics, None)}
+
+
+def test_progress_ages_and_window_are_served_even_without_a_snapshot() -> None:
+    now = [100.0]
+    progress = Progress(max_age_s=30.0, clock=lambda: now[0])
+    progress.expect("reaper")
+    progress.expect("lease_keeper")
+    now[0] = 104.0
+    progress.beat("reaper")
+    now[0] = 112.5
+    metrics = Metrics(progress)
+    for snap in (snapshot(), None):  # None: the store could not be read for this scrape
+        found = samples(metrics, snap)
+        assert value(found, "ygg_progress_age_seconds", loop="reaper") == 8.5
+        assert value(found, "ygg_progress_age_seconds", loop="lease_keeper") == 12.5
+        assert value(found, "ygg_progress_window_seconds") == 30.0
+    progress.beat("lease_keeper")
+    assert value(samples(metrics), "ygg_progress_age_seconds", loop="lease_keeper") == 0.0
+
+
+def test_without_progress_no_progress_gauges() -> None:
+    names = {s.name for s in samples(Metrics(), snapshot())}
+    assert not names & {"ygg_progress_age_seconds", "ygg_progress_window_seconds"}

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ygg.dispatch import nudge
-from ygg.dispatch.nudge import BadNudge, Nudge, parse
+from ygg import nudge
 from ygg.dispatch.nudge_listen import (
     BURST,
     Credentials,
@@ -22,6 +21,7 @@ from ygg.dispatch.nudge_listen import (
     TokenBucket,
     credentials,
 )
+from ygg.nudge import BadNudge, Nudge, parse
 
 
 class Clock:

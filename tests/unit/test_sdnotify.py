@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ygg.sdnotify import Notifier, WatchdogThread, watchdog_pinger
+from ygg.ops.sdnotify import Notifier, WatchdogThread, watchdog_pinger
 
 
 class FakeSystemd:
@@ -122,7 +122,9 @@ def test_from_env_unsets_nothing(
     monkeypatch.setenv("NOTIFY_SOCKET", address)
     monkeypatch.setenv("WATCHDOG_USEC", "4000000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    Notifier.from_env().ready()
+    notifier = Notifier.from_env()
+    notifier.ready()
+    notifier.close()
     assert os.environ["NOTIFY_SOCKET"] == address
     assert os.environ["WATCHDOG_USEC"] == "4000000"
     assert os.environ["WATCHDOG_PID"] == str(os.getpid())

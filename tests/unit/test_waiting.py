@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ygg.store.sqlite_heads import Head
-from ygg.waiting import why_waiting
+from ygg.ops.waiting import why_waiting
+from ygg.store.model import Head
 
 NOW = 1_000_000_000
 

@@ -18,7 +18,7 @@ from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
 from ygg.backends.decoding import ACCEPT_ENCODING, BodyReader
 from ygg.backends.protocols import Ollama, OpenAI, Request, check_status
 from ygg.config import PoolConfig
-from ygg.credentials import read_secret
+from ygg.config.credentials import read_secret
 from ygg.errors import ConfigError
 from ygg.store.model import Outcome
 

@@ -7,16 +7,19 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ygg import api
 from ygg.beads.parse import LineProblem, parse_lines
 from ygg.beads.plan import Draft, Plan, Skip, make_plan
 from ygg.config import Config
 from ygg.errors import InvalidInput
-from ygg.store import NewTask, SQLiteStore
-from ygg.store.model import now_us
-from ygg.store.sqlite_import import Upsert, UpsertResult, upsert_external
+from ygg.store import NewTask
+from ygg.store.model import Upsert, UpsertResult, now_us
+
+if TYPE_CHECKING:
+    from ygg.store.base import Store
+
 
 # phase ("read" in bytes, "write" in tasks), amount done, total
 Progress = Callable[[str, int, int], None]
@@ -61,7 +64,7 @@ class ImportReport:
 
 def import_beads(
     config: Config,
-    store: SQLiteStore,
+    store: Store,
     path: Path,
     *,
     default_kind: str = "general",
@@ -91,8 +94,7 @@ def import_beads(
     )
     items = [Upsert(planned.task, planned.after) for planned in plan.tasks]
     total = len(items)
-    written = upsert_external(
-        store,
+    written = store.upsert_external(
         items,
         now_us(),
         None if progress is None else (lambda done: progress("write", done, total)),

@@ -14,8 +14,8 @@ from pathlib import Path
 from ygg import api
 from ygg.bench.scenarios import Scenario
 from ygg.config import Config, load
+from ygg.config.examples import example_config
 from ygg.errors import YggError
-from ygg.examples import example_config
 from ygg.store import open_store
 from ygg.store.model import US, now_us
 
@@ -96,10 +96,7 @@ def submit_all(config: Config, scenario: Scenario, scale: float) -> None:
     ]
     store = open_store(config.daemon.db, synchronous="normal")
     try:
-        with store.write():
-            now = now_us()
-            for task in tasks:
-                store.enqueue(task, now)
+        store.enqueue_many(tasks, now_us())
     finally:
         store.close()
 
@@ -135,7 +132,7 @@ def _dispatch_async(config: Config, limit_s: float) -> bool:
 
 
 def _dispatch_legacy(config: Config, limit_s: float) -> bool:
-    from ygg.legacy import LegacyDispatcher
+    from ygg.dispatch.legacy import LegacyDispatcher
 
     legacy = LegacyDispatcher(config, until_idle=True)
     late = threading.Event()

@@ -17,7 +17,7 @@ from ygg.cli.context import Env
 from ygg.errors import YggError
 
 COMMAND_GROUPS = {
-    "ygg.cli.configure": ("init", "config"),
+    "ygg.cli.configure": ("init", "config", "migrate"),
     "ygg.cli.tasks": ("submit", "list", "show", "cancel", "retry"),
     "ygg.cli.watch": ("status", "top"),
     "ygg.cli.daemon": ("loop", "reload"),

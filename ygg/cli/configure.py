@@ -1,4 +1,4 @@
-"""Configuration commands: `ygg init`, `ygg config get`, `ygg config set`."""
+"""Configuration commands: `ygg init`, `ygg config get|set`, `ygg migrate`."""
 
 from __future__ import annotations
 
@@ -35,10 +35,26 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     put.add_argument("value", metavar="VALUE", help='A TOML value (4, true, ["a"]) or a string.')
     put.set_defaults(run=_set)
 
+    migrate = commands.add_parser(
+        "migrate", help="create or upgrade the queue's schema; print its version"
+    )
+    migrate.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+    migrate.set_defaults(run=_migrate)
+
+
+def _migrate(env: Env, args: Namespace) -> None:
+    store = env.store()  # opening a store creates or upgrades its schema
+    store.check()
+    version = store.schema_version()
+    if args.as_json:
+        emit_json({"queue": env.queue(), "schema_version": version})
+    else:
+        echo(f"{env.queue()}: schema version {version}")
+
 
 def _init(env: Env, args: Namespace) -> None:
+    from ygg.config.examples import example_config
     from ygg.errors import InvalidInput
-    from ygg.examples import example_config
 
     path: Path = args.path
     if path.exists() and not args.force:
@@ -61,7 +77,7 @@ def _get(env: Env, args: Namespace) -> None:
 def _set(env: Env, args: Namespace) -> None:
     """The main file and its comments stay untouched; an invalid value is refused first."""
     from ygg.config import validate
-    from ygg.config_files import layers_with, parse_value, set_value
+    from ygg.config.files import layers_with, parse_value, set_value
     from ygg.errors import ConfigError
 
     config = env.config()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ygg.config import Config
     from ygg.errors import ConfigError, QueueNotFound
-    from ygg.store import SQLiteStore
+    from ygg.store.base import Store
 
 
 class Env:
@@ -23,7 +23,7 @@ class Env:
         # depend on the directory a command happens to run in.
         self.db = os.path.abspath(db) if db is not None and "://" not in db else db
         self._config: Config | None = None
-        self._stores: list[SQLiteStore] = []
+        self._stores: list[Store] = []
 
     def config(self, *, required: bool = True) -> Config:
         from ygg.config import load
@@ -36,7 +36,7 @@ class Env:
         """The `daemon.db` this command works on: --db, else the configuration's."""
         return self.db or self.config(required=self.db is None).daemon.db
 
-    def store(self) -> SQLiteStore:
+    def store(self) -> Store:
         from ygg.errors import QueueNotFound
         from ygg.store import open_store
 

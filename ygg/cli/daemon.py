@@ -37,7 +37,7 @@ def read_config(env: Env) -> Config:
     """The configuration the daemon runs on (read again on every reload)."""
     from ygg.config import load
     from ygg.errors import ConfigError, QueueNotFound
-    from ygg.store.sqlite_db import db_path
+    from ygg.store.sqlite.db import db_path
 
     config = load(env.config_path, required=env.db is None)
     if env.db:
@@ -57,7 +57,7 @@ def _loop(env: Env, args: Namespace) -> None:
     config = read_config(env)
     configure(config.daemon.log_format, level=config.daemon.log_level)
     if args.legacy:
-        from ygg.legacy import run_legacy
+        from ygg.dispatch.legacy import run_legacy
 
         run_legacy(config, until_idle=args.until_idle, reload_config=lambda: read_config(env))
         return
@@ -69,7 +69,7 @@ def _loop(env: Env, args: Namespace) -> None:
 def _reload(env: Env, args: Namespace) -> None:
     import socket
 
-    from ygg.dispatch import nudge
+    from ygg import nudge
     from ygg.errors import YggError
 
     env.config()  # an invalid configuration is reported here, before any daemon sees it

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ygg.ops.snapshot import Snapshot
-    from ygg.store import SQLiteStore
+    from ygg.store.base import Store
 
 STATUS_TIMEOUT_S = 0.5  # a daemon on loopback answers in milliseconds; past this, read the DB
 WaitForQuit = Callable[[float], bool]
@@ -44,14 +44,14 @@ def status_url(listen: str) -> str:
 class Source:
     """Where the view comes from: the daemon's /status when one answers, else the database."""
 
-    def __init__(self, config: Config, open_store: Callable[[], SQLiteStore], ask_daemon: bool):
+    def __init__(self, config: Config, open_store: Callable[[], Store], ask_daemon: bool):
         import httpx
 
         from ygg.ops.http_status import status_token
 
         self.config = config
         self._open_store = open_store
-        self._store: SQLiteStore | None = None
+        self._store: Store | None = None
         self.url = status_url(config.daemon.status_listen) if ask_daemon else None
         token = status_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}

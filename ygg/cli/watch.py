@@ -34,7 +34,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def _status(env: Env, args: Namespace) -> None:
-    from ygg.status import status_lines, status_report
+    from ygg.ops.status import status_lines, status_report
 
     report = status_report(env.config(), env.store(), probe=args.probe)
     if args.as_json:

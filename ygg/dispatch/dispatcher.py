@@ -13,9 +13,9 @@ from typing import Any
 
 import structlog
 
+from ygg import nudge
 from ygg.backends import make_backend
 from ygg.config import Config
-from ygg.dispatch import nudge
 from ygg.dispatch.breaker import CLOSED
 from ygg.dispatch.leases import keep_leases, reap_expired
 from ygg.dispatch.liveness import own_start
@@ -23,9 +23,10 @@ from ygg.dispatch.nudge_listen import Listener, LogLimiter
 from ygg.dispatch.observe import Observer
 from ygg.dispatch.pool import PoolRunner
 from ygg.dispatch.reload import reload
-from ygg.store import SQLiteStore, open_store
+from ygg.store import open_store
+from ygg.store.base import Store
 from ygg.store.model import US, Daemon, now_us
-from ygg.store.sqlite_db import db_path
+from ygg.store.sqlite.db import db_path
 from ygg.store.writer import STOPPED_UNRECORDED, StoreAbandoned, StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
@@ -84,7 +85,7 @@ class Dispatcher:
         started = own_start(os.getpid())
         address, now = self._listener.address, self.now_us()
         self.owner = await self.store.call(
-            SQLiteStore.register_daemon,
+            Store.register_daemon,
             socket.gethostname(),
             os.getpid(),
             started.wall_us,
@@ -160,7 +161,7 @@ class Dispatcher:
 
     async def _cancel_if_cancelled(self, task_id: int) -> None:
         """Stops the attempt on `task_id` only if the task really is cancelled in the store."""
-        status = (await self.store.read(SQLiteStore.get, task_id)).status
+        status = (await self.store.read(Store.get, task_id)).status
         if status == "cancelled":
             self.stop_attempt(task_id, "cancelled")
         else:
@@ -206,7 +207,7 @@ class Dispatcher:
             asyncio.get_running_loop().call_soon(self._nudge_peers)
 
     async def refresh_peers(self) -> list[Daemon]:
-        daemons = await self.store.read(SQLiteStore.daemons)
+        daemons = await self.store.read(Store.daemons)
         self.peers = [x.nudge for x in daemons if x.id != self.owner]
         return daemons
 
@@ -256,9 +257,8 @@ class Dispatcher:
                 async with asyncio.timeout(self.config.daemon.poll_s):
                     await self.idle_hint.wait()
             self.idle_hint.clear()
-            if self.running_count() == 0 and not await self.store.read(
-                SQLiteStore.has_pending, self.config.kinds_served()
-            ):
+            kinds = self.config.kinds_served()
+            if self.running_count() == 0 and not await self.store.read(Store.has_pending, kinds):
                 log.info("queue_idle")
                 return
 
@@ -293,7 +293,7 @@ class Dispatcher:
         if self._listener is not None:
             self._listener.close()
         try:
-            await self.store.call(SQLiteStore.unregister_daemon, self.owner)
+            await self.store.call(Store.unregister_daemon, self.owner)
         except StoreAbandoned:
             self.crashed = StoreAbandoned(STOPPED_UNRECORDED)
         await self.store.stop()
@@ -314,7 +314,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.config.daemon.status_log_s)
             pools = {name: r.config.kinds for name, r in self.runners.items()}
-            load = await self.store.read(SQLiteStore.pool_load, pools)
+            load = await self.store.read(Store.pool_load, pools)
             self.observer.notifier.status(self.observer.summary(sum(q for _, q in load.values())))
             log.info(
                 "pool_status",

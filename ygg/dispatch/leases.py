@@ -12,25 +12,25 @@ import structlog
 
 from ygg.backends.command import kill_orphans
 from ygg.dispatch.liveness import boot_id, is_alive
-from ygg.store import SQLiteStore
+from ygg.store.base import Store
 from ygg.store.model import US, Daemon, Reaped
 
 if TYPE_CHECKING:
-    from ygg.dispatch.dispatcher import Dispatcher
+    from ygg.dispatch.state import Shared
 
 log = structlog.get_logger("ygg.dispatch")
 
 
-async def keep_leases(d: Dispatcher) -> None:
+async def keep_leases(d: Shared) -> None:
     """Renews the leases of the attempts we run, a few times per lease period, in one
-    statement; takes back any row we hold without an attempt (see SQLiteStore.renew)."""
+    statement; takes back any row we hold without an attempt (see Store.renew)."""
     while True:
         await asyncio.sleep(d.config.daemon.lease_s / 3)
         asked_at = time.monotonic()
         now, owner = d.now_us(), d.owner
         lease_us = int(d.config.daemon.lease_s * US)  # read each round: a reload may change it
         live = [task_id for runner in d.all_runners() for task_id in runner.attempts]
-        renewal = await d.store.call(SQLiteStore.renew, owner, live, now + lease_us, now)
+        renewal = await d.store.call(Store.renew, owner, live, now + lease_us, now)
         d.observer.metrics.leases_renewed(len(renewal.held))
         d.observer.beat("lease_keeper")
         log_orphans(renewal.orphans)
@@ -63,19 +63,16 @@ def judge_daemons(daemons: list[Daemon], me: int, queue: str) -> tuple[set[int],
     return alive, dead
 
 
-def take_back(store: SQLiteStore, alive: set[int], dead: list[int], now_us: int) -> list[Reaped]:
+def take_back(store: Store, alive: set[int], dead: list[int], now_us: int) -> list[Reaped]:
     """The store's half of a reaper round (one operation): expired leases of owners not known
     to be alive, and every task of the dead, go back to the queue; the dead are forgotten."""
-    with store.write():
-        reaped = store.requeue_expired(now_us, alive, dead)
-        if dead:
-            store.forget_daemons(dead)
+    reaped = store.reap(now_us, alive, dead)
     for task in reaped:
         log.warning("task_reaped", task_id=task.task_id, status=task.status)
     return reaped
 
 
-async def reap_expired(d: Dispatcher) -> None:
+async def reap_expired(d: Shared) -> None:
     """Returns to the queue the tasks whose owner died."""
     period_s = max(min(d.config.daemon.lease_s / 2, d.config.daemon.poll_s), 0.05)
     while True:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ygg.dispatch.nudge import MAX_NUDGE_BYTES, BadNudge, Nudge, new_address, parse
+from ygg.nudge import MAX_NUDGE_BYTES, BadNudge, Nudge, new_address, parse
 
 if TYPE_CHECKING:
     import asyncio

@@ -17,29 +17,29 @@ import structlog
 from ygg.ops.http_status import StatusServer, check_listen, start_status_server, status_token
 from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress, stall_window_s
+from ygg.ops.sdnotify import Notifier, watchdog_pinger
 from ygg.ops.snapshot import PoolInfo, RunningInfo, Snapshot, build_snapshot, daemon_info
-from ygg.sdnotify import Notifier, watchdog_pinger
-from ygg.store import SQLiteStore
+from ygg.store.base import Store
 from ygg.store.model import US
 
 if TYPE_CHECKING:
-    from ygg.dispatch.dispatcher import Dispatcher
+    from ygg.dispatch.state import Shared
 
 log = structlog.get_logger("ygg.dispatch")
 PERIODIC = ("reaper", "lease_keeper")  # the loops whose beats /healthz and the watchdog need
 
 
 class Observer:
-    def __init__(self, d: Dispatcher) -> None:
+    def __init__(self, d: Shared) -> None:
         self.d = d
         # Checked before anything starts: a public address without a token is a config error.
         self.token = status_token()
         if d.config.daemon.status_listen:
             check_listen(d.config.daemon.status_listen, self.token)
         self.notifier = Notifier.from_env()
-        self.metrics = Metrics()
         lease_s, poll_s = d.config.daemon.lease_s, d.config.daemon.poll_s
         self.progress = Progress(max_age_s=stall_window_s(lease_s, poll_s))
+        self.metrics = Metrics(self.progress)
         self.heartbeats = 0  # reaper cycles: moves while idle, and only if the store thread does
         self.started_us = d.now_us()
         self._server: StatusServer | None = None
@@ -97,8 +97,8 @@ class Observer:
     async def snapshot(self) -> Snapshot:
         d = self.d
         kinds = {name: r.config.kinds for name, r in d.runners.items()}
-        load = await d.store.read(SQLiteStore.pool_load, kinds)
-        counts = await d.store.read(SQLiteStore.counts)
+        load = await d.store.read(Store.pool_load, kinds)
+        counts = await d.store.read(Store.counts)
         now, mono = d.now_us(), time.monotonic()
         running = [
             RunningInfo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -11,8 +12,11 @@ from ygg.backends import AttemptFailed
 from ygg.config import PoolConfig
 from ygg.dispatch.retry import backoff_s
 from ygg.errors import StoreUnavailable
-from ygg.store import SQLiteStore
 from ygg.store.model import US, Claim, Outcome
+
+if TYPE_CHECKING:
+    from ygg.store.base import Store
+
 
 log = structlog.get_logger("ygg.dispatch")
 # The named error of an attempt whose answer could not be written.
@@ -27,7 +31,7 @@ class Recorded:
 
 
 def record(
-    store: SQLiteStore,
+    store: Store,
     claim: Claim,
     pool: PoolConfig,
     outcome: Outcome | None,

@@ -15,12 +15,12 @@ from ygg.backends import AttemptFailed, Backend, Job
 from ygg.config import PoolConfig
 from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from ygg.dispatch.outcome import log_recorded, record
-from ygg.store import SQLiteStore
+from ygg.store.base import Store
 from ygg.store.model import US, Claim, Outcome
 from ygg.store.writer import StoreAbandoned
 
 if TYPE_CHECKING:
-    from ygg.dispatch.dispatcher import Dispatcher
+    from ygg.dispatch.state import Shared
 
 log = structlog.get_logger("ygg.dispatch")
 PROBE_TIMEOUT_S = 5.0
@@ -38,7 +38,7 @@ class Attempt:
 
 
 class PoolRunner:
-    def __init__(self, config: PoolConfig, backend: Backend, dispatcher: Dispatcher) -> None:
+    def __init__(self, config: PoolConfig, backend: Backend, dispatcher: Shared) -> None:
         self.config = config
         self.backend = backend
         self.d = dispatcher
@@ -80,14 +80,15 @@ class PoolRunner:
     async def _claim(self, free: int) -> int:
         d, config = self.d, self.config
         lease_us, now = int(d.config.daemon.lease_s * US), d.now_us()
+        kinds, owner = d.kinds_for(self), d.owner  # read here, not on the store thread
         asked_s = time.perf_counter()
         claims = await d.store.call(
-            SQLiteStore.claim,
+            Store.claim,
             config.name,
-            d.kinds_for(self),
+            kinds,
             free,
             slots=config.slots,
-            owner=d.owner,
+            owner=owner,
             lease_us=lease_us,
             now_us=now,
         )
@@ -185,9 +186,7 @@ class PoolRunner:
         if attempt.stop_reason == "shutdown":
             block = d.config.daemon.on_shutdown == "block"
             now = d.now_us()
-            await d.store.call(
-                SQLiteStore.release, claim.task_id, claim.token, block=block, now_us=now
-            )
+            await d.store.call(Store.release, claim.task_id, claim.token, block=block, now_us=now)
             log.info("task_interrupted", on_shutdown=d.config.daemon.on_shutdown)
         elif attempt.stop_reason == "cancelled":
             log.info("task_cancelled")
@@ -211,16 +210,8 @@ class PoolRunner:
         breaker, d = self.breaker, self.d
         event = {CLOSED: log.info, HALF_OPEN: log.info, OPEN: log.warning}[breaker.state]
         event("breaker_" + breaker.state.replace("-", "_"), pool=self.name, reason=breaker.reason)
-        d.fire(
-            d.store.call(
-                SQLiteStore.set_breaker,
-                d.owner,
-                self.name,
-                breaker.state,
-                breaker.reason,
-                d.now_us(),
-            )
-        )
+        owner, state, reason, now = d.owner, breaker.state, breaker.reason, d.now_us()
+        d.fire(d.store.call(Store.set_breaker, owner, self.name, state, reason, now))
         if breaker.state == OPEN:
             d.fire(self._probe_when_cooled())
         d.wake_all()  # fallback pools gain or lose this pool's kinds; a trial may start

@@ -10,41 +10,59 @@ whose host changed, finish their running attempts and close their clients; added
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
 from ygg.backends import Backend, make_backend
-from ygg.config import Config
+from ygg.config import Config, PoolConfig
 from ygg.errors import YggError
-from ygg.store import SQLiteStore
+from ygg.store.base import Store
 
 if TYPE_CHECKING:
-    from ygg.dispatch.dispatcher import Dispatcher
     from ygg.dispatch.pool import PoolRunner
+    from ygg.dispatch.state import Shared
 
 log = structlog.get_logger("ygg.dispatch")
 
 
-async def reload(d: Dispatcher, read_config: Callable[[], Config]) -> bool:
+class Plan(NamedTuple):
+    """What a reload changes, pool by pool."""
+
+    keep: dict[str, PoolConfig]  # same host: the runner stays and takes these settings
+    retire: list[str]  # removed, or its host changed: finishes its attempts, then closes
+    start: dict[str, PoolConfig]  # added, or the replacement of a retired one
+
+
+def plan(running: Mapping[str, PoolConfig], new: Config) -> Plan:
+    """Pure: from the pools running now and the new configuration, what to keep, retire and
+    start. A pool whose host settings changed is both retired and started (a new backend)."""
+    keep = {
+        name: pool
+        for name, pool in new.pools.items()
+        if name in running and running[name].same_host_as(pool)
+    }
+    retire = [name for name in running if name not in keep]
+    start = {name: pool for name, pool in new.pools.items() if name not in keep}
+    return Plan(keep, retire, start)
+
+
+async def reload(d: Shared, read_config: Callable[[], Config]) -> bool:
     """Applies a fresh reading of the configuration; False if it was refused."""
     log.info("config_reload_started")
     d.observer.reloading(True)
     try:
-        config = read_config()
-        new_backends = {
-            name: make_backend(pool)
-            for name, pool in config.pools.items()
-            if name not in d.runners or not d.runners[name].config.same_host_as(pool)
-        }
+        config = bound_at_start(d.config, read_config())
+        changes = plan({name: r.config for name, r in d.runners.items()}, config)
+        new_backends = {name: make_backend(pool) for name, pool in changes.start.items()}
     except YggError as exc:
         log.error("config_reload_failed", error=exc.message)
-        await d.store.call(SQLiteStore.set_config_error, d.owner, exc.message)
+        await d.store.call(Store.set_config_error, d.owner, exc.message)
         d.observer.reloading(False)
         return False
-    _apply(d, bound_at_start(d.config, config), new_backends)
-    await d.store.call(SQLiteStore.set_config_error, d.owner, None)
+    _apply(d, config, changes, new_backends)
+    await d.store.call(Store.set_config_error, d.owner, None)
     log.info("config_reloaded", pools={name: r.config.slots for name, r in d.runners.items()})
     d.observer.reloading(False)
     return True
@@ -60,14 +78,13 @@ def bound_at_start(running: Config, config: Config) -> Config:
     return config._replace(daemon=kept)
 
 
-def _apply(d: Dispatcher, config: Config, new_backends: dict[str, Backend]) -> None:
+def _apply(d: Shared, config: Config, changes: Plan, new_backends: dict[str, Backend]) -> None:
     from ygg.dispatch.pool import PoolRunner
 
-    for name, runner in list(d.runners.items()):
-        if name in config.pools and name not in new_backends:
-            runner.reconfigure(config.pools[name])
-        else:
-            _retire(d, runner)
+    for name, pool in changes.keep.items():
+        d.runners[name].reconfigure(pool)
+    for name in changes.retire:
+        _retire(d, d.runners[name])
     d.config = config
     for name, backend in new_backends.items():
         runner = PoolRunner(config.pools[name], backend, d)
@@ -76,7 +93,7 @@ def _apply(d: Dispatcher, config: Config, new_backends: dict[str, Backend]) -> N
     d.wake_all()
 
 
-def _retire(d: Dispatcher, runner: PoolRunner) -> None:
+def _retire(d: Shared, runner: PoolRunner) -> None:
     del d.runners[runner.name]
     d.retiring.add(runner)
     runner.closing = True
@@ -84,7 +101,7 @@ def _retire(d: Dispatcher, runner: PoolRunner) -> None:
     d.fire(_finish(d, runner))
 
 
-async def _finish(d: Dispatcher, runner: PoolRunner) -> None:
+async def _finish(d: Shared, runner: PoolRunner) -> None:
     """A removed pool: its claim loop ends, its attempts finish, then its clients close."""
     if runner.task is not None:
         await asyncio.gather(runner.task, return_exceptions=True)

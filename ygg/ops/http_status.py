@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from ygg.credentials import read_secret
+from ygg.config.credentials import read_secret
 from ygg.errors import ConfigError
 from ygg.ops.metrics import CONTENT_TYPE, Metrics
 from ygg.ops.snapshot import Snapshot

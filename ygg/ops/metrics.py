@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ygg import __version__
+from ygg.ops.progress import Progress
 from ygg.ops.snapshot import BREAKER_STATES, Snapshot
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
@@ -34,7 +35,7 @@ OUTCOMES = ("done", "retry", "failed", "stale", "cancelled", "interrupted", "lea
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, progress: Progress | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self._claim_s = Histogram(
@@ -65,7 +66,7 @@ class Metrics:
         self._reaped = Counter(
             "ygg_tasks_reaped", "Tasks recovered from dispatchers whose lease ran out.", registry=r
         )
-        self._state = _StateCollector()
+        self._state = _StateCollector(progress)
         r.register(self._state)
         # labels() validates and locks on every call; the children are cached here instead.
         self._claim_children: dict[str, tuple[Histogram, Counter]] = {}
@@ -121,13 +122,16 @@ class Metrics:
 class _StateCollector:
     """Gauges computed at scrape time only: from the snapshot being rendered, and psutil."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Progress | None) -> None:
         self.current: Snapshot | None = None
+        self._progress = progress
         self._process = psutil.Process(os.getpid())
 
     def collect(self) -> Iterable[Metric]:
         if self.current is not None:
             yield from _snapshot_metrics(self.current)
+        if self._progress is not None:
+            yield from _progress_metrics(self._progress)
         yield from self._process_metrics()
 
     def _process_metrics(self) -> Iterable[Metric]:
@@ -179,3 +183,23 @@ def _snapshot_metrics(snap: Snapshot) -> Iterable[Metric]:
         queued.add_metric(name, pool["queued"])
         breaker.add_metric(name, BREAKER_STATES.get(pool["breaker"], -1))
     yield from (slots, running, queued, breaker)
+
+
+def _progress_metrics(progress: Progress) -> Iterable[Metric]:
+    """How close the daemon is to counting as stuck. Read from memory, not the store, so they
+    are served even while the store thread is wedged (the reads use a connection of their own,
+    and a snapshot that fails leaves only the snapshot's gauges out)."""
+    ages = GaugeMetricFamily(
+        "ygg_progress_age_seconds",
+        "Seconds since each periodic loop (reaper, lease_keeper) last went round through the "
+        "store.",
+        labels=["loop"],
+    )
+    for name, age_s in progress.ages().items():
+        ages.add_metric([name], age_s)
+    yield ages
+    yield GaugeMetricFamily(
+        "ygg_progress_window_seconds",
+        "Age past which /healthz answers 503 and the systemd watchdog pings stop.",
+        value=progress.max_age_s,
+    )

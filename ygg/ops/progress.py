@@ -33,6 +33,11 @@ class Progress:
     def beat(self, name: str) -> None:
         self._beats[name] = self._clock()
 
+    def ages(self) -> dict[str, float]:
+        """Seconds since each expected loop last beat (or was first expected)."""
+        now = self._clock()
+        return {name: max(now - at, 0.0) for name, at in sorted(self._beats.items())}
+
     def stale(self) -> list[str]:
         """The loops that have not beaten within `max_age_s`."""
         now = self._clock()

@@ -15,7 +15,7 @@ from ygg.config import Config
 from ygg.store.model import STATUSES, iso
 
 if TYPE_CHECKING:
-    from ygg.store import SQLiteStore
+    from ygg.store.base import Store
 
 # Breaker states and the number `ygg_pool_breaker_state` exports for each.
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
@@ -110,7 +110,7 @@ def build_snapshot(
 ) -> Snapshot:
     """`load` is `store.pool_load()`'s answer (running, queued) per pool name; `counts` is
     `store.counts()`; a pool missing from `load` shows zeros."""
-    tasks = {status: int(counts.get(status, 0)) for status in STATUSES}
+    tasks = {str(status): int(counts.get(status, 0)) for status in STATUSES}
     tasks.update({s: int(n) for s, n in counts.items() if s not in tasks})
     return {
         "daemon": daemon,
@@ -144,7 +144,7 @@ def _pool_row(pool: PoolInfo, load: tuple[int, int]) -> PoolRow:
     }
 
 
-def snapshot_from_store(store: SQLiteStore, config: Config, running_limit: int = 200) -> Snapshot:
+def snapshot_from_store(store: Store, config: Config, running_limit: int = 200) -> Snapshot:
     """What the database alone can tell (no breaker states), for when no daemon answers."""
     load = store.pool_load({name: pool.kinds for name, pool in config.pools.items()})
     running = [

@@ -1,15 +1,42 @@
-"""The task store: one domain-level interface, SQLite underneath."""
+"""The task store: one domain-level interface (`Store`), engines behind it opened by URL.
+
+`open_store("queue.db")` (or `sqlite:///queue.db`) opens SQLite; an engine's module is
+imported only when a URL names it, so a command pays for one engine only.
+"""
 
 from __future__ import annotations
 
-from ygg.store.model import FINISHED, STATUSES, Claim, NewTask, Outcome, Task
-from ygg.store.sqlite import SQLiteStore
-from ygg.store.sqlite_db import db_path
+import importlib
+from typing import TYPE_CHECKING
+
+from ygg.errors import StoreError
+from ygg.store.model import FINISHED, STATUSES, Claim, NewTask, Outcome, Status, Task
+
+if TYPE_CHECKING:
+    from ygg.store.base import Store
+
+# URL scheme -> "module:opener"; a path without a scheme is a SQLite file.
+ENGINES = {"sqlite": "ygg.store.sqlite.store:open_sqlite"}
+_UNAVAILABLE = {"postgresql", "postgres"}
 
 
-def open_store(url: str, *, synchronous: str = "full", busy_timeout_s: float = 30.0) -> SQLiteStore:
+def scheme_of(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep and scheme.isalpha() else "sqlite"
+
+
+def open_store(url: str, *, synchronous: str = "full", busy_timeout_s: float = 30.0) -> Store:
     """Opens (creating and migrating if needed) the store that `daemon.db` names."""
-    return SQLiteStore(db_path(url), synchronous=synchronous, busy_timeout_s=busy_timeout_s)
+    scheme = scheme_of(url)
+    if scheme in _UNAVAILABLE:
+        raise StoreError("PostgreSQL queues are not supported by this version of ygg yet.")
+    if scheme not in ENGINES:
+        known = ", ".join(f"{name}://" for name in ENGINES)
+        raise StoreError(f"{url}: no store engine for {scheme}:// (known: {known}, or a path).")
+    module, _, opener = ENGINES[scheme].partition(":")
+    open_engine = getattr(importlib.import_module(module), opener)
+    store: Store = open_engine(url, synchronous=synchronous, busy_timeout_s=busy_timeout_s)
+    return store
 
 
 __all__ = [
@@ -18,7 +45,16 @@ __all__ = [
     "Claim",
     "NewTask",
     "Outcome",
-    "SQLiteStore",
+    "Status",
+    "Store",
     "Task",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> object:  # `Store` for annotations, without importing typing aids
+    if name == "Store":
+        from ygg.store.base import Store
+
+        return Store
+    raise AttributeError(name)

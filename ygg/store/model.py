@@ -8,10 +8,25 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, NamedTuple
+from enum import StrEnum  # `re` imports enum already: free
+from typing import Any, Literal, NamedTuple
 
-STATUSES = ("waiting", "queued", "running", "done", "failed", "cancelled", "blocked")
-FINISHED = ("done", "failed", "cancelled", "blocked")
+
+class Status(StrEnum):
+    """A task's status (CONTRACT.md). A str: it compares, prints and serialises as its value."""
+
+    WAITING = "waiting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+
+
+STATUSES = tuple(Status)
+FINISHED = (Status.DONE, Status.FAILED, Status.CANCELLED, Status.BLOCKED)
+BreakerPhase = Literal["closed", "open", "half-open"]
 MAX_PRIORITY = 4
 
 US = 1_000_000
@@ -60,7 +75,7 @@ class Task(NamedTuple):
     title: str
     kind: str
     priority: int
-    status: str
+    status: Status
     pool: str | None
     attempts: int
     max_attempts: int
@@ -167,6 +182,34 @@ class BreakerState(NamedTuple):
 
     daemon: int
     pool: str
-    state: str  # closed | open | half-open
+    state: BreakerPhase
     reason: str | None
     since_us: int
+
+
+class Head(NamedTuple):
+    """The head of one kind's line: the task a pool would claim next, or the oldest waiting."""
+
+    kind: str
+    task_id: int
+    status: str  # queued | waiting
+    priority: int
+    created_us: int
+    run_after_us: int | None  # queued, in a retry backoff until then
+    blockers: tuple[int, ...] = ()  # waiting: the unfinished tasks it depends on
+
+
+class Upsert(NamedTuple):
+    """One task of an import: inserted, or updated by its `external_id`."""
+
+    task: NewTask  # its external_id is required; its depends_on is ignored
+    after: tuple[str, ...] = ()  # external ids: earlier in the batch, or already stored
+
+
+class UpsertResult(NamedTuple):
+    imported: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    # changed in the source, but the task has started: (external id, task id, its status)
+    kept: list[tuple[str, int, str]]
+    status: dict[str, str]  # external id -> status afterwards

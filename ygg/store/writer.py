@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -22,11 +23,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import structlog
 
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
-from ygg.store.sqlite import SQLiteStore
+from ygg.store.base import Store
 
 T = TypeVar("T")
 P = ParamSpec("P")
-Op = Callable[[SQLiteStore], Any]
+Op = Callable[[Store], Any]
 _Item = tuple[Op, asyncio.Future[Any]]
 _Result = tuple[asyncio.Future[Any], Any, BaseException | None]
 
@@ -47,7 +48,7 @@ STOPPED_UNRECORDED = (
 
 
 class StoreThread:
-    def __init__(self, open_store: Callable[[], SQLiteStore]) -> None:
+    def __init__(self, open_store: Callable[[], Store]) -> None:
         self._open = open_store
         # The loop hands over everything submitted in one iteration as one list, so a burst
         # of completions becomes one batch and one wake-up of this thread, not dozens.
@@ -60,7 +61,7 @@ class StoreThread:
         self._abandoned = threading.Event()  # stop waiting out an unavailable store
         self._gave_up = False  # abandoned while unavailable: fail every later write at once
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="ygg-store-read")
-        self._read_store: SQLiteStore | None = None
+        self._read_store: Store | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -71,7 +72,7 @@ class StoreThread:
             raise self._open_error
 
     def submit(
-        self, method: Callable[Concatenate[SQLiteStore, P], T], *args: P.args, **kwargs: P.kwargs
+        self, method: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> asyncio.Future[T]:
         """Queues `method(store, *args, **kwargs)` for the store thread, batched with others.
 
@@ -80,7 +81,7 @@ class StoreThread:
         future: asyncio.Future[T] = self._loop.create_future()
         if not self._pending:
             self._loop.call_soon(self._hand_over)
-        self._pending.append((lambda store: method(store, *args, **kwargs), future))
+        self._pending.append((lambda store: _on(store, method)(*args, **kwargs), future))
         return future
 
     def _hand_over(self) -> None:
@@ -88,19 +89,19 @@ class StoreThread:
         self._queue.put(pending)
 
     async def call(
-        self, method: Callable[Concatenate[SQLiteStore, P], T], *args: P.args, **kwargs: P.kwargs
+        self, method: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         return await self.submit(method, *args, **kwargs)
 
     async def read(
-        self, method: Callable[Concatenate[SQLiteStore, P], T], *args: P.args, **kwargs: P.kwargs
+        self, method: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Runs a read-only `method` on the reading connection, outside any write transaction."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._reader, lambda: method(self._reading_store(), *args, **kwargs)
+            self._reader, lambda: _on(self._reading_store(), method)(*args, **kwargs)
         )
 
-    def _reading_store(self) -> SQLiteStore:
+    def _reading_store(self) -> Store:
         if self._read_store is None:
             self._read_store = self._open()
         return self._read_store
@@ -152,10 +153,10 @@ class StoreThread:
         finally:
             store.close()
 
-    def _run_batch(self, store: SQLiteStore, batch: list[_Item]) -> list[_Result]:
+    def _run_batch(self, store: Store, batch: list[_Item]) -> list[_Result]:
         while not self._gave_up:
             try:
-                with store.write():
+                with store.batch():
                     return [(future, *_run_op(store, op)) for op, future in batch]
             except StoreUnavailable as exc:
                 if not self._wait_out(exc):
@@ -194,11 +195,20 @@ class StoreThread:
             self._loop.call_soon_threadsafe(settle)
 
 
-def _run_op(store: SQLiteStore, op: Op) -> tuple[Any, BaseException | None]:
+def _on(store: Store, method: Callable[Concatenate[Store, P], T]) -> Callable[P, T]:
+    """`method` bound to `store`. `Store.claim` names the interface's method, whose body is a
+    stub: the engine's own method of that name is the one that runs."""
+    if method.__qualname__.startswith(f"{Store.__name__}."):
+        bound: Callable[P, T] = getattr(store, method.__name__)
+        return bound
+    return functools.partial(method, store)
+
+
+def _run_op(store: Store, op: Op) -> tuple[Any, BaseException | None]:
     """One operation in its own savepoint: if it fails, only its own changes are undone and
     only its caller hears of it. Transient trouble fails the whole batch, to be retried."""
     try:
-        with store.write():
+        with store.batch():
             return op(store), None
     except StoreUnavailable:
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ygg.store.model import BreakerState, Daemon
-from ygg.store.sqlite_db import Database, reads
+from ygg.store.sqlite.db import Database, reads
 
 
 class DaemonRegistry(Database):

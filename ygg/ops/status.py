@@ -6,14 +6,17 @@ daemon to answer and shows every daemon's view, not just one's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ygg.config import Config
-from ygg.health import probe_all
-from ygg.store import STATUSES, SQLiteStore
+from ygg.ops.health import probe_all
+from ygg.ops.waiting import why_waiting
+from ygg.store import STATUSES
 from ygg.store.model import US, BreakerState, now_us
-from ygg.store.sqlite_heads import queue_heads
-from ygg.waiting import why_waiting
+
+if TYPE_CHECKING:
+    from ygg.store.base import Store
+
 
 _BREAKER_RANK = {"closed": 0, "half-open": 1, "open": 2}
 
@@ -50,7 +53,7 @@ def pool_rows(
     ]
 
 
-def status_report(config: Config, store: SQLiteStore, *, probe: bool) -> dict[str, Any]:
+def status_report(config: Config, store: Store, *, probe: bool) -> dict[str, Any]:
     """The document `ygg status --json` prints."""
     load = store.pool_load({name: pool.kinds for name, pool in config.pools.items()})
     counts = store.counts()
@@ -72,7 +75,7 @@ def status_report(config: Config, store: SQLiteStore, *, probe: bool) -> dict[st
                 "waiting_s": round((now - head.created_us) / US, 3),
                 "why": why_waiting(head, pools, fallbacks, len(daemons), now),
             }
-            for head in queue_heads(store)
+            for head in store.queue_heads()
         ],
         "daemons": [
             {

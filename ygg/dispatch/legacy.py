@@ -16,30 +16,30 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
-from ygg import logs
-from ygg.backends.base import AttemptFailed, Job
-from ygg.backends.blocking import BlockingBackend, Interrupted
-from ygg.config import Config, PoolConfig
-from ygg.dispatch import nudge
+from ygg import nudge
+from ygg.config import Config
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
+from ygg.dispatch.legacy_worker import Worker
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter
-from ygg.dispatch.outcome import log_recorded, record
-from ygg.dispatch.reload import bound_at_start
+from ygg.dispatch.reload import bound_at_start, plan
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
 from ygg.ops.progress import stall_window_s
-from ygg.sdnotify import Notifier, WatchdogThread
-from ygg.store import SQLiteStore, open_store
-from ygg.store.model import US, Claim, Outcome, now_us
-from ygg.store.sqlite_db import db_path
+from ygg.ops.sdnotify import Notifier, WatchdogThread
+from ygg.store import open_store
+from ygg.store.model import US, now_us
+from ygg.store.sqlite.db import db_path
 from ygg.store.writer import STOPPED_UNRECORDED, UNAVAILABLE_RETRY_S, StoreAbandoned
 
-log = structlog.get_logger("ygg.legacy")
+if TYPE_CHECKING:
+    from ygg.store.base import Store
+
+
+log = structlog.get_logger("ygg.dispatch.legacy")
 STOP_GRACE_S = 5.0
 BUSY_TIMEOUT_S = 5.0  # one wait for the write lock; a forced stop is noticed between waits
 RESTARTS_PER_MINUTE = 5  # a pool thread that dies more often than this takes the daemon down
@@ -50,116 +50,13 @@ class LegacyCrashed(YggError):
     """A pool thread of the legacy dispatcher kept dying."""
 
 
-@dataclass
-class Running:
-    claim: Claim
-    stop_reason: str | None = None
-    started: float = field(default_factory=time.monotonic)
-
-
-class Worker:
-    """One pool's thread: claim one task, run it to the end, record it, repeat."""
-
-    def __init__(self, pool: PoolConfig, legacy: LegacyDispatcher) -> None:
-        self.pool = pool
-        self.legacy = legacy
-        self.backend = BlockingBackend(pool)
-        self.running: Running | None = None
-        self.closing = False  # removed by a reload: finish the attempt, claim nothing more
-        self.crashed: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name=f"pool-{pool.name}", daemon=True)
-
-    def _loop(self) -> None:
-        try:
-            self._claim_and_run()
-        except StoreAbandoned:
-            pass  # a forced stop while the store was unavailable: the leases recover the tasks
-        except BaseException as exc:  # the supervisor sees the dead thread and restarts it
-            self.crashed = exc
-            log.exception("pool_thread_crashed", pool=self.pool.name)
-
-    def _claim_and_run(self) -> None:
-        legacy = self.legacy
-        store = legacy.open()
-        try:
-            while not (legacy.stopping.is_set() or self.closing):
-                claims = legacy.patiently(
-                    lambda: store.claim(
-                        self.pool.name,
-                        self.pool.kinds,
-                        1,
-                        slots=self.pool.slots,
-                        owner=legacy.owner,
-                        lease_us=legacy.lease_us(),
-                        now_us=now_us(),
-                    )
-                )
-                if not claims:
-                    legacy.wake.wait(legacy.config.daemon.poll_s)
-                    continue
-                claim = claims[0]
-                bound = logs.bind_attempt(claim.task_id, self.pool.name, claim.attempt)
-                try:
-                    self._attempt(store, claim)
-                finally:
-                    logs.unbind_attempt(bound)
-        finally:
-            self.backend.close()
-            store.close()
-            if self.closing:
-                log.info("pool_retired", pool=self.pool.name)
-
-    def _attempt(self, store: SQLiteStore, claim: Claim) -> None:
-        self.backend.reset()  # before `running` is set: a stop from then on is not lost
-        self.running = Running(claim)
-        log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        timeout_s = claim.timeout_s or self.pool.retry.timeout_s
-        job = Job.of(claim, self.legacy.config.daemon.db, self.legacy.owner, timeout_s)
-        outcome: Outcome | None = None
-        failure: AttemptFailed | None = None
-        started = time.monotonic()
-        try:
-            outcome = self.backend.run(job, timeout_s)
-        except AttemptFailed as exc:
-            failure = exc
-        except Interrupted:
-            pass
-        except Exception as exc:  # a backend bug fails the attempt, not the daemon
-            log.exception("backend_crashed")
-            failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
-        running, self.running = self.running, None
-        now = now_us()
-        if running.stop_reason == "shutdown":
-            block = self.legacy.config.daemon.on_shutdown == "block"
-            self.legacy.patiently(
-                lambda: store.release(claim.task_id, claim.token, block=block, now_us=now)
-            )
-            log.info("task_interrupted", on_shutdown=self.legacy.config.daemon.on_shutdown)
-            return
-        if running.stop_reason is not None:  # cancelled, or the lease is gone: not ours to write
-            log.info("task_cancelled" if running.stop_reason == "cancelled" else "lease_lost")
-            return
-        recorded = self.legacy.patiently(
-            lambda: record(store, claim, self.pool, outcome, failure, now)
-        )
-        log_recorded(recorded, failure, now, time.monotonic() - started)
-        if recorded.promoted:
-            self.legacy.wake.set()
-
-    def interrupt(self, task_id: int | None, reason: str) -> None:
-        running = self.running
-        if running is not None and (task_id is None or running.claim.task_id == task_id):
-            running.stop_reason = reason
-            self.backend.interrupt()
-
-
 class LegacyDispatcher:
     def __init__(
         self,
         config: Config,
         *,
         until_idle: bool = False,
-        open_store_fn: Callable[[], SQLiteStore] | None = None,
+        open_store_fn: Callable[[], Store] | None = None,
         reload_config: Callable[[], Config] | None = None,
     ) -> None:
         self.config = config
@@ -241,7 +138,7 @@ class LegacyDispatcher:
         if self.abandoned:
             raise StoreAbandoned(STOPPED_UNRECORDED)
 
-    def _supervise(self, store: SQLiteStore) -> None:
+    def _supervise(self, store: Store) -> None:
         """Renews leases, reaps dead owners' tasks, restarts pool threads that died, and notices
         idleness, until told to stop."""
         next_status = time.monotonic() + self.config.daemon.status_log_s
@@ -266,11 +163,11 @@ class LegacyDispatcher:
                 log.info("queue_idle")
                 return
 
-    def _renew(self, store: SQLiteStore) -> None:
+    def _renew(self, store: Store) -> None:
         """Renews the leases of the attempts running now; stops those whose lease is gone."""
         asked_at, now = time.monotonic(), now_us()
         running = [(w, w.running) for w in self.all_workers()]
-        live = [r.claim.task_id for _, r in running if r is not None]
+        live = [w.holding for w in self.all_workers() if w.holding is not None]
         renewal = self.patiently(lambda: store.renew(self.owner, live, now + self.lease_us(), now))
         log_orphans(renewal.orphans)
         if renewal.orphans:
@@ -284,7 +181,7 @@ class LegacyDispatcher:
             ):
                 worker.interrupt(attempt.claim.task_id, "lease_lost")
 
-    def _reap(self, store: SQLiteStore) -> None:
+    def _reap(self, store: Store) -> None:
         alive, dead = judge_daemons(store.daemons(), self.owner, self.config.daemon.db)
         if self.patiently(lambda: take_back(store, alive, dead, now_us())):
             self.wake.set()
@@ -312,36 +209,35 @@ class LegacyDispatcher:
     def all_workers(self) -> list[Worker]:
         return [*self.workers, *self.retiring]
 
-    def _reload(self, store: SQLiteStore) -> None:
+    def _reload(self, store: Store) -> None:
         """As the async mode's reload: unchanged hosts keep their worker, the rest are replaced
         after their attempt; an invalid configuration changes nothing and is reported."""
         assert self.reload_config is not None
         log.info("config_reload_started")
+        old = {w.pool.name: w for w in self.workers}
         try:
-            config = self.reload_config()
-            old = {w.pool.name: w for w in self.workers}
-            keep = {n for n, p in config.pools.items() if n in old and old[n].pool.same_host_as(p)}
-            added = [Worker(p, self) for n, p in config.pools.items() if n not in keep]
+            config = bound_at_start(self.config, self.reload_config())
+            changes = plan({name: w.pool for name, w in old.items()}, config)
+            added = [Worker(pool, self) for pool in changes.start.values()]
         except YggError as exc:
             log.error("config_reload_failed", error=exc.message)
             store.set_config_error(self.owner, exc.message)
             return
-        for name, worker in old.items():
-            if name in keep:
-                worker.pool = config.pools[name]
-            else:
-                worker.closing = True
-                self.retiring.append(worker)
+        for name, pool in changes.keep.items():
+            old[name].pool = pool
+        for name in changes.retire:
+            old[name].closing = True
+            self.retiring.append(old[name])
         self.retiring = [w for w in self.retiring if w.thread.is_alive()]
-        self.workers = [old[n] for n in keep] + added
+        self.workers = [old[name] for name in changes.keep] + added
         for worker in added:
             worker.thread.start()
-        self.config = bound_at_start(self.config, config)
+        self.config = config
         store.set_config_error(self.owner, None)
         log.info("config_reloaded", pools={w.pool.name: 1 for w in self.workers})
         self.wake.set()
 
-    def _log_status(self, store: SQLiteStore) -> None:
+    def _log_status(self, store: Store) -> None:
         load = store.pool_load({w.pool.name: w.pool.kinds for w in self.workers})
         log.info(
             "pool_status",
@@ -373,8 +269,11 @@ class LegacyDispatcher:
         ]
         if not workers:
             return
-        with self.open() as store:
+        store = self.open()
+        try:
             status = store.get(task_id).status
+        finally:
+            store.close()
         if status != "cancelled":
             self._nudge_log.emit(
                 "nudge_cancel_ignored", level="info", task_id=task_id, status=status
@@ -387,7 +286,7 @@ class LegacyDispatcher:
         self.stopping.set()
         self.wake.set()
 
-    def _stop(self, store: SQLiteStore) -> None:
+    def _stop(self, store: Store) -> None:
         self.request_stop()
         log.info("dispatcher_stopping", drain_s=self.config.daemon.drain_s)
         deadline = time.monotonic() + self.config.daemon.drain_s

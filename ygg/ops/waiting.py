@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ygg.store.model import iso
-from ygg.store.sqlite_heads import Head
+from ygg.store.model import Head, iso
 
 
 def why_waiting(

@@ -1,24 +1,12 @@
 """The head of each kind's line: the task a pool would claim next, or the oldest waiting one.
 
-`ygg status` explains why each of these is not running yet (see ygg/waiting.py).
+`ygg status` explains why each of these is not running yet (see ygg/ops/waiting.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ygg.store.sqlite_db import Database, reads
-
-
-@dataclass(frozen=True)
-class Head:
-    kind: str
-    task_id: int
-    status: str  # queued | waiting
-    priority: int
-    created_us: int
-    run_after_us: int | None  # queued, in a retry backoff until then
-    blockers: tuple[int, ...] = ()  # waiting: the unfinished tasks it depends on
+from ygg.store.model import Head
+from ygg.store.sqlite.db import Database, reads
 
 
 @reads

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
-from ygg.config_files import Layers, find_config_path, read_layers
+from ygg.config.files import Layers, find_config_path, read_layers
 from ygg.errors import ConfigError
 
 BACKENDS = ("ollama", "openai", "command", "sim")
@@ -42,9 +42,9 @@ class RetryPolicy(NamedTuple):
 class PoolConfig(NamedTuple):
     name: str
     backend: str
-    slots: int
     kinds: tuple[str, ...]
     retry: RetryPolicy
+    slots: int = 1
     host: str = "localhost"
     url: str | None = None
     model: str | None = None
@@ -258,22 +258,22 @@ def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
     argv = table.strings("argv")
     if backend == "command" and not argv:
         table.fail(f"{where}.argv", "is required for the command backend (a list, no shell)")
-    default_host = host or "localhost"
+    default = PoolConfig._field_defaults
     pool = PoolConfig(
         name=name,
         backend=backend,
-        slots=table.integer("slots", 1),
+        slots=table.integer("slots", default["slots"]),
         kinds=table.strings("kinds"),
         retry=_retry(table, defaults),
-        host=table.text("host", default_host),
+        host=table.text("host", host or default["host"]),
         url=url.rstrip("/") if url else None,
         model=model,
         api_key_env=table.text("api_key_env"),
         argv=argv,
-        seconds=table.number("seconds", 1.0, zero_ok=True),
+        seconds=table.number("seconds", default["seconds"], zero_ok=True),
         fallback=table.strings("fallback"),
-        breaker_failures=table.integer("breaker_failures", 5),
-        breaker_cooldown_s=table.number("breaker_cooldown_seconds", 30.0),
+        breaker_failures=table.integer("breaker_failures", default["breaker_failures"]),
+        breaker_cooldown_s=table.number("breaker_cooldown_seconds", default["breaker_cooldown_s"]),
         env=table.env_table("env"),
     )
     table.done(_POOL)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
-log = structlog.get_logger("ygg.sdnotify")
+log = structlog.get_logger("ygg.ops.sdnotify")
 
 Sleep = Callable[[float], Awaitable[None]]
 

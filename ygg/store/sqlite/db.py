@@ -10,13 +10,13 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Concatenate, ParamSpec, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from ygg.errors import QueueNotFound, StoreBusy, StoreError, StoreFull, StoreRefused
-from ygg.store.schema import APPLICATION_ID, MIGRATIONS, statements
+from ygg.store.sqlite.schema import APPLICATION_ID, MIGRATIONS, statements
 
 SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
@@ -38,7 +38,7 @@ def is_damage(exc: BaseException) -> bool:
     return type(exc) is sqlite3.DatabaseError
 
 
-def damaged(path: str, exc: BaseException) -> StoreRefused:
+def damaged(path: str, exc: BaseException | str) -> StoreRefused:
     return StoreRefused(
         f"{path}: the database file is damaged ({exc}); move it aside and restore a backup."
     )
@@ -144,6 +144,24 @@ class Database:
         finally:
             self._depth = 0
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The store interface's batch: one transaction; nested, a savepoint."""
+        with self.write():
+            yield
+
+    @reads
+    def check(self) -> None:
+        """Reads every page (PRAGMA quick_check); a damaged file is refused (StoreRefused)."""
+        problems = [row[0] for row in self.conn.execute("PRAGMA quick_check(2)")]
+        if problems != ["ok"]:
+            found = " ".join(" ".join(problem.split()) for problem in problems)
+            raise damaged(self.path, found.removeprefix("*** in database main *** "))
+
+    def schema_version(self) -> int:
+        version: int = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
     def _savepoint(self) -> Iterator[sqlite3.Connection]:
         name = f"nested{self._depth}"
         self.conn.execute(f"SAVEPOINT {name}")
@@ -189,6 +207,11 @@ class Database:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {number}")
+
+
+def marks(values: Sequence[Any]) -> str:
+    """The `?, ?, ?` for an IN list of `values`."""
+    return ",".join("?" * len(values))
 
 
 def db_path(url: str) -> str:

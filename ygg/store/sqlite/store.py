@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
-from ygg.store import sqlite_deps as deps
 from ygg.store.model import (
     Claim,
     NewTask,
     Outcome,
     Reaped,
     Renewal,
-    Task,
+    Upsert,
+    UpsertResult,
     storable_text,
 )
-from ygg.store.sqlite_daemons import DaemonRegistry
-from ygg.store.sqlite_db import reads
-
-_TASK_COLUMNS = (
-    "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
-    "started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in, "
-    "tokens_out, run_after_us"
-)
+from ygg.store.sqlite import deps, imports
+from ygg.store.sqlite.db import db_path, marks
+from ygg.store.sqlite.reads import TaskReads
 
 
-def _marks(values: Sequence[Any]) -> str:
-    return ",".join("?" * len(values))
-
-
-class SQLiteStore(DaemonRegistry):
+class SQLiteStore(TaskReads):
     # --- submitting ----------------------------------------------------------------------
     def enqueue(self, task: NewTask, now_us: int) -> int:
         with self.write() as conn:
@@ -116,7 +107,7 @@ class SQLiteStore(DaemonRegistry):
         if not ids:
             return
         found = {
-            row[0] for row in conn.execute(f"SELECT id FROM tasks WHERE id IN ({_marks(ids)})", ids)
+            row[0] for row in conn.execute(f"SELECT id FROM tasks WHERE id IN ({marks(ids)})", ids)
         }
         missing = [str(i) for i in ids if i not in found]
         if missing:
@@ -147,28 +138,13 @@ class SQLiteStore(DaemonRegistry):
             limit = min(limit, slots - running)
             if limit < 1:
                 return []
-            # One index range per kind, each already in (priority, id) order: the cost does not
-            # grow with the depth of the queue. INDEXED BY because without statistics SQLite
-            # prefers the status index and sorts every queued task of the kind.
-            arm = (
-                "SELECT * FROM (SELECT id, priority FROM tasks INDEXED BY tasks_ready "
-                "WHERE status = 'queued' "
-                "AND kind = ? AND (run_after_us IS NULL OR run_after_us <= ?) "
-                "ORDER BY priority, id LIMIT ?)"
-            )
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    " UNION ALL ".join([arm] * len(kinds)) + " ORDER BY priority, id LIMIT ?",
-                    [v for kind in kinds for v in (kind, now_us, limit)] + [limit],
-                )
-            ]
+            ids = self._ready_ids(conn, kinds, limit, now_us)
             if not ids:
                 return []
             rows = conn.execute(
                 f"UPDATE tasks SET status = 'running', pool = ?, owner = ?, "
                 f"attempts = attempts + 1, token = token + 1, lease_expires_us = ?, "
-                f"started_us = ?, run_after_us = NULL WHERE id IN ({_marks(ids)}) "
+                f"started_us = ?, run_after_us = NULL WHERE id IN ({marks(ids)}) "
                 f"RETURNING id, token, kind, priority, title, prompt, params, attempts, "
                 f"max_attempts, timeout_s, created_us",
                 [pool, owner, now_us + lease_us, now_us, *ids],
@@ -179,6 +155,27 @@ class SQLiteStore(DaemonRegistry):
         ]
         claims.sort(key=lambda c: (c.priority, c.task_id))
         return claims
+
+    @staticmethod
+    def _ready_ids(
+        conn: sqlite3.Connection, kinds: list[str], limit: int, now_us: int
+    ) -> list[int]:
+        """The ids of the `limit` most urgent ready tasks of `kinds`, most urgent first.
+
+        One index range per kind, each already in (priority, id) order: the cost does not grow
+        with the depth of the queue. INDEXED BY because without statistics SQLite prefers the
+        status index and sorts every queued task of the kind."""
+        arm = (
+            "SELECT * FROM (SELECT id, priority FROM tasks INDEXED BY tasks_ready "
+            "WHERE status = 'queued' "
+            "AND kind = ? AND (run_after_us IS NULL OR run_after_us <= ?) "
+            "ORDER BY priority, id LIMIT ?)"
+        )
+        rows = conn.execute(
+            " UNION ALL ".join([arm] * len(kinds)) + " ORDER BY priority, id LIMIT ?",
+            [v for kind in kinds for v in (kind, now_us, limit)] + [limit],
+        )
+        return [row[0] for row in rows]
 
     def renew(
         self, owner: int, task_ids: Collection[int], lease_until_us: int, now_us: int
@@ -192,7 +189,7 @@ class SQLiteStore(DaemonRegistry):
             conn.execute("UPDATE daemons SET heartbeat_us = ? WHERE id = ?", (now_us, owner))
             rows = conn.execute(
                 "UPDATE tasks SET lease_expires_us = ? WHERE status = 'running' AND owner = ? "
-                f"AND id IN ({_marks(ids)}) RETURNING id",
+                f"AND id IN ({marks(ids)}) RETURNING id",
                 (lease_until_us, owner, *ids),
             ).fetchall()
             lapsed = conn.execute(
@@ -266,22 +263,32 @@ class SQLiteStore(DaemonRegistry):
         )
         deps.block_downstream(conn, task_id, status, now_us)
 
-    def requeue_expired(
-        self, now_us: int, alive_owners: set[int], dead_owners: Collection[int] = ()
+    def reap(
+        self, now_us: int, alive_owners: Collection[int], dead_owners: Collection[int] = ()
     ) -> list[Reaped]:
         """Returns tasks whose owner's lease expired to `queued` (or `failed`, once they have
         been interrupted `max_attempts` times). Owners known to be alive keep their tasks;
-        those known to be dead lose theirs at once, without waiting for the lease."""
-        dead = list(dead_owners)
+        those known to be dead lose theirs at once, without waiting for the lease, and are
+        forgotten."""
+        dead, alive = list(dead_owners), set(alive_owners)
         with self.write() as conn:
             rows = conn.execute(
                 "SELECT id, owner, attempts, max_attempts FROM tasks INDEXED BY tasks_running "
-                f"WHERE status = 'running' AND (lease_expires_us < ? OR owner IN ({_marks(dead)}))",
+                f"WHERE status = 'running' AND (lease_expires_us < ? OR owner IN ({marks(dead)}))",
                 (now_us, *dead),
             ).fetchall()
-            return self._take_back(
-                conn, [row for row in rows if row[1] not in alive_owners], now_us
-            )
+            reaped = self._take_back(conn, [row for row in rows if row[1] not in alive], now_us)
+            if dead:
+                self.forget_daemons(dead)
+            return reaped
+
+    def upsert_external(
+        self,
+        items: Sequence[Upsert],
+        now_us: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> UpsertResult:
+        return imports.upsert_external(self, items, now_us, progress)
 
     def _take_back(
         self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], now_us: int
@@ -361,108 +368,9 @@ class SQLiteStore(DaemonRegistry):
             deps.unblock_downstream(conn, task_id)
             return status
 
-    # --- reading ---------------------------------------------------------------------------
-    @reads
-    def get(self, task_id: int) -> Task:
-        row = self.conn.execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
-        ).fetchone()
-        if row is None:
-            raise TaskNotFound(f"No task {task_id}.")
-        return self._task(row)
 
-    @reads
-    def list_tasks(
-        self, *, status: str | None = None, kind: str | None = None, limit: int = 100
-    ) -> list[Task]:
-        where, args = [], []
-        if status:
-            where.append("status = ?")
-            args.append(status)
-        if kind:
-            where.append("kind = ?")
-            args.append(kind)
-        sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self.conn.execute(sql + " ORDER BY priority, id LIMIT ?", [*args, limit]).fetchall()
-        return [self._task(row) for row in rows]
-
-    def _task(self, row: Sequence[Any]) -> Task:
-        parents = tuple(
-            r[0]
-            for r in self.conn.execute(
-                "SELECT depends_on FROM deps WHERE task_id = ? ORDER BY depends_on", (row[0],)
-            )
-        )
-        return Task(
-            id=row[0],
-            title=row[1],
-            kind=row[2],
-            priority=row[3],
-            status=row[4],
-            pool=row[5],
-            attempts=row[6],
-            max_attempts=row[7],
-            depends_on=parents,
-            params=json.loads(row[8]),
-            created_us=row[9],
-            started_us=row[10],
-            finished_us=row[11],
-            result=row[12],
-            error=row[13],
-            external_id=row[14],
-            prompt=row[15],
-            timeout_s=row[16],
-            tokens_in=row[17],
-            tokens_out=row[18],
-            run_after_us=row[19],
-        )
-
-    @reads
-    def counts(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")
-        return dict(rows.fetchall())
-
-    @reads
-    def pool_load(self, pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, int]]:
-        """Per pool: tasks running in it (any owner) and queued tasks of the kinds it serves
-        (including those waiting out a retry backoff)."""
-        running = dict(
-            self.conn.execute(
-                "SELECT pool, count(*) FROM tasks WHERE status = 'running' GROUP BY pool"
-            ).fetchall()
-        )
-        queued = dict(
-            self.conn.execute(
-                "SELECT kind, count(*) FROM tasks WHERE status = 'queued' GROUP BY kind"
-            ).fetchall()
-        )
-        return {
-            name: (running.get(name, 0), sum(queued.get(kind, 0) for kind in kinds))
-            for name, kinds in pools.items()
-        }
-
-    @reads
-    def has_pending(self, kinds: Sequence[str]) -> bool:
-        """Whether anything is running, or queued for one of `kinds` (now or after a backoff)."""
-        if self.conn.execute("SELECT 1 FROM tasks WHERE status = 'running' LIMIT 1").fetchone():
-            return True
-        if not kinds:
-            return False
-        return (
-            self.conn.execute(
-                f"SELECT 1 FROM tasks WHERE status = 'queued' "
-                f"AND kind IN ({_marks(kinds)}) LIMIT 1",
-                list(kinds),
-            ).fetchone()
-            is not None
-        )
-
-    @reads
-    def next_retry_us(self) -> int | None:
-        row = self.conn.execute(
-            "SELECT min(run_after_us) FROM tasks "
-            "WHERE status = 'queued' AND run_after_us IS NOT NULL"
-        ).fetchone()
-        return int(row[0]) if row and row[0] is not None else None
+def open_sqlite(
+    url: str, *, synchronous: str = "full", busy_timeout_s: float = 30.0
+) -> SQLiteStore:
+    """The `sqlite` engine's opener (see ygg.store.ENGINES)."""
+    return SQLiteStore(db_path(url), synchronous=synchronous, busy_timeout_s=busy_timeout_s)

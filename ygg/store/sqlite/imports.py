@@ -8,35 +8,20 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 from ygg.errors import InvalidInput
-from ygg.store import sqlite_deps as deps
-from ygg.store.model import NewTask
-from ygg.store.sqlite import SQLiteStore
+from ygg.store.model import NewTask, Upsert, UpsertResult
+from ygg.store.sqlite import deps
+
+if TYPE_CHECKING:
+    from ygg.store.sqlite.store import SQLiteStore
 
 UPDATABLE = ("waiting", "queued")
 _CHUNK = 500  # ids per IN (...) list, well below SQLite's bound-variable limit
 
 
-@dataclass(frozen=True)
-class Upsert:
-    task: NewTask  # its external_id is required; its depends_on is ignored
-    after: tuple[str, ...] = ()  # external ids: earlier in the batch, or already stored
-
-
-@dataclass
-class UpsertResult:
-    imported: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    # changed in the source, but the task has started: (external id, task id, its status)
-    kept: list[tuple[str, int, str]] = field(default_factory=list)
-    status: dict[str, str] = field(default_factory=dict)  # external id -> status afterwards
-
-
-@dataclass(frozen=True)
-class _Stored:
+class _Stored(NamedTuple):
     id: int
     status: str
     title: str
@@ -53,7 +38,7 @@ def upsert_external(
     progress: Callable[[int], None] | None = None,
 ) -> UpsertResult:
     """Writes `items` in order (each one's `after` must precede it or be stored already)."""
-    result = UpsertResult()
+    result = UpsertResult([], [], [], [], {})
     ids: dict[str, int] = {}
     with store.write() as conn:
         for done, item in enumerate(items, start=1):
@@ -71,7 +56,7 @@ def upsert_external(
             if progress is not None:
                 progress(done)
         batch = {item.task.external_id for item in items}
-        result.status = _statuses(conn, {key: ids[key] for key in ids if key in batch})
+        result.status.update(_statuses(conn, {key: ids[key] for key in ids if key in batch}))
     return result
 
 

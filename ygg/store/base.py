@@ -1,0 +1,157 @@
+"""The store interface: every domain operation ygg needs from a queue, whatever the engine.
+
+An engine (ygg/store/sqlite/, one WAL file) implements `Store`; everything outside
+`ygg/store/` talks to this interface and the types in `ygg.store.model`. Each operation is
+atomic on its own; `batch()` lets a caller (the daemon's store thread) group many into one
+commit, each still undone alone if it fails. Transient trouble (busy, disk full, connection
+lost) raises `StoreUnavailable`, so callers retry by kind, never by engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from ygg.store.model import (
+    BreakerState,
+    Claim,
+    Daemon,
+    Head,
+    NewTask,
+    Outcome,
+    Reaped,
+    Renewal,
+    Task,
+    Upsert,
+    UpsertResult,
+)
+
+
+class Store(Protocol):
+    # --- submitting ----------------------------------------------------------------------
+    def enqueue(self, task: NewTask, now_us: int) -> int: ...
+
+    def enqueue_many(self, tasks: Sequence[NewTask], now_us: int) -> list[int]:
+        """All or none; a bad item raises BatchItemError naming its index."""
+        ...
+
+    def upsert_external(
+        self,
+        items: Sequence[Upsert],
+        now_us: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> UpsertResult:
+        """Inserts or updates tasks by `external_id` (an import), all or none."""
+        ...
+
+    # --- running -------------------------------------------------------------------------
+    def claim(
+        self,
+        pool: str,
+        kinds: Sequence[str],
+        limit: int,
+        *,
+        slots: int,
+        owner: int,
+        lease_us: int,
+        now_us: int,
+    ) -> list[Claim]:
+        """Up to `limit` of the most urgent ready tasks, never past `slots` running in `pool`
+        across every daemon on the queue."""
+        ...
+
+    def renew(
+        self, owner: int, task_ids: Collection[int], lease_until_us: int, now_us: int
+    ) -> Renewal: ...
+
+    def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
+        """Records success; returns the kinds of dependents promoted, None if the token is
+        stale (the attempt lost its claim: nothing changes)."""
+        ...
+
+    def fail(
+        self,
+        task_id: int,
+        token: int,
+        error: str,
+        *,
+        retry_at_us: int | None,
+        charge: bool,
+        now_us: int,
+    ) -> str | None:
+        """Records a failed attempt: queued again (at `retry_at_us`) or failed; None if stale."""
+        ...
+
+    def release(self, task_id: int, token: int, *, block: bool, now_us: int) -> bool:
+        """Gives back a task a graceful stop interrupted, without charging the attempt."""
+        ...
+
+    def reap(
+        self, now_us: int, alive_owners: Collection[int], dead_owners: Collection[int] = ()
+    ) -> list[Reaped]:
+        """Takes back tasks whose owner's lease expired (owners known alive keep theirs) and
+        every task of the dead, who are then forgotten."""
+        ...
+
+    # --- operators -----------------------------------------------------------------------
+    def cancel(self, task_id: int, now_us: int) -> tuple[str, int | None]: ...
+
+    def retry(self, task_id: int, now_us: int) -> str: ...
+
+    def get(self, task_id: int) -> Task: ...
+
+    def list_tasks(
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[Task]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def queue_heads(self) -> list[Head]:
+        """Per kind: the task a pool would claim next, or the oldest waiting one."""
+        ...
+
+    def pool_load(self, pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, int]]:
+        """Per pool: (running, queued and ready for its kinds)."""
+        ...
+
+    def has_pending(self, kinds: Sequence[str]) -> bool: ...
+
+    # --- daemons and their breakers ------------------------------------------------------
+    def register_daemon(
+        self,
+        hostname: str,
+        pid: int,
+        pid_started_us: int,
+        nudge: str,
+        mode: str,
+        now_us: int,
+        *,
+        pid_start_ticks: int | None = None,
+        boot_id: str | None = None,
+    ) -> int: ...
+
+    def unregister_daemon(self, daemon_id: int) -> None: ...
+
+    def set_config_error(self, daemon_id: int, error: str | None) -> None: ...
+
+    def daemons(self) -> list[Daemon]: ...
+
+    def set_breaker(
+        self, daemon_id: int, pool: str, state: str, reason: str | None, now_us: int
+    ) -> None: ...
+
+    def breakers(self) -> list[BreakerState]: ...
+
+    # --- the store itself ----------------------------------------------------------------
+    def batch(self) -> AbstractContextManager[None]:
+        """Operations inside commit together; nested, it undoes only its own on failure."""
+        ...
+
+    def check(self) -> None:
+        """Reads the whole store; raises StoreRefused if it is damaged."""
+        ...
+
+    def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...
