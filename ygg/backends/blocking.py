@@ -29,6 +29,7 @@ from ygg.backends.command import (
     too_much_output,
 )
 from ygg.backends.decoding import ACCEPT_ENCODING, BodyReader
+from ygg.backends.host_model import host_model
 from ygg.backends.http import attempt_timeout, classify, protocol_for
 from ygg.backends.protocols import Request, check_status
 from ygg.backends.sim import sim_outcome, sim_seconds
@@ -182,6 +183,14 @@ class BlockingBackend:
 
     def _sim(self, job: Job, timeout_s: float) -> Outcome:
         seconds = sim_seconds(job, self.pool)
+        host = host_model(self.pool)
+        if host is not None:
+            finished = host.serve_blocking(seconds, self.stop, time.monotonic() + timeout_s)
+            if self.stop.is_set():
+                raise Interrupted
+            if not finished:
+                raise timed_out(timeout_s)
+            return sim_outcome(job)
         if self.stop.wait(min(seconds, timeout_s)):
             raise Interrupted
         if seconds > timeout_s:

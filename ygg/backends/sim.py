@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ygg.backends.base import AttemptFailed, Job
+from ygg.backends.host_model import host_model
 from ygg.config import PoolConfig
 from ygg.store.model import Outcome
 
@@ -29,10 +30,13 @@ def sim_outcome(job: Job) -> Outcome:
 class SimBackend:
     def __init__(self, pool: PoolConfig) -> None:
         self.pool = pool
+        self.host = host_model(pool)  # None: every request takes its `seconds`, however many
 
     async def run(self, job: Job) -> Outcome:
         seconds = sim_seconds(job, self.pool)
-        if seconds > 0:
+        if self.host is not None:
+            await self.host.serve(seconds)
+        elif seconds > 0:
             await asyncio.sleep(seconds)
         return sim_outcome(job)
 

@@ -92,4 +92,3 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
-

@@ -56,10 +56,15 @@ class PoolConfig(NamedTuple):
     breaker_cooldown_s: float = 30.0  # open this long before the health probe is tried
     env: tuple[tuple[str, str], ...] = ()  # extra environment for the command backend
     options: tuple[tuple[str, Any], ...] = ()  # generation options for every request (HTTP)
+    # The sim backend's host model (ygg/backends/host_model.py); 0: none.
+    sim_knee: int = 0  # concurrent requests past which each one slows (batched decoding)
+    sim_capacity: int = 0  # past this many, the host answers 503 or spills to the CPU
+    sim_overload: str = "slow"  # "503" | "slow"
 
     def same_host_as(self, other: PoolConfig) -> bool:
         """Whether a reload can keep this pool's backend (and its connections) for `other`."""
-        keep = ("backend", "host", "url", "model", "api_key_env", "argv", "seconds", "env")
+        keep = ("backend", "host", "url", "model", "api_key_env", "argv", "seconds", "env",
+                "sim_knee", "sim_capacity", "sim_overload")  # fmt: skip
         return all(getattr(self, key) == getattr(other, key) for key in keep)
 
 
@@ -213,6 +218,9 @@ _POOL = (
     "breaker_cooldown_seconds",
     "env",
     "options",
+    "sim_knee",
+    "sim_capacity",
+    "sim_overload",
     *_RETRY,
 )
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -296,6 +304,9 @@ def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
         breaker_cooldown_s=table.number("breaker_cooldown_seconds", default["breaker_cooldown_s"]),
         env=table.env_table("env"),
         options=table.options_table("options", backend),
+        sim_knee=table.integer("sim_knee", default["sim_knee"], minimum=0),
+        sim_capacity=table.integer("sim_capacity", default["sim_capacity"], minimum=0),
+        sim_overload=table.text("sim_overload", default["sim_overload"], ("503", "slow")),
     )
     table.done(_POOL)
     return pool
