@@ -289,7 +289,8 @@ def test_config_get_and_set(tmp_path: Path, run: Run) -> None:
     )
     assert ok(slots) == "4\n"
     assert as_json(slots_json) == 4
-    assert as_json(status)["pools"][1]["slots"] == 4
+    pool = as_json(status)["pools"][1]
+    assert (pool["slots"], pool["limit"]) == (4, 4)  # not adaptive: the limit is the slots
     assert_error(misspelt, 78, "pools.fenrir-chat.slot", "did you mean 'slots'")
     assert_error(wrong_type, 78, "pools.fenrir-chat.slots")
     assert local.read_bytes() == written

@@ -89,6 +89,7 @@ def test_state_gauges_come_from_the_snapshot() -> None:
     assert value(found, "ygg_tasks", status="queued") == 12
     assert value(found, "ygg_tasks", status="waiting") == 0
     assert value(found, "ygg_pool_slots", pool="fenrir") == 3
+    assert value(found, "ygg_pool_limit", pool="fenrir") == 3  # a pool that is not adaptive
     assert value(found, "ygg_pool_running", pool="skadi") == 2
     assert value(found, "ygg_pool_queued", pool="fenrir") == 7
     assert value(found, "ygg_pool_queued", pool="surtr") == 0  # missing from the load: zero

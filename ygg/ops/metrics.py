@@ -165,6 +165,9 @@ def _snapshot_metrics(snap: Snapshot) -> Iterable[Metric]:
         tasks.add_metric([status], n)
     yield tasks
     slots = GaugeMetricFamily("ygg_pool_slots", "Configured slots.", labels=["pool"])
+    limit = GaugeMetricFamily(
+        "ygg_pool_limit", "Tasks the pool may run at once now (its slots).", labels=["pool"]
+    )
     running = GaugeMetricFamily(
         "ygg_pool_running", "Tasks running in the pool, across all daemons.", labels=["pool"]
     )
@@ -179,10 +182,11 @@ def _snapshot_metrics(snap: Snapshot) -> Iterable[Metric]:
     for pool in snap["pools"]:
         name = [pool["name"]]
         slots.add_metric(name, pool["slots"])
+        limit.add_metric(name, pool["limit"])
         running.add_metric(name, pool["running"])
         queued.add_metric(name, pool["queued"])
         breaker.add_metric(name, BREAKER_STATES.get(pool["breaker"], -1))
-    yield from (slots, running, queued, breaker)
+    yield from (slots, limit, running, queued, breaker)
 
 
 def _progress_metrics(progress: Progress) -> Iterable[Metric]:

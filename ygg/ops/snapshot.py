@@ -34,6 +34,7 @@ class PoolRow(TypedDict):
     host: str
     backend: str
     slots: int
+    limit: int  # what it may run at once now: its slots (adaptive slots will move it)
     running: int  # across every daemon on the queue
     queued: int  # queued tasks of the kinds it serves (including those in a retry backoff)
     breaker: str  # closed | half-open | open | unknown
@@ -136,6 +137,7 @@ def _pool_row(pool: PoolInfo, load: tuple[int, int]) -> PoolRow:
         "host": pool.host,
         "backend": pool.backend,
         "slots": pool.slots,
+        "limit": pool.slots,
         "running": load[0],
         "queued": load[1],
         "breaker": pool.breaker,

@@ -42,6 +42,7 @@ def pool_rows(
             "host": pool.host,
             "backend": pool.backend,
             "slots": pool.slots,
+            "limit": pool.slots,
             "running": load[name][0],
             "queued": load[name][1],
             "breaker": (state := breaker_of(breakers, name))[0],
