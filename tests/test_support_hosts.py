@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.cmdlog import Run, cmd_argv, max_overlap, read_cmd_log, runs_by_task
 from tests.support.hosts import FakeHost, Step
+from ygg.backends.host_model import HostModel
 
 TIMEOUT = httpx.Timeout(2.0)
 
@@ -321,3 +322,25 @@ def test_max_overlap_open_runs_and_touching_ends() -> None:
     assert max_overlap(runs) == 2
     assert max_overlap(runs, pool="p") == 1
     assert max_overlap([]) == 0
+
+
+def test_a_loaded_host_refuses_past_capacity_and_shares_past_its_knee() -> None:
+    """The test host under a host model: 2 requests fit (sharing one request's throughput past
+    the knee of 1), a third at the same time gets a 503, and the count comes back down."""
+    with FakeHost("ollama") as host:
+        host.load_model = HostModel(knee=1, capacity=2, overload="503")
+        statuses: list[int] = []
+
+        def ask() -> None:
+            body = {"model": "m", "messages": [{"role": "user", "content": "sleep=0.5"}]}
+            statuses.append(httpx.post(f"{host.url}/api/chat", json=body, timeout=30).status_code)
+
+        first = [threading.Thread(target=ask) for _ in range(2)]
+        for thread in first:
+            thread.start()
+        assert host.wait_for(lambda h: h.load_model is not None and h.load_model.running == 2, 10)
+        ask()  # while both still run (each has 0.5 s of work at half speed)
+        for thread in first:
+            thread.join(30)
+        assert sorted(statuses) == [200, 200, 503]
+        assert (host.load_model.peak, host.load_model.running) == (2, 0)

@@ -33,6 +33,8 @@ from socketserver import TCPServer
 from typing import Any, Literal, cast
 
 from tests.support.encodings import Encoding, compress, header_value
+from ygg.backends.base import AttemptFailed
+from ygg.backends.host_model import HostModel
 
 Protocol = Literal["ollama", "openai"]
 Action = Literal["reply", "reset", "hang", "trickle", "redirect"]
@@ -84,6 +86,10 @@ class FakeHost:
         self.protocol: Protocol = protocol
         self.api_key = api_key  # when set (OpenAI), requests need "Authorization: Bearer <key>"
         self.default = Step()
+        # Set, the host answers as an LLM host under load does (ygg/backends/host_model.py):
+        # each reply's delay is work shared with the requests beside it, and past capacity
+        # a 503 (or a slowdown).
+        self.load_model: HostModel | None = None
         self._lock = threading.RLock()  # re-entrant: wait_for's predicate reads properties
         self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -428,7 +434,10 @@ class _Handler(BaseHTTPRequestHandler):
         if step.action == "redirect":
             status = step.status if 300 <= step.status < 400 else 302
             return self._send(status, b"", {"Location": f"{host.url}/api/chat", **extra})
-        if not self._pause(step.delay_s + _requested_sleep(payload)):
+        work_s = step.delay_s + _requested_sleep(payload)
+        if host.load_model is not None and 200 <= step.status < 300:
+            return self._perform_loaded(host.load_model, work_s, payload, extra)
+        if not self._pause(work_s):
             self.close_connection = True
             return None
         if step.body is not None:
@@ -438,6 +447,25 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(
             step.status, host._error(step.status, f"scripted HTTP {step.status}"), extra
         )
+
+    def _perform_loaded(
+        self, model: HostModel, work_s: float, payload: dict[str, Any], extra: dict[str, str]
+    ) -> int | None:
+        host = self.fake
+        try:
+            model.enter()
+        except AttemptFailed:
+            return self._json(503, host._error(503, "at capacity"), extra)
+        try:
+            while work_s > 1e-9:
+                sleep_s, done = model.step_s(work_s)
+                if not self._pause(sleep_s):
+                    self.close_connection = True
+                    return None
+                work_s -= done
+        finally:
+            model.leave()
+        return self._json(200, host._reply(payload), extra)
 
     # writing
 
