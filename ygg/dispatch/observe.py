@@ -70,7 +70,8 @@ class Observer:
 
     async def _serve_status(self, listen: str) -> None:
         db = self.d.config.daemon.db
-        self._tasks = TaskApi(lambda: open_store(db, busy_timeout_s=5.0), lambda: self.d.config)
+        config = lambda: self.d.config  # noqa: E731  (read at each request: reloads replace it)
+        self._tasks = TaskApi(lambda: open_store(db, busy_timeout_s=5.0), config, self.events)
         try:  # the server logs status_server_started itself
             self._server = await start_status_server(
                 listen,

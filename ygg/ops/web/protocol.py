@@ -5,11 +5,14 @@ for a head over h11's size limit."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from http import HTTPStatus
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+SEND_BUFFER_BYTES = 64 * 1024  # the answers here are small: a page, a status, events
 
 
 class BoundedH11Protocol(H11Protocol):
@@ -32,6 +35,11 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A stalled client holds this much of the kernel's memory, not the 4 MiB autotuning
+            # would grant, and an event stream's queue fills (and it is dropped) soon after.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -15,6 +15,7 @@ from ygg import api
 from ygg.config import Config
 from ygg.errors import InvalidInput
 from ygg.ops.status import status_report
+from ygg.ops.web.events import EventHub, task_event
 from ygg.store.base import Store
 from ygg.store.model import MAX_COUNT, STATUSES
 
@@ -22,8 +23,13 @@ T = TypeVar("T")
 
 
 class TaskApi:
-    def __init__(self, open_store: Callable[[], Store], config: Callable[[], Config]) -> None:
-        self._open, self._config = open_store, config
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        config: Callable[[], Config],
+        events: EventHub | None = None,
+    ) -> None:
+        self._open, self._config, self._events = open_store, config, events
         self._store: Store | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ygg-web-store")
 
@@ -36,9 +42,9 @@ class TaskApi:
             self._store = self._open()
         return self._store
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self, *, probe: bool = False) -> dict[str, Any]:
         config = self._config()
-        return await self._run(lambda store: status_report(config, store, probe=False))
+        return await self._run(lambda store: status_report(config, store, probe=probe))
 
     async def list_tasks(
         self, status: str | None, kind: str | None, limit: int
@@ -60,7 +66,7 @@ class TaskApi:
 
     async def submit(self, data: Any) -> dict[str, Any]:
         new = api.task_from_json(self._config(), data)  # validated before anything is stored
-        task = await self._run(lambda store: api.submit(store, new))
+        task = await self._run(lambda store: api.submit(store, new, stored=self._announce))
         return task.to_json()
 
     async def cancel(self, task_id: int) -> dict[str, Any]:
@@ -68,8 +74,15 @@ class TaskApi:
         return task.to_json()
 
     async def retry(self, task_id: int) -> dict[str, Any]:
-        task = await self._run(lambda store: api.retry(store, task_id))
+        task = await self._run(lambda store: api.retry(store, task_id, stored=self._announce))
         return task.to_json()
+
+    def _announce(self, store: Store, task_id: int) -> None:
+        """On the store thread, before the daemons are woken: so watchers hear `queued`
+        before the `running` a woken pool announces."""
+        if self._events is not None and self._events.streams:
+            task = store.get(task_id)
+            self._events.publish_threadsafe(task_event(task.id, task.status, kind=task.kind))
 
     def close(self) -> None:
         """Closes the connection on its own thread and ends the thread (waits for it)."""
