@@ -41,9 +41,14 @@ def server_port(daemons: DaemonSet) -> int | None:
 
 @contextmanager
 def web_daemon(
-    directory: Path, pools: str = SIM_POOL, *, token: str | None = TOKEN, legacy: bool = False
+    directory: Path,
+    pools: str = SIM_POOL,
+    *,
+    token: str | None = TOKEN,
+    legacy: bool = False,
+    daemon: str = "",
 ) -> Iterator[WebDaemon]:
-    config = write_config(directory, pools, daemon='status_listen = "127.0.0.1:0"')
+    config = write_config(directory, pools, daemon=f'status_listen = "127.0.0.1:0"\n{daemon}')
     env = {"YGG_STATUS_TOKEN": token or "", "CREDENTIALS_DIRECTORY": str(directory / "none")}
     with DaemonSet(config, env=env) as daemons:
         process = daemons.start(*(["--legacy"] if legacy else []))
