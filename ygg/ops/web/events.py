@@ -18,7 +18,7 @@ import structlog
 log = structlog.get_logger("ygg.ops")
 QUEUE_EVENTS = 256  # per client: about a second of a busy daemon's events
 MAX_STREAMS = 32
-_CLOSE: dict[str, Any] = {}  # the sentinel that ends a dropped client's stream
+_CLOSE = b""  # the sentinel that ends a dropped client's stream
 
 
 class TooManyStreams(Exception):
@@ -29,7 +29,7 @@ class EventHub:
     def __init__(self, *, queue_events: int = QUEUE_EVENTS, max_streams: int = MAX_STREAMS) -> None:
         self.queue_events = queue_events
         self.max_streams = max_streams
-        self._clients: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._clients: set[asyncio.Queue[bytes]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.dropped = 0  # clients dropped for falling behind
@@ -41,9 +41,12 @@ class EventHub:
     def publish(self, event: dict[str, Any]) -> None:
         """Hands `event` to every stream (on the hub's loop; from another thread use
         `publish_threadsafe`). Cheap when nobody listens: the dispatcher calls it per task."""
+        if not self._clients:
+            return
+        frame = _frame(event)  # encoded once, whatever the number of streams
         for queue in list(self._clients):
             try:
-                queue.put_nowait(event)
+                queue.put_nowait(frame)
             except asyncio.QueueFull:
                 self._drop(queue)
 
@@ -57,7 +60,7 @@ class EventHub:
         else:
             loop.call_soon_threadsafe(self.publish, event)
 
-    def _drop(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def _drop(self, queue: asyncio.Queue[bytes]) -> None:
         self._clients.discard(queue)
         self.dropped += 1
         log.warning("event_stream_dropped", reason="client fell behind")
@@ -65,19 +68,19 @@ class EventHub:
             queue.get_nowait()
         queue.put_nowait(_CLOSE)
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+    def subscribe(self) -> asyncio.Queue[bytes]:
         if len(self._clients) >= self.max_streams:
             raise TooManyStreams(f"at most {self.max_streams} event streams are served")
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.queue_events)
+        queue: asyncio.Queue[bytes] = asyncio.Queue(self.queue_events)
         self._clients.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[bytes]) -> None:
         self._clients.discard(queue)
 
     async def stream(
-        self, queue: asyncio.Queue[dict[str, Any]], *, keepalive_s: float = 15.0
+        self, queue: asyncio.Queue[bytes], *, keepalive_s: float = 15.0
     ) -> AsyncIterator[bytes]:
         """The SSE body for one subscriber: `event: <type>` and `data: <json>` per event, a
         comment line now and then so proxies and the client see the stream is alive."""
@@ -90,12 +93,19 @@ class EventHub:
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if event is _CLOSE:
+                frames = [event]
+                while not queue.empty() and event is not _CLOSE:  # one write for a burst
+                    frames.append(event := queue.get_nowait())
+                if frames[-1] is _CLOSE:
                     return
-                data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-                yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
+                yield b"".join(frames)
         finally:
             self.unsubscribe(queue)
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
 
 
 def task_event(task_id: int, status: str | None, **extra: Any) -> dict[str, Any]:
