@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ygg.config import Config
@@ -23,6 +23,7 @@ MAX_PARAM_CHARS = 64 * 1024
 MAX_ATTEMPTS = 1000
 PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DEFAULT_KIND = "general"
+Stored = Callable[["Store", int], None]  # told of a task once written, before daemons are woken
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # would break a line of `ygg list`
 
 
@@ -223,9 +224,12 @@ def submit_many(store: Store, tasks: Sequence[NewTask]) -> list[int]:
     return ids
 
 
-def submit(store: Store, task: NewTask) -> Task:
-    """Enqueues a validated task and nudges every daemon on the queue to look at once."""
+def submit(store: Store, task: NewTask, *, stored: Stored | None = None) -> Task:
+    """Enqueues a validated task and nudges every daemon on the queue to look at once
+    (`stored`, if given, hears of the task first: the HTTP API's event stream)."""
     task_id = store.enqueue(task, now_us())
+    if stored is not None:
+        stored(store, task_id)
     wake_daemons(store)
     return store.get(task_id)
 
@@ -256,8 +260,10 @@ def cancel(store: Store, task_id: int) -> tuple[Task, str]:
     return store.get(task_id), previous
 
 
-def retry(store: Store, task_id: int) -> Task:
+def retry(store: Store, task_id: int, *, stored: Stored | None = None) -> Task:
     """Puts a failed, blocked or cancelled task back in line and wakes the daemons."""
     store.retry(check_task_id(task_id), now_us())
+    if stored is not None:
+        stored(store, task_id)
     wake_daemons(store)
     return store.get(task_id)

@@ -130,9 +130,13 @@ def test_healthz_follows_the_healthy_callable() -> None:
 def test_unknown_paths_and_methods() -> None:
     async def test(server: StatusServer, client: httpx.AsyncClient) -> None:
         assert (await client.get("/nope")).status_code == 404
+        put = await client.put("/status", content=b"{}")
+        assert put.status_code == 405
+        assert put.headers["allow"] == "GET"
+        # Every POST needs a token (the contract); with none configured it is refused first.
         post = await client.post("/status", content=b"{}")
-        assert post.status_code == 405
-        assert post.headers["allow"] == "GET"
+        assert post.status_code == 403
+        assert "YGG_STATUS_TOKEN" in post.text
         assert (await client.head("/healthz")).status_code == 405
         reply = await raw_request(server.port, b"NONSENSE\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 400 ")

@@ -157,6 +157,8 @@ class Dispatcher:
         if message.verb == nudge.RELOAD:
             self.request_reload()
             return
+        if self.observer.events.streams:  # a submit or retry elsewhere: watchers look again
+            self.observer.events.publish({"type": "queue"})
         self.wake_all()
 
     async def _cancel_if_cancelled(self, task_id: int) -> None:

@@ -19,6 +19,9 @@ from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress, stall_window_s
 from ygg.ops.sdnotify import Notifier, watchdog_pinger
 from ygg.ops.snapshot import PoolInfo, RunningInfo, Snapshot, build_snapshot, daemon_info
+from ygg.ops.web.events import EventHub
+from ygg.ops.web.tasks import TaskApi
+from ygg.store import open_store
 from ygg.store.base import Store
 from ygg.store.model import US
 
@@ -42,7 +45,9 @@ class Observer:
         self.metrics = Metrics(self.progress)
         self.heartbeats = 0  # reaper cycles: moves while idle, and only if the store thread does
         self.started_us = d.now_us()
+        self.events = EventHub()  # what /api/events streams; fed by the pools
         self._server: StatusServer | None = None
+        self._tasks: TaskApi | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
     def beat(self, name: str) -> None:
@@ -64,12 +69,29 @@ class Observer:
         self.notifier.ready(self.summary())
 
     async def _serve_status(self, listen: str) -> None:
+        db = self.d.config.daemon.db
+        config = lambda: self.d.config  # noqa: E731  (read at each request: reloads replace it)
+        self._tasks = TaskApi(lambda: open_store(db, busy_timeout_s=5.0), config, self.events)
         try:  # the server logs status_server_started itself
             self._server = await start_status_server(
-                listen, self.token, self.snapshot, self.progress.healthy, self.metrics
+                listen,
+                self.token,
+                self.snapshot,
+                self.progress.healthy,
+                self.metrics,
+                tasks=self._tasks,
+                events=self.events,
             )
         except OSError as exc:
             log.warning("status_server_unavailable", listen=listen, error=str(exc))
+            return
+        assert self._server.serving is not None
+        self._server.serving.add_done_callback(self._server_ended)
+
+    def _server_ended(self, task: asyncio.Task[None]) -> None:
+        # Supervised: an optional extra, so the daemon runs on, but never silently without it.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("status_server_died", error=repr(task.exception()))
 
     def stopping(self) -> None:
         self.progress.stopped = True
@@ -80,6 +102,8 @@ class Observer:
             self._watchdog.cancel()
         if self._server is not None:
             await self._server.close()
+        if self._tasks is not None:
+            await asyncio.to_thread(self._tasks.close)
         self.notifier.close()
 
     def reloading(self, begins: bool) -> None:

@@ -15,6 +15,7 @@ from ygg.backends import AttemptFailed, Backend, Job
 from ygg.config import PoolConfig
 from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from ygg.dispatch.outcome import log_recorded, record
+from ygg.ops.web.events import pool_event, task_event
 from ygg.store.base import Store
 from ygg.store.model import US, Claim, Outcome
 from ygg.store.writer import StoreAbandoned
@@ -35,6 +36,7 @@ class Attempt:
     started: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None  # why we cancelled it: cancelled | lease_lost | shutdown
     recording: bool = False  # the outcome is being written; the lease keeper leaves it alone
+    final: str | None = None  # the status recorded, for the event stream
 
 
 class PoolRunner:
@@ -99,7 +101,25 @@ class PoolRunner:
             attempt = Attempt(claim)
             self.attempts[claim.task_id] = attempt
             attempt.task = asyncio.create_task(self._run(attempt), name=f"task-{claim.task_id}")
+        if claims and d.observer.events.streams:
+            for claim in claims:
+                self._announce(claim.task_id, "running", attempt=claim.attempt, kind=claim.kind)
+            self._announce_pool()
         return len(claims)
+
+    def _announce(self, task_id: int, status: str | None, **extra: object) -> None:
+        self.d.observer.events.publish(task_event(task_id, status, pool=self.name, **extra))
+
+    def _announce_end(self, attempt: Attempt) -> None:
+        if self.d.observer.events.streams:
+            stopped = "cancelled" if attempt.stop_reason == "cancelled" else None
+            self._announce(attempt.claim.task_id, attempt.final or stopped)
+            self._announce_pool()
+
+    def _announce_pool(self) -> None:
+        running, breaker = len(self.attempts), self.breaker
+        event = pool_event(self.name, running, self.config.slots, breaker.state, breaker.reason)
+        self.d.observer.events.publish(event)
 
     def stop_attempt(self, task_id: int, reason: str) -> bool:
         attempt = self.attempts.get(task_id)
@@ -149,6 +169,7 @@ class PoolRunner:
         finally:
             self._free(attempt)
             self.d.slot_freed(self)  # now committed: peer daemons may claim the slot too
+            self._announce_end(attempt)
 
     def _free(self, attempt: Attempt) -> None:
         if self.attempts.pop(attempt.claim.task_id, None) is not None:
@@ -170,6 +191,7 @@ class PoolRunner:
             # (A host failure waits: the breaker must learn of it before the next claim.)
             self._free(attempt)
         recorded = await written
+        attempt.final = recorded.status
         seconds = time.monotonic() - attempt.started
         log_recorded(recorded, failure, now, seconds)
         outcome_name = _OUTCOME_NAMES[recorded.status]
@@ -214,6 +236,7 @@ class PoolRunner:
         d.fire(d.store.call(Store.set_breaker, owner, self.name, state, reason, now))
         if breaker.state == OPEN:
             d.fire(self._probe_when_cooled())
+        self._announce_pool()
         d.wake_all()  # fallback pools gain or lose this pool's kinds; a trial may start
 
     async def _probe_when_cooled(self) -> None:

@@ -1,51 +1,49 @@
-"""The status endpoint: `/metrics` (Prometheus text), `/healthz` and `/status` (JSON).
+"""The daemon's HTTP server: `/metrics`, `/healthz`, `/status`, the task API, its events and
+the dashboard (ygg/ops/web/), served by uvicorn on the daemon's own event loop.
 
-A deliberately small HTTP/1.1 server on asyncio streams: GET only, one request per connection
-(`Connection: close`), a bounded request head and a read timeout, so a slow or hostile client
-can hold at most one connection (of a bounded number) for a few seconds and never the loop.
-Stdlib streams instead of aiohttp: three read-only routes do not justify a framework dependency.
+uvicorn and Starlette rather than a hand-written server: an API with bodies and a live page
+need keep-alive, streaming and careful HTTP parsing, which h11 and uvicorn have been hardened
+for. The limits stay: a bounded request head (431) and body (413), a deadline for the head
+(408), a cap on concurrent connections and requests (503), idle keep-alive closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import ipaddress
-import json
 import os
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import socket
+from collections.abc import Awaitable, Callable, Iterator
 
 import structlog
+import uvicorn
 
 from ygg.config.credentials import read_secret
 from ygg.errors import ConfigError
-from ygg.ops.metrics import CONTENT_TYPE, Metrics
+from ygg.ops.metrics import Metrics
 from ygg.ops.snapshot import Snapshot
+from ygg.ops.web.app import Sources, build_app
+from ygg.ops.web.events import EventHub
+from ygg.ops.web.protocol import protocol_class
+from ygg.ops.web.tasks import TaskApi
 
 log = structlog.get_logger("ygg.ops")
 
 TOKEN_ENV = "YGG_STATUS_TOKEN"
 TOKEN_CREDENTIAL = "ygg-status-token"
-MAX_REQUEST_BYTES = 8192  # request line and headers; GET has no body
-READ_TIMEOUT_S = 5.0
-WRITE_TIMEOUT_S = 10.0
-MAX_CONNECTIONS = 32
-LINGER_BYTES = 65536  # read (and drop) what a refused client still sends, so it sees the answer
-LINGER_S = 1.0
+MAX_REQUEST_BYTES = 16384  # request line and headers (a browser's fit); bodies: web.routes
+READ_TIMEOUT_S = 5.0  # for a request's head, and again for its body
+KEEP_ALIVE_S = 5
+MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond it; event streams are capped lower (32)
+CLOSE_GRACE_S = 2
 
 SnapshotFn = Callable[[], Awaitable[Snapshot]]
 HealthyFn = Callable[[], bool]
 _LISTEN = re.compile(
     r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d{1,5})|(?P<host>[^:\[\]\s]+):(?P<port>\d{1,5})"
 )
-_REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 503: "Service Unavailable",
-}  # fmt: skip
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -88,60 +86,9 @@ def status_token() -> str | None:
     return token or None
 
 
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "text/plain; charset=utf-8"
-    extra: tuple[tuple[str, str], ...] = ()
-
-    def encode(self) -> bytes:
-        head = [
-            f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Error')}",
-            f"Content-Type: {self.content_type}",
-            f"Content-Length: {len(self.body)}",
-            "Cache-Control: no-store",
-            "Connection: close",
-            *(f"{name}: {value}" for name, value in self.extra),
-        ]
-        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + self.body
-
-
-def _text(status: int, text: str, *extra: tuple[str, str]) -> Response:
-    return Response(status, (text + "\n").encode(), extra=extra)
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-
-
-class BadRequest(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-def parse_request(head: bytes) -> Request:
-    """The request line and headers (up to the blank line) → Request; BadRequest if malformed."""
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[1].startswith("/"):
-        raise BadRequest(_text(400, "bad request line"))
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip():
-            raise BadRequest(_text(400, "bad header line"))
-        headers[name.strip().lower()] = value.strip()
-    return Request(parts[0], parts[1].split("?", 1)[0], headers)
-
-
 class StatusServer:
-    """Serves the endpoint; `await start()`, read `port`, `await close()` when done."""
+    """Serves the app with uvicorn on the running loop; `await start()`, read `port`,
+    `await close()` when done. The daemon owns the signals: uvicorn installs no handlers."""
 
     def __init__(
         self,
@@ -152,125 +99,90 @@ class StatusServer:
         metrics: Metrics,
         *,
         read_timeout_s: float = READ_TIMEOUT_S,
+        tasks: TaskApi | None = None,
+        events: EventHub | None = None,
     ) -> None:
         self.host, self.port = check_listen(listen, token)
-        self._token = token.encode() if token else None
-        self._snapshot, self._healthy, self._metrics = snapshot, healthy, metrics
-        self._read_timeout_s = read_timeout_s
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[object]] = set()
-        self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
-            "/metrics": self._get_metrics,
-            "/healthz": self._get_healthz,
-            "/status": self._get_status,
-        }
+        self._token = token
+        sources = Sources(snapshot, healthy, metrics, tasks, events)
+        app = build_app(token, sources, read_timeout_s=read_timeout_s)
+        self._config = uvicorn.Config(
+            app,
+            loop="none",
+            lifespan="off",
+            http=protocol_class(read_timeout_s),
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            limit_concurrency=MAX_CONNECTIONS,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=CLOSE_GRACE_S,
+            h11_max_incomplete_event_size=MAX_REQUEST_BYTES,
+        )
+        self._server: _Server | None = None
+        self._serving: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._on_connection, self.host, self.port, limit=MAX_REQUEST_BYTES
-        )
-        self.port = self._server.sockets[0].getsockname()[1]  # the real one when asked for 0
+        sock = _bind(self.host, self.port)  # an OSError (address taken) surfaces here
+        self.port = sock.getsockname()[1]  # the real one when asked for 0
+        server = self._server = _Server(self._config)
+        self._serving = asyncio.create_task(server.serve([sock]), name="status_server")
+        while not server.started:
+            if self._serving.done():
+                self._serving.result()  # raises what stopped it
+                raise OSError(f"the status server on port {self.port} stopped while starting")
+            await asyncio.sleep(0.005)
         log.info("status_server_started", host=self.host, port=self.port, token=bool(self._token))
 
+    @property
+    def serving(self) -> asyncio.Task[None] | None:
+        """The task serving requests: it ends only when `close()` is called, or on a crash."""
+        return self._serving
+
     async def close(self) -> None:
-        """Stops listening and ends the connections still open (they are at most seconds old)."""
-        if self._server is None:
+        """Stops listening and ends the open connections (event streams included)."""
+        if self._server is None or self._serving is None:
             return
-        self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+        self._server.should_exit = True
+        self._server.force_exit = True  # open event streams would otherwise hold the stop
         try:
-            if len(self._connections) > MAX_CONNECTIONS:
-                await self._send(writer, _text(503, "too many connections"))
-            else:
-                await self._serve_one(reader, writer)
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            pass  # the client went away or stalled while we answered: nothing left to tell it
-        except Exception:  # one bad request must not take the endpoint (or the daemon) down
-            log.exception("status_request_crashed")
+            await self._serving
         finally:
-            self._connections.discard(task)
-            writer.close()
+            self._server = self._serving = None
 
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(self._read_timeout_s):
-                head = await reader.readuntil(b"\r\n\r\n")
-            response = await self._respond(parse_request(head))
-        except TimeoutError:
-            response = _text(408, "request not received in time")
-        except asyncio.LimitOverrunError:
-            response = _text(431, f"request head over {MAX_REQUEST_BYTES} bytes")
-        except BadRequest as exc:
-            response = exc.response
-        await self._send(writer, response)
-        if response.status >= 400:
-            await self._linger(reader, writer)
 
-    async def _respond(self, request: Request) -> Response:
-        if self._token is not None:
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self._token):
-                return _text(401, "a bearer token is required", ("WWW-Authenticate", "Bearer"))
-        if request.method != "GET":
-            return _text(405, "only GET is served", ("Allow", "GET"))
-        route = self._routes.get(request.path)
-        return await route() if route else _text(404, "not found; try /metrics, /healthz, /status")
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the daemon's signal handlers stay in place
 
-    async def _send(self, writer: asyncio.StreamWriter, response: Response) -> None:
-        writer.write(response.encode())
-        async with asyncio.timeout(WRITE_TIMEOUT_S):
-            await writer.drain()
 
-    @staticmethod
-    async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Closing with unread input makes the kernel reset the connection, and the client may
-        lose our answer; so half-close and drop what it still sends, for a bounded time."""
-        with contextlib.suppress(OSError, RuntimeError):
-            writer.write_eof()
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            async with asyncio.timeout(LINGER_S):
-                dropped = 0
-                while dropped < LINGER_BYTES and (chunk := await reader.read(4096)):
-                    dropped += len(chunk)
-
-    # --- routes --------------------------------------------------------------------------------
-    async def _snapshot_or_none(self) -> Snapshot | None:
-        try:
-            return await self._snapshot()
-        except Exception as exc:  # the store may be busy; say so rather than fail the scrape
-            log.warning("status_snapshot_failed", error=repr(exc))
-            return None
-
-    async def _get_metrics(self) -> Response:
-        snapshot = await self._snapshot_or_none()
-        return Response(200, self._metrics.render(snapshot), CONTENT_TYPE)
-
-    async def _get_healthz(self) -> Response:
-        return _text(200, "ok") if self._healthy() else _text(503, "not making progress")
-
-    async def _get_status(self) -> Response:
-        snapshot = await self._snapshot_or_none()
-        if snapshot is None:
-            return _text(503, "status unavailable; see the daemon's log")
-        body = json.dumps(snapshot, ensure_ascii=False).encode()
-        return Response(200, body, "application/json")
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if host == "localhost":
+        host = "127.0.0.1"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def start_status_server(
-    listen: str, token: str | None, snapshot: SnapshotFn, healthy: HealthyFn, metrics: Metrics
+    listen: str,
+    token: str | None,
+    snapshot: SnapshotFn,
+    healthy: HealthyFn,
+    metrics: Metrics,
+    *,
+    tasks: TaskApi | None = None,
+    events: EventHub | None = None,
 ) -> StatusServer:
     """Checks `listen`, binds and serves; ConfigError before binding if `listen` is refused."""
-    server = StatusServer(listen, token, snapshot, healthy, metrics)
+    server = StatusServer(listen, token, snapshot, healthy, metrics, tasks=tasks, events=events)
     await server.start()
     return server

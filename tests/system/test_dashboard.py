@@ -1,0 +1,125 @@
+"""The dashboard at `/` in a real browser (Playwright driving Debian's Chromium; no download)
+against a real daemon: pools and running tasks, live updates, actions with and without the
+token, and no request to any other host."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support.daemons import run_ygg
+from tests.support.web import TOKEN, WebDaemon, web_daemon
+
+CHROMIUM = "/usr/bin/chromium"
+POOLS = (
+    '\n[pools.gpu]\nbackend = "sim"\nseconds = 60\nslots = 2\nkinds = ["general"]\n'
+    '\n[pools.cloud]\nbackend = "sim"\nseconds = 0\nslots = 1\nkinds = ["cheap"]\n'
+)
+WAIT_MS = 15_000
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip("needs Debian's chromium (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[WebDaemon]:
+    with web_daemon(tmp_path, POOLS) as daemon:
+        yield daemon
+        with daemon.client() as http:  # the 60 s tasks would hold the stop
+            for status in ("waiting", "queued", "running"):  # queued first: none starts now
+                for task in http.get(f"/api/tasks?status={status}").json():
+                    http.post(f"/api/tasks/{task['id']}/cancel")
+
+
+@pytest.fixture
+def browser() -> Iterator[sync_api.Browser]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def open_page(
+    browser: sync_api.Browser, web: WebDaemon, answer: str | None
+) -> tuple[sync_api.Page, list[str]]:
+    """A fresh tab on the dashboard; every request it makes is recorded; `answer` is what the
+    user types when the page asks for the token."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    hosts: list[str] = []
+
+    def record(route: sync_api.Route) -> None:
+        hosts.append(urlsplit(route.request.url).netloc)
+        if urlsplit(route.request.url).netloc == urlsplit(web.base).netloc:
+            route.continue_()
+        else:
+            route.abort()
+
+    page.route("**/*", record)
+    page.on("dialog", lambda dialog: dialog.accept(answer) if answer else dialog.dismiss())
+    page.goto(web.base + "/")
+    return page, hosts
+
+
+def test_pools_running_tasks_and_live_updates(
+    web: WebDaemon, browser: sync_api.Browser, tmp_path: Path
+) -> None:
+    run_ygg(web.config, "submit", "first long job")
+    page, hosts = open_page(browser, web, TOKEN)
+    expect = sync_api.expect
+    expect(page.locator('[data-pool="gpu"]')).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator('[data-pool="cloud"]')).to_be_visible()
+    expect(page.locator('[data-pool="gpu"] .slot.busy')).to_contain_text(
+        "first long job", timeout=WAIT_MS
+    )
+    expect(page.locator('[data-pool="gpu"] .slot.busy')).to_contain_text("attempt 1")
+    expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
+    # Submitted from the CLI: the page shows it without a reload.
+    run_ygg(web.config, "submit", "second long job")
+    expect(page.locator('[data-pool="gpu"] .slot.busy')).to_have_count(2, timeout=WAIT_MS)
+    run_ygg(web.config, "submit", "--kind", "cheap", "quick one")
+    expect(page.locator("#recent-rows")).to_contain_text("quick one", timeout=WAIT_MS)
+    run_ygg(web.config, "submit", "third waits")
+    expect(page.locator("#queue-rows")).to_contain_text("third waits", timeout=WAIT_MS)
+    # YGG_DASHBOARD_SCREENSHOT=docs/dashboard.png renews the README's picture.
+    page.screenshot(path=os.environ.get("YGG_DASHBOARD_SCREENSHOT") or tmp_path / "page.png")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than it
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    assert set(hosts) == {urlsplit(web.base).netloc}, hosts
+
+
+def test_cancel_and_retry_need_the_token(web: WebDaemon, browser: sync_api.Browser) -> None:
+    with web.client() as http:
+        for title in ("one", "two", "three"):
+            http.post("/api/tasks", json={"title": title})  # two run, the third waits
+        queued = http.get("/api/tasks?status=queued").json()[0]
+
+    def status() -> str:
+        with web.client() as http:
+            return str(http.get(f"/api/tasks/{queued['id']}").json()["status"])
+
+    expect = sync_api.expect
+    row = f'#queue-rows tr[data-task="{queued["id"]}"]'
+    page, hosts = open_page(browser, web, TOKEN)  # reads need the token too: it is asked once
+    expect(page.locator(row)).to_be_visible(timeout=WAIT_MS)
+    page.evaluate("sessionStorage.setItem('ygg-token', 'not-the-token')")
+    page.locator(row + " button").click()
+    expect(page.locator("#message")).to_contain_text("token was refused", timeout=WAIT_MS)
+    assert status() == "queued"
+    assert page.evaluate("sessionStorage.getItem('ygg-token')") is None  # asked again next time
+
+    page.locator(row + " button").click()  # the page asks; the right token is given
+    retry = f'#recent-rows tr[data-task="{queued["id"]}"]'
+    expect(page.locator(retry)).to_contain_text("cancelled", timeout=WAIT_MS)
+    assert status() == "cancelled"
+    page.locator(retry + " button").click()
+    expect(page.locator(row)).to_be_visible(timeout=WAIT_MS)
+    assert status() == "queued"
+    assert page.evaluate("sessionStorage.getItem('ygg-token')") == TOKEN
+    assert page.context.cookies() == []
+    assert set(hosts) == {urlsplit(web.base).netloc}, hosts
