@@ -22,7 +22,10 @@ POOLS = (
 WAIT_MS = 15_000
 
 if not os.path.exists(CHROMIUM):
-    pytest.skip("needs Debian's chromium (apt-get install chromium)", allow_module_level=True)
+    why = "needs Debian's chromium (apt-get install chromium)"
+    if os.environ.get("YGG_TEST_BROWSER") == "1":  # .ci/run: the tier is required
+        pytest.fail(f"YGG_TEST_BROWSER=1 but the browser tests {why}", pytrace=False)
+    pytest.skip(why, allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
