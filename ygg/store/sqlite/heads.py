@@ -8,12 +8,25 @@ from __future__ import annotations
 from ygg.store.model import Head
 from ygg.store.sqlite.db import Database, reads
 
+# The kinds with a queued task, by skipping through the ready index one kind at a time: as
+# many index probes as there are kinds, however deep the queue.
+_QUEUED_KINDS = """
+WITH RECURSIVE queued(kind) AS (
+    SELECT min(kind) FROM tasks INDEXED BY tasks_ready WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT min(kind) FROM tasks INDEXED BY tasks_ready
+            WHERE status = 'queued' AND kind > queued.kind)
+    FROM queued WHERE kind IS NOT NULL
+)
+SELECT kind FROM queued WHERE kind IS NOT NULL
+"""
+
 
 @reads
 def queue_heads(db: Database) -> list[Head]:
     conn = db.conn
     heads: list[Head] = []
-    kinds = [r[0] for r in conn.execute("SELECT DISTINCT kind FROM tasks WHERE status = 'queued'")]
+    kinds = [r[0] for r in conn.execute(_QUEUED_KINDS)]
     for kind in kinds:
         row = conn.execute(
             "SELECT id, priority, created_us, run_after_us FROM tasks INDEXED BY tasks_ready "

@@ -88,14 +88,18 @@ class TaskReads(DaemonRegistry):
     def pool_load(self, pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, int]]:
         """Per pool: tasks running in it (any owner) and queued tasks of the kinds it serves
         (including those waiting out a retry backoff)."""
+        # The partial indexes cover these counts; left to itself SQLite picks the status index
+        # and reads every queued row from the table (300 ms at 100,000 queued, not 10).
         running = dict(
             self.conn.execute(
-                "SELECT pool, count(*) FROM tasks WHERE status = 'running' GROUP BY pool"
+                "SELECT pool, count(*) FROM tasks INDEXED BY tasks_running "
+                "WHERE status = 'running' GROUP BY pool"
             ).fetchall()
         )
         queued = dict(
             self.conn.execute(
-                "SELECT kind, count(*) FROM tasks WHERE status = 'queued' GROUP BY kind"
+                "SELECT kind, count(*) FROM tasks INDEXED BY tasks_ready "
+                "WHERE status = 'queued' GROUP BY kind"
             ).fetchall()
         )
         return {
