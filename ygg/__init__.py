@@ -13,7 +13,8 @@ Names are imported on first use, so `import ygg` costs nothing the caller does n
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing's own costs `import ygg` a quarter of Python's start-up
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ygg import nudge
 from ygg.config import Config
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store import NewTask, Task
@@ -213,8 +212,14 @@ def submit(store: Store, task: NewTask) -> Task:
     return store.get(task_id)
 
 
-def wake_daemons(store: Store, message: bytes = nudge.WAKE) -> int:
-    return nudge.send([daemon.nudge for daemon in store.daemons()], message)
+def wake_daemons(store: Store, message: bytes | None = None) -> int:
+    """Nudges every daemon on the queue (a wake-up unless `message` says otherwise)."""
+    addresses = [daemon.nudge for daemon in store.daemons()]
+    if not addresses:
+        return 0
+    from ygg import nudge  # here: with no daemon running, a submit needs no socket
+
+    return nudge.send(addresses, message or nudge.WAKE)
 
 
 def get(store: Store, task_id: int) -> Task:
@@ -226,6 +231,8 @@ def cancel(store: Store, task_id: int) -> tuple[Task, str]:
     before."""
     previous, owner = store.cancel(check_task_id(task_id), now_us())
     if owner is not None:
+        from ygg import nudge
+
         addresses = [d.nudge for d in store.daemons() if d.id == owner]
         nudge.send(addresses, nudge.cancel_message(task_id))
     return store.get(task_id), previous

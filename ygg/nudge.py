@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -60,7 +59,7 @@ def cancel_message(task_id: int) -> bytes:
 
 
 def new_address() -> str:
-    return f"\0ygg/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+    return f"\0ygg/{os.getpid()}/{os.urandom(6).hex()}"
 
 
 def send(addresses: Iterable[str], message: bytes = WAKE) -> int:
