@@ -80,7 +80,7 @@ def claimer(argv: list[str]) -> int:
         if args.hold_ms:
             time.sleep(rng.uniform(args.hold_ms / 4, args.hold_ms) / 1000)
         # together: the whole batch's outcomes in one transaction, as the StoreThread does
-        with store.write() if args.together else contextlib.nullcontext():
+        with store.batch() if args.together else contextlib.nullcontext():
             for c in claims:
                 done_ns = time.monotonic_ns()
                 outcome = Outcome(result=f"owner {args.owner}")
@@ -138,7 +138,7 @@ def run_claimers(tmp_path: Path, db: str, **options: object) -> list[list[dict[s
 def enqueue_all(db: str, tasks: list[NewTask]) -> list[int]:
     store = open_store(db)
     try:
-        with store.write():  # one transaction
+        with store.batch():  # one transaction
             return [store.enqueue(task, now_us()) for task in tasks]
     finally:
         store.close()

@@ -1,0 +1,395 @@
+"""The PostgreSQL store: every domain operation is one transaction (or a savepoint of a batch).
+
+The semantics are the SQLite engine's (ygg/store/sqlite/store.py), operation by operation;
+what differs is how they hold with writers running side by side: rows an operation decides on
+are locked (`FOR UPDATE`, the reaper's `SKIP LOCKED`), every status change out of `running` is
+fenced by the claim's token, and slot limits are rows (claims.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
+from ygg.store.model import (
+    Claim,
+    NewTask,
+    Outcome,
+    Reaped,
+    Renewal,
+    Upsert,
+    UpsertResult,
+    storable_text,
+)
+from ygg.store.postgres import claims, deps, imports
+from ygg.store.postgres.db import Clock, atomic
+from ygg.store.postgres.deps import Conn
+from ygg.store.postgres.reads import TaskReads
+
+_INSERT = (
+    "INSERT INTO ygg.tasks (title, kind, priority, status, prompt, params, max_attempts, "
+    "timeout_s, created_us, finished_us, error, external_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+)
+_INSERT_PLAIN = """
+INSERT INTO ygg.tasks (title, kind, priority, status, prompt, params, max_attempts, timeout_s,
+    created_us, external_id)
+SELECT title, kind, priority, 'queued', prompt, params, max_attempts, timeout_s, %s, external_id
+FROM unnest(%s::text[], %s::text[], %s::smallint[], %s::text[], %s::text[], %s::integer[],
+    %s::double precision[], %s::text[])
+    WITH ORDINALITY AS v(title, kind, priority, prompt, params, max_attempts, timeout_s,
+        external_id, ord)
+ORDER BY ord
+RETURNING id
+"""
+
+
+class PostgresStore(TaskReads):
+    # --- submitting ----------------------------------------------------------------------
+    @atomic
+    def enqueue(self, task: NewTask, now_us: int) -> int:
+        with self.write() as conn:
+            return self._insert(conn, task, self.now(conn, now_us))
+
+    @staticmethod
+    def _insert(conn: Conn, task: NewTask, now_us: int) -> int:
+        depends_on = tuple(sorted(set(task.depends_on)))
+        parents = deps.parent_statuses(conn, depends_on) if depends_on else {}
+        missing = [str(i) for i in depends_on if i not in parents]
+        if missing:
+            raise TaskNotFound(f"Cannot depend on task {', '.join(missing)}: no such task.")
+        status = deps.status_for(set(parents.values())) if depends_on else "queued"
+        error = "a dependency failed or was cancelled" if status == "blocked" else None
+        row = conn.execute(
+            _INSERT,
+            (
+                task.title,
+                task.kind,
+                task.priority,
+                status,
+                task.prompt,
+                json.dumps(task.params),
+                task.max_attempts,
+                task.timeout_s,
+                now_us,
+                now_us if status == "blocked" else None,
+                error,
+                task.external_id,
+            ),
+        ).fetchone()
+        assert row is not None
+        task_id: int = row[0]
+        if depends_on:
+            conn.execute(
+                "INSERT INTO ygg.deps (task_id, depends_on) SELECT %s, unnest(%s::bigint[])",
+                (task_id, list(depends_on)),
+            )
+        return task_id
+
+    @atomic
+    def enqueue_many(self, tasks: Sequence[NewTask], now_us: int) -> list[int]:
+        """Enqueues every task in one transaction, or none (BatchItemError names the one that
+        was refused). Dependencies are checked before anything is inserted, so a refused batch
+        uses up no ids. Runs of tasks without dependencies go in with one statement each."""
+        ids: list[int] = []
+        plain: list[NewTask] = []
+        with self.write() as conn:
+            now = self.now(conn, now_us)
+            self._check_parents(conn, tasks)
+            for task in tasks:
+                if not task.depends_on:
+                    plain.append(task)
+                    continue
+                ids += self._insert_plain(conn, plain, now)
+                plain = []
+                ids.append(self._insert(conn, task, now))
+            ids += self._insert_plain(conn, plain, now)
+        return ids
+
+    @staticmethod
+    def _check_parents(conn: Conn, tasks: Sequence[NewTask]) -> None:
+        wanted = sorted({parent for task in tasks for parent in task.depends_on})
+        if not wanted:
+            return
+        rows = conn.execute("SELECT id FROM ygg.tasks WHERE id = ANY(%s)", (wanted,))
+        found = {row[0] for row in rows}
+        for index, task in enumerate(tasks):
+            missing = [str(i) for i in sorted(set(task.depends_on)) if i not in found]
+            if missing:
+                error = TaskNotFound(f"Cannot depend on task {', '.join(missing)}: no such task.")
+                raise BatchItemError(index, error)
+
+    @staticmethod
+    def _insert_plain(conn: Conn, tasks: list[NewTask], now_us: int) -> list[int]:
+        if not tasks:
+            return []
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for t in tasks:
+            values = (t.title, t.kind, t.priority, t.prompt, json.dumps(t.params))
+            for column, value in zip(
+                columns, (*values, t.max_attempts, t.timeout_s, t.external_id), strict=True
+            ):
+                column.append(value)
+        rows = conn.execute(_INSERT_PLAIN, (now_us, *columns)).fetchall()
+        # The ids come from one sequence in insertion order (ORDER BY ord): ascending as the batch.
+        return sorted(row[0] for row in rows)
+
+    @atomic
+    def upsert_external(
+        self,
+        items: Sequence[Upsert],
+        now_us: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> UpsertResult:
+        return imports.upsert_external(self, items, now_us, progress)
+
+    # --- claiming and outcomes -------------------------------------------------------------
+    @atomic
+    def claim(
+        self,
+        pool: str,
+        kinds: Sequence[str],
+        limit: int,
+        *,
+        slots: int,
+        owner: int,
+        lease_us: int,
+        now_us: int,
+    ) -> list[Claim]:
+        """Up to `limit` of the most urgent ready tasks for `pool`, never past its `slots`
+        across every daemon on the queue (see claims.py)."""
+        kinds = list(dict.fromkeys(kinds))
+        if not kinds or limit < 1:
+            return []
+        with self.write() as conn:
+            now = self.now(conn, now_us)
+            return claims.claim(
+                conn,
+                pool,
+                kinds,
+                limit,
+                slots=slots,
+                owner=owner,
+                lease_until_us=now + lease_us,
+                now_us=now,
+            )
+
+    @atomic
+    def renew(
+        self, owner: int, task_ids: Collection[int], lease_until_us: int, now_us: int
+    ) -> Renewal:
+        """Extends the leases of `task_ids`, the attempts `owner` really has running; the ids
+        it still holds come back in `held`. A row `owner` holds without a live attempt (its
+        outcome was never written) is not renewed; once its lease has run out it is taken
+        back here, as the reaper would for a dead owner, and reported in `orphans`."""
+        with self.write() as conn:
+            now = self.now(conn, now_us)
+            conn.execute("UPDATE ygg.daemons SET heartbeat_us = %s WHERE id = %s", (now, owner))
+            rows = conn.execute(
+                "UPDATE ygg.tasks SET lease_expires_us = %s WHERE status = 'running' "
+                "AND owner = %s AND id = ANY(%s) RETURNING id",
+                (lease_until_us + now - now_us, owner, list(task_ids)),
+            ).fetchall()
+            lapsed = conn.execute(
+                "SELECT id, owner, attempts, max_attempts FROM ygg.tasks "
+                "WHERE status = 'running' AND owner = %s AND lease_expires_us < %s "
+                "ORDER BY id FOR UPDATE SKIP LOCKED",
+                (owner, now),
+            ).fetchall()
+            orphans = self._take_back(conn, lapsed, now)
+        return Renewal({row[0] for row in rows}, orphans)
+
+    @atomic
+    def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
+        """Records success; returns the kinds of the dependents it promoted, None if stale."""
+        outcome = outcome.storable()
+        with self.write() as conn:
+            now = self.now(conn, now_us)
+            row = conn.execute(
+                "UPDATE ygg.tasks SET status = 'done', result = %s, error = NULL, "
+                "tokens_in = %s, tokens_out = %s, finished_us = %s, lease_expires_us = NULL "
+                "WHERE id = %s AND token = %s AND status = 'running' RETURNING id",
+                (outcome.result, outcome.tokens_in, outcome.tokens_out, now, task_id, token),
+            ).fetchone()
+            if row is None:
+                return None
+            claims.free_slots(conn, [task_id])
+            return deps.promote(conn, task_id)
+
+    @atomic
+    def fail(
+        self,
+        task_id: int,
+        token: int,
+        error: str,
+        *,
+        retry_at_us: int | None,
+        charge: bool,
+        now_us: int,
+    ) -> str | None:
+        """Records a failed attempt: `queued` again (until `retry_at_us`) while attempts remain
+        and the failure is retryable, else `failed`. Returns the new status, None if stale."""
+        error = storable_text(error)
+        with self.write() as conn:
+            now = self.now(conn, now_us)
+            row = conn.execute(
+                "SELECT attempts, max_attempts FROM ygg.tasks "
+                "WHERE id = %s AND token = %s AND status = 'running' FOR UPDATE",
+                (task_id, token),
+            ).fetchone()
+            if row is None:
+                return None
+            claims.free_slots(conn, [task_id])
+            attempts = row[0] - (0 if charge else 1)
+            if retry_at_us is not None and attempts < row[1]:
+                conn.execute(
+                    "UPDATE ygg.tasks SET status = 'queued', attempts = %s, error = %s, "
+                    "run_after_us = %s, lease_expires_us = NULL WHERE id = %s",
+                    (attempts, error, retry_at_us + now - now_us, task_id),
+                )
+                return "queued"
+            self._finish(conn, task_id, "failed", error, now, attempts=attempts)
+            return "failed"
+
+    @staticmethod
+    def _finish(
+        conn: Conn,
+        task_id: int,
+        status: str,
+        error: str | None,
+        now_us: int,
+        *,
+        attempts: int | None = None,
+    ) -> None:
+        conn.execute(
+            "UPDATE ygg.tasks SET status = %s, error = %s, finished_us = %s, "
+            "lease_expires_us = NULL, attempts = coalesce(%s, attempts) WHERE id = %s",
+            (status, error, now_us, attempts, task_id),
+        )
+        deps.block_downstream(conn, task_id, status, now_us)
+
+    @atomic
+    def reap(
+        self, now_us: int, alive_owners: Collection[int], dead_owners: Collection[int] = ()
+    ) -> list[Reaped]:
+        """Returns tasks whose owner's lease expired to `queued` (or `failed`, once they have
+        been interrupted `max_attempts` times). Owners known to be alive keep their tasks;
+        those known to be dead lose theirs at once, without waiting for the lease, and are
+        forgotten. A row another transaction holds (its outcome being written) is skipped."""
+        dead, alive = list(dead_owners), set(alive_owners)
+        with self.write() as conn:
+            now = self.now(conn, now_us)
+            rows = conn.execute(
+                "SELECT id, owner, attempts, max_attempts FROM ygg.tasks WHERE status = 'running' "
+                "AND (lease_expires_us < %s OR owner = ANY(%s)) ORDER BY id FOR UPDATE SKIP LOCKED",
+                (now, dead),
+            ).fetchall()
+            reaped = self._take_back(conn, [row for row in rows if row[1] not in alive], now)
+            if dead:
+                self.forget_daemons(dead)
+            return reaped
+
+    def _take_back(self, conn: Conn, rows: Sequence[Sequence[Any]], now_us: int) -> list[Reaped]:
+        """Interrupted attempts (id, owner, attempts, max_attempts), locked by the caller:
+        queued again, or failed once they were interrupted max_attempts times."""
+        changed: list[Reaped] = []
+        claims.free_slots(conn, [row[0] for row in rows])
+        for task_id, _owner, attempts, max_attempts in rows:
+            if attempts >= max_attempts:
+                reason = f"interrupted {attempts} times: the dispatcher running it stopped"
+                self._finish(conn, task_id, "failed", reason, now_us)
+                changed.append(Reaped(task_id, "failed", attempts))
+            else:
+                conn.execute(
+                    "UPDATE ygg.tasks SET status = 'queued', lease_expires_us = NULL, "
+                    "error = 'interrupted: the dispatcher running it stopped' WHERE id = %s",
+                    (task_id,),
+                )
+                changed.append(Reaped(task_id, "queued", attempts))
+        return changed
+
+    @atomic
+    def release(self, task_id: int, token: int, *, block: bool, now_us: int) -> bool:
+        """Gives back a task interrupted by a graceful shutdown, without charging the attempt."""
+        with self.write() as conn:
+            now = self.now(conn, now_us)
+            row = conn.execute(
+                "UPDATE ygg.tasks SET status = 'queued', attempts = attempts - 1, "
+                "lease_expires_us = NULL WHERE id = %s AND token = %s AND status = 'running' "
+                "RETURNING id",
+                (task_id, token),
+            ).fetchone()
+            if row is None:
+                return False
+            claims.free_slots(conn, [task_id])
+            if block:
+                self._finish(conn, task_id, "blocked", "interrupted by a shutdown", now)
+            return True
+
+    # --- operator actions ------------------------------------------------------------------
+    @atomic
+    def cancel(self, task_id: int, now_us: int) -> tuple[str, int | None]:
+        """Cancels a task that has not finished; returns its previous status and owner."""
+        with self.write() as conn:
+            now = self.now(conn, now_us)
+            row = conn.execute(
+                "SELECT status, owner FROM ygg.tasks WHERE id = %s FOR UPDATE", (task_id,)
+            ).fetchone()
+            if row is None:
+                raise TaskNotFound(f"No task {task_id}.")
+            if row[0] not in ("waiting", "queued", "running"):
+                raise InvalidInput(
+                    f"Task {task_id} is already {row[0]}; there is nothing to cancel."
+                )
+            if row[0] == "running":
+                claims.free_slots(conn, [task_id])
+            self._finish(conn, task_id, "cancelled", None, now)
+            return row[0], row[1] if row[0] == "running" else None
+
+    @atomic
+    def retry(self, task_id: int, now_us: int) -> str:
+        """Puts a failed, blocked or cancelled task back in line with a fresh attempt budget."""
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT status, ARRAY(SELECT depends_on FROM ygg.deps WHERE task_id = %s) "
+                "FROM ygg.tasks WHERE id = %s FOR UPDATE",
+                (task_id, task_id),
+            ).fetchone()
+            if row is None:
+                raise TaskNotFound(f"No task {task_id}.")
+            if row[0] not in ("failed", "blocked", "cancelled"):
+                raise InvalidInput(
+                    f"Task {task_id} is {row[0]}; only failed, blocked or cancelled tasks can be "
+                    "retried."
+                )
+            status = deps.unfinished_status(conn, tuple(row[1]))
+            if status == "blocked":
+                raise InvalidInput(
+                    f"Task {task_id} depends on a task that failed or was cancelled; retry that "
+                    "one first."
+                )
+            conn.execute(
+                "UPDATE ygg.tasks SET status = %s, attempts = 0, error = NULL, result = NULL, "
+                "finished_us = NULL, started_us = NULL, run_after_us = NULL, pool = NULL "
+                "WHERE id = %s",
+                (status, task_id),
+            )
+            deps.unblock_downstream(conn, task_id)
+            return status
+
+
+def open_postgres(
+    url: str,
+    *,
+    synchronous: str = "full",
+    busy_timeout_s: float = 30.0,
+    clock: Clock = "database",
+) -> PostgresStore:
+    """The `postgresql` engine's opener (see ygg.store.ENGINES). `synchronous` and
+    `busy_timeout_s` are the SQLite engine's knobs: the server's own settings govern here.
+    `clock="caller"` takes every time from the caller's `now_us` (the contract suite's
+    explicit times); "database" puts leases and every recorded time on the server's clock."""
+    del synchronous, busy_timeout_s
+    return PostgresStore(url, clock=clock)
