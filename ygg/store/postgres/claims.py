@@ -26,9 +26,25 @@ from collections.abc import Sequence
 from ygg.store.model import Claim
 from ygg.store.postgres.deps import Conn
 
+# Up to `limit` free slots of the pool, locked; slots held above the limit (it was lowered
+# while they ran) still count against it. Also how many rows the pool has: more may be made.
+_FREE = """
+SELECT ARRAY(
+    SELECT n FROM ygg.slots
+    WHERE pool = %(pool)s AND n <= %(slots)s AND task_id IS NULL
+    ORDER BY n
+    LIMIT greatest(0, least(%(limit)s, %(slots)s - (
+        SELECT count(*) FROM ygg.slots
+        WHERE pool = %(pool)s AND n > %(slots)s AND task_id IS NOT NULL)))
+    FOR UPDATE SKIP LOCKED),
+  (SELECT count(*) FROM ygg.slots
+   WHERE pool = %(pool)s AND n > %(slots)s AND task_id IS NOT NULL),
+  (SELECT coalesce(max(n), 0) FROM ygg.slots WHERE pool = %(pool)s)
+"""
+
 # The candidates are materialised with their LIMIT and row locks before the UPDATE joins them:
 # inlined, the planner may run the limiting subquery once per row and take more than LIMIT
-# (Oban v2.15's note).
+# (Oban v2.15's note). The tasks taken are paired with the slots, most urgent to lowest slot.
 _TAKE = """
 WITH ready AS MATERIALIZED (
     SELECT id FROM ygg.tasks
@@ -37,13 +53,22 @@ WITH ready AS MATERIALIZED (
     ORDER BY priority, id
     LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE ygg.tasks AS t SET status = 'running', pool = %(pool)s, owner = %(owner)s,
+        attempts = t.attempts + 1, token = t.token + 1, lease_expires_us = %(lease)s,
+        started_us = %(now)s, run_after_us = NULL
+    FROM ready WHERE t.id = ready.id
+    RETURNING t.id, t.token, t.kind, t.priority, t.title, t.prompt, t.params, t.attempts,
+        t.max_attempts, t.timeout_s, t.created_us
+), paired AS (
+    SELECT ranked.id, free.n
+    FROM (SELECT id, row_number() OVER (ORDER BY priority, id) AS rank FROM taken) AS ranked
+    JOIN unnest(%(free)s::integer[]) WITH ORDINALITY AS free(n, rank) USING (rank)
+), held AS (
+    UPDATE ygg.slots AS s SET task_id = paired.id
+    FROM paired WHERE s.pool = %(pool)s AND s.n = paired.n
 )
-UPDATE ygg.tasks AS t SET status = 'running', pool = %(pool)s, owner = %(owner)s,
-    attempts = t.attempts + 1, token = t.token + 1, lease_expires_us = %(lease)s,
-    started_us = %(now)s, run_after_us = NULL
-FROM ready WHERE t.id = ready.id
-RETURNING t.id, t.token, t.kind, t.priority, t.title, t.prompt, t.params, t.attempts,
-    t.max_attempts, t.timeout_s, t.created_us
+SELECT * FROM taken ORDER BY priority, id
 """
 
 
@@ -71,58 +96,30 @@ def claim(
             "pool": pool,
             "owner": owner,
             "lease": lease_until_us,
+            "free": free,
         },
     ).fetchall()
-    claims = sorted(
-        (
-            Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10])
-            for r in rows
-        ),
-        key=lambda c: (c.priority, c.task_id),
-    )
-    if claims:
-        conn.execute(
-            "UPDATE ygg.slots SET task_id = v.task_id "
-            "FROM unnest(%s::integer[], %s::bigint[]) AS v(n, task_id) "
-            "WHERE slots.pool = %s AND slots.n = v.n",
-            (free[: len(claims)], [c.task_id for c in claims], pool),
-        )
-    return claims
+    return [
+        Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10])
+        for r in rows
+    ]
 
 
 def _lock_free_slots(conn: Conn, pool: str, slots: int, limit: int) -> list[int]:
     """Locks up to `limit` free slots of `pool` among 1..slots; their numbers."""
-    row = conn.execute(
-        "SELECT count(*) FROM ygg.slots WHERE pool = %s AND n > %s AND task_id IS NOT NULL",
-        (pool, slots),
-    ).fetchone()
-    # Held above the limit: the pool's slots were lowered while they ran; they still count.
-    want = min(limit, slots - (row[0] if row else 0))
-    if want < 1:
-        return []
-    free = [
-        r[0]
-        for r in conn.execute(
-            "SELECT n FROM ygg.slots WHERE pool = %s AND n <= %s AND task_id IS NULL "
-            "ORDER BY n LIMIT %s FOR UPDATE SKIP LOCKED",
-            (pool, slots, want),
-        )
-    ]
-    if len(free) < want:
-        free += _add_slots(conn, pool, slots, want - len(free))
+    row = conn.execute(_FREE, {"pool": pool, "slots": slots, "limit": limit}).fetchone()
+    assert row is not None
+    free: list[int] = list(row[0])
+    want, top = min(limit, slots - row[1]), row[2]
+    if len(free) < want and top < slots:
+        free += _add_slots(conn, pool, top + 1, min(slots, top + want - len(free)))
     return free
 
 
-def _add_slots(conn: Conn, pool: str, slots: int, count: int) -> list[int]:
-    """Makes up to `count` more slot rows for `pool`, never numbered past `slots`. Rows this
-    transaction inserts are its own until it commits; one another claim is inserting at the
-    same moment is waited for, then left to it (ON CONFLICT DO NOTHING)."""
-    row = conn.execute("SELECT coalesce(max(n), 0) FROM ygg.slots WHERE pool = %s", (pool,))
-    top = row.fetchone()
-    first = (top[0] if top else 0) + 1
-    last = min(slots, first + count - 1)
-    if last < first:
-        return []
+def _add_slots(conn: Conn, pool: str, first: int, last: int) -> list[int]:
+    """Makes the slot rows `first`..`last` of `pool`. Rows this transaction inserts are its own
+    until it commits; one that another claim is inserting at the same moment is waited for,
+    then left to it (ON CONFLICT DO NOTHING)."""
     added = conn.execute(
         "INSERT INTO ygg.slots (pool, n) SELECT %s, g "
         "FROM generate_series(%s::integer, %s::integer) AS g ON CONFLICT DO NOTHING RETURNING n",

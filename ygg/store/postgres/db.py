@@ -117,6 +117,7 @@ class Database:
         self.where = describe(url)
         self.clock = clock
         self.depth = 0
+        self._db_now: int | None = None  # the database's clock, read once per transaction
         self._conn: psycopg.Connection[Any] | None = None
         try:
             self._conn = self._connect()
@@ -177,8 +178,17 @@ class Database:
             raise self._translate(exc, "the operation") from None
         finally:
             self.depth -= 1
+            if not self.depth:
+                self._db_now = None
 
-    read = write  # a read is a transaction too: one snapshot per statement, nothing held after
+    @contextmanager
+    def read(self) -> Iterator[psycopg.Connection[Any]]:
+        """The connection for reading: outside a transaction each statement is atomic on its
+        own (as the SQLite engine's reads), so a read never holds a snapshot or a lock."""
+        try:
+            yield self.conn
+        except psycopg.Error as exc:
+            raise self._translate(exc, "reading the queue") from None
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -188,17 +198,19 @@ class Database:
 
     def now(self, conn: psycopg.Connection[Any], now_us: int) -> int:
         """The time an operation happens at: the caller's `now_us`, or (clock="database") the
-        database server's clock, one clock for every machine sharing the queue."""
+        database server's clock, one clock for every machine sharing the queue. Read once per
+        transaction: the operations of a batch share it, as they share their commit."""
         if self.clock == "caller":
             return now_us
-        row = conn.execute(DB_NOW_US).fetchone()
-        assert row is not None
-        db_now: int = row[0]
-        return db_now
+        if self._db_now is None:
+            row = conn.execute(DB_NOW_US).fetchone()
+            assert row is not None
+            self._db_now = int(row[0])
+        return self._db_now
 
     def check(self) -> None:
         """Reads every table whole; damaged data is refused (StoreRefused)."""
-        with self.read() as conn:
+        with self.write() as conn:
             for table in ("meta", "tasks", "deps", "slots", "daemons", "breakers"):
                 conn.execute(f"SELECT count(*), max(length(t::text)) FROM ygg.{table} AS t")
 

@@ -21,13 +21,25 @@ import psycopg
 Conn = psycopg.Connection[Any]
 
 
+# The waiting dependents of the task(s) in `done` (a CTE of the statement it is part of),
+# locked in id order, as an array.
+LOCK_DEPENDENTS = """ARRAY(
+    SELECT id FROM ygg.tasks WHERE status = 'waiting'
+      AND id IN (SELECT task_id FROM ygg.deps WHERE depends_on IN (SELECT id FROM done))
+    ORDER BY id FOR UPDATE)"""
+
+
 def promote(conn: Conn, finished_id: int) -> list[str]:
     """Queues the dependents whose last unfinished dependency was `finished_id`; their kinds."""
-    children = conn.execute(
-        "SELECT id FROM ygg.tasks WHERE status = 'waiting' AND id IN "
-        "(SELECT task_id FROM ygg.deps WHERE depends_on = %s) ORDER BY id FOR UPDATE",
-        (finished_id,),
-    ).fetchall()
+    row = conn.execute(
+        f"WITH done AS (SELECT %s::bigint AS id) SELECT {LOCK_DEPENDENTS}", (finished_id,)
+    ).fetchone()
+    return promote_locked(conn, row[0] if row else [])
+
+
+def promote_locked(conn: Conn, children: list[int]) -> list[str]:
+    """Queues those of `children` (already locked) whose dependencies are all done; their
+    kinds. A statement of its own: it sees what was committed while the locks were awaited."""
     if not children:
         return []
     rows = conn.execute(
@@ -39,7 +51,7 @@ def promote(conn: Conn, finished_id: int) -> list[str]:
               WHERE deps.task_id = tasks.id AND dep.status <> 'done')
         RETURNING id, kind
         """,
-        ([row[0] for row in children],),
+        (children,),
     ).fetchall()
     return [kind for _, kind in sorted(rows)]
 

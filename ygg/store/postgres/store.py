@@ -45,6 +45,19 @@ ORDER BY ord
 RETURNING id
 """
 
+# The fenced update, the slot freed only if it matched, the dependents to promote locked.
+_COMPLETE = f"""
+WITH done AS (
+    UPDATE ygg.tasks SET status = 'done', result = %s, error = NULL, tokens_in = %s,
+        tokens_out = %s, finished_us = %s, lease_expires_us = NULL
+    WHERE id = %s AND token = %s AND status = 'running'
+    RETURNING id
+), freed AS (
+    UPDATE ygg.slots SET task_id = NULL WHERE task_id IN (SELECT id FROM done)
+)
+SELECT EXISTS (SELECT 1 FROM done), {deps.LOCK_DEPENDENTS}
+"""
+
 
 class PostgresStore(TaskReads):
     # --- submitting ----------------------------------------------------------------------
@@ -203,20 +216,18 @@ class PostgresStore(TaskReads):
 
     @atomic
     def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
-        """Records success; returns the kinds of the dependents it promoted, None if stale."""
+        """Records success; returns the kinds of the dependents it promoted, None if stale.
+        One statement records it, frees its slot and locks its waiting dependents."""
         outcome = outcome.storable()
         with self.write() as conn:
             now = self.now(conn, now_us)
             row = conn.execute(
-                "UPDATE ygg.tasks SET status = 'done', result = %s, error = NULL, "
-                "tokens_in = %s, tokens_out = %s, finished_us = %s, lease_expires_us = NULL "
-                "WHERE id = %s AND token = %s AND status = 'running' RETURNING id",
+                _COMPLETE,
                 (outcome.result, outcome.tokens_in, outcome.tokens_out, now, task_id, token),
             ).fetchone()
-            if row is None:
+            if row is None or not row[0]:
                 return None
-            claims.free_slots(conn, [task_id])
-            return deps.promote(conn, task_id)
+            return deps.promote_locked(conn, row[1])
 
     @atomic
     def fail(
