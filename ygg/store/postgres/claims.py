@@ -20,25 +20,22 @@ a huge limit costs rows only for what really runs at once.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Sequence
 
 from ygg.store.model import Claim
 from ygg.store.postgres.deps import Conn
 
-# Up to `limit` free slots of the pool, locked; slots held above the limit (it was lowered
-# while they ran) still count against it. Also how many rows the pool has: more may be made.
+# Up to `limit` free slots of the pool, locked; whether any slot above the limit is still
+# held (the limit was lowered while it ran); how many rows the pool has (more may be made).
 _FREE = """
 SELECT ARRAY(
     SELECT n FROM ygg.slots
     WHERE pool = %(pool)s AND n <= %(slots)s AND task_id IS NULL
-    ORDER BY n
-    LIMIT greatest(0, least(%(limit)s, %(slots)s - (
-        SELECT count(*) FROM ygg.slots
-        WHERE pool = %(pool)s AND n > %(slots)s AND task_id IS NOT NULL)))
+    ORDER BY n LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED),
-  (SELECT count(*) FROM ygg.slots
-   WHERE pool = %(pool)s AND n > %(slots)s AND task_id IS NOT NULL),
+  EXISTS (SELECT 1 FROM ygg.slots WHERE pool = %(pool)s AND n > %(slots)s AND task_id IS NOT NULL),
   (SELECT coalesce(max(n), 0) FROM ygg.slots WHERE pool = %(pool)s)
 """
 
@@ -109,11 +106,35 @@ def _lock_free_slots(conn: Conn, pool: str, slots: int, limit: int) -> list[int]
     """Locks up to `limit` free slots of `pool` among 1..slots; their numbers."""
     row = conn.execute(_FREE, {"pool": pool, "slots": slots, "limit": limit}).fetchone()
     assert row is not None
-    free: list[int] = list(row[0])
-    want, top = min(limit, slots - row[1]), row[2]
-    if len(free) < want and top < slots:
-        free += _add_slots(conn, pool, top + 1, min(slots, top + want - len(free)))
+    usable = slots if not row[1] else _usable_after_lowering(conn, pool, slots)
+    free = [n for n in row[0] if n <= usable]
+    top = row[2]
+    if len(free) < limit and top < usable:
+        free += _add_slots(conn, pool, top + 1, min(usable, top + limit - len(free)))
     return free
+
+
+def _usable_after_lowering(conn: Conn, pool: str, slots: int) -> int:
+    """Slots above the limit are still held: the limit was lowered while they ran. Only slots
+    1..c may be taken, for the largest c at which c plus the slots held above c is within the
+    limit, so what runs never exceeds it. (Held slots only come free meanwhile; no claim under
+    this limit takes one above c: a stale view errs on the safe side.)"""
+    rows = conn.execute(
+        "SELECT n FROM ygg.slots WHERE pool = %s AND task_id IS NOT NULL", (pool,)
+    ).fetchall()
+    held = sorted(row[0] for row in rows)
+
+    def running_with(usable: int) -> int:  # grows with `usable`: a binary search finds it
+        return usable + len(held) - bisect.bisect_right(held, usable)
+
+    low, high = 0, slots  # 0: nothing may start until enough of the held slots come free
+    while low < high:
+        middle = (low + high + 1) // 2
+        if running_with(middle) <= slots:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _add_slots(conn: Conn, pool: str, first: int, last: int) -> list[int]:
