@@ -53,8 +53,11 @@ T = TypeVar("T")
 
 
 def first_line(exc: BaseException) -> str:
+    """An error's first line, as the end of one sentence of ours."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__).rstrip(".")
+    return (
+        (lines[0] if lines else type(exc).__name__).removeprefix("connection failed: ").rstrip(".")
+    )
 
 
 def describe(url: str) -> str:

@@ -103,14 +103,17 @@ def statements(script: str) -> list[str]:
 def stored_version(conn: psycopg.Connection[Any], where: str) -> int | None:
     """The schema version recorded in the database; None when there is no ygg schema yet.
     Refuses (StoreRefused) a `ygg` schema that is not ours or is newer than this ygg."""
-    meta = conn.execute("SELECT to_regclass('ygg.meta') IS NOT NULL").fetchone()
-    if not (meta and meta[0]):
-        row = conn.execute(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s",
-            (SCHEMA,),
-        ).fetchone()
-        if row and row[0]:
+    # The catalog read with SQL, not to_regclass(): after waiting for the migration lock, a
+    # lookup through the backend's catalog cache may not see the tables another opener just
+    # committed, while a query does (and refreshes that cache for the statements after it).
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE c.relname = 'meta' AND c.relkind = 'r'), count(*) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+        (SCHEMA,),
+    ).fetchone()
+    has_meta, relations = row if row else (0, 0)
+    if not has_meta:
+        if relations:
             raise StoreRefused(
                 f"{where}: the schema {SCHEMA!r} holds tables that ygg did not create; ygg "
                 "keeps its tables there and will not touch another application's."
