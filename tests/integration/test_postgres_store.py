@@ -259,10 +259,15 @@ def test_a_connection_lost_inside_a_batch_fails_the_batch_and_nothing_of_it_stay
     store = open_store(pg_url)
     try:
         kept = store.enqueue(NewTask(title="kept", kind="k"), now_us())
-        with pytest.raises(StoreConnectionLost), store.batch():
-            store.enqueue(NewTask(title="lost with the batch", kind="k"), now_us())
-            pg_cluster.terminate_backends(lambda b: b.datname == dbname(pg_url))
-            store.enqueue(NewTask(title="never written", kind="k"), now_us())
+
+        def batch() -> None:
+            with store.batch():
+                store.enqueue(NewTask(title="lost with the batch", kind="k"), now_us())
+                pg_cluster.terminate_backends(lambda b: b.datname == dbname(pg_url))
+                store.enqueue(NewTask(title="never written", kind="k"), now_us())
+
+        with pytest.raises(StoreConnectionLost):
+            batch()
         assert [t.id for t in store.list_tasks()] == [kept]
     finally:
         store.close()
