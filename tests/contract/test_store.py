@@ -783,6 +783,12 @@ def test_daemons_register_unregister_forget(store: Store) -> None:
     store.unregister_daemon(one)  # twice is harmless
 
 
+def test_a_daemons_abstract_socket_address_is_kept_exactly(store: Store) -> None:
+    addresses = ["\0ygg/42/0a1b2c", "@ygg-1", "\0back\\slash\\0"]
+    ids = [store.register_daemon("h", 1, NOW, a, "async", NOW) for a in addresses]
+    assert {d.id: d.nudge for d in store.daemons()} == dict(zip(ids, addresses, strict=True))
+
+
 def test_breakers_and_reload_errors_live_and_die_with_their_daemon(store: Store) -> None:
     one = store.register_daemon("skadi", 100, NOW, "@ygg-1", "async", NOW)
     two = store.register_daemon("skadi", 200, NOW, "@ygg-2", "async", NOW)

@@ -23,10 +23,9 @@ from ygg.dispatch.nudge_listen import Listener, LogLimiter
 from ygg.dispatch.observe import Observer
 from ygg.dispatch.pool import PoolRunner
 from ygg.dispatch.reload import reload
-from ygg.store import open_store
+from ygg.store import open_store, queue_path
 from ygg.store.base import Store
 from ygg.store.model import US, Daemon, now_us
-from ygg.store.sqlite.db import db_path
 from ygg.store.writer import STOPPED_UNRECORDED, StoreAbandoned, StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
@@ -80,7 +79,7 @@ class Dispatcher:
             self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
         await self.store.start()
         self._listener = Listener(
-            nudge.new_address(), self._on_nudge, db_path(self.config.daemon.db)
+            nudge.new_address(), self._on_nudge, queue_path(self.config.daemon.db)
         )
         started = own_start(os.getpid())
         address, now = self._listener.address, self.now_us()

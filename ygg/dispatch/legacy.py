@@ -30,9 +30,8 @@ from ygg.dispatch.reload import bound_at_start, plan
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
 from ygg.ops.progress import stall_window_s
 from ygg.ops.sdnotify import Notifier, WatchdogThread
-from ygg.store import open_store
+from ygg.store import open_store, queue_path
 from ygg.store.model import US, now_us
-from ygg.store.sqlite.db import db_path
 from ygg.store.writer import STOPPED_UNRECORDED, UNAVAILABLE_RETRY_S, StoreAbandoned
 
 if TYPE_CHECKING:
@@ -106,7 +105,7 @@ class LegacyDispatcher:
         gc.collect()  # as the async mode does: no full collection scans what lives forever
         gc.freeze()
         store = self.open()
-        listener = BlockingListener(self._on_nudge, db_path(self.config.daemon.db))
+        listener = BlockingListener(self._on_nudge, queue_path(self.config.daemon.db))
         started = own_start(os.getpid())
         self.owner = store.register_daemon(
             socket.gethostname(),

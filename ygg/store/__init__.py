@@ -28,6 +28,16 @@ def scheme_of(url: str) -> str:
     return scheme.lower() if sep and scheme.isalpha() else "sqlite"
 
 
+def queue_path(url: str) -> str:
+    """What names the queue on this machine: a SQLite file's path (its directory must exist),
+    or for a database server the URL itself. Checked before a daemon starts."""
+    if scheme_of(url) != "sqlite":
+        return url
+    from ygg.store.sqlite.db import db_path
+
+    return db_path(url)
+
+
 def open_store(
     url: str,
     *,

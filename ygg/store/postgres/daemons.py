@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ygg.store.model import BreakerState, Daemon
 from ygg.store.postgres.db import Database, atomic
+
+_ESCAPED = re.compile(r"\\([\\0])")
+
+
+def stored_nudge(address: str) -> str:
+    r"""A nudge address as PostgreSQL text can hold it: an abstract socket's NUL is written
+    `\0`, and a backslash `\\`."""
+    return address.replace("\\", "\\\\").replace("\0", "\\0")
+
+
+def nudge_of(stored: str) -> str:
+    return _ESCAPED.sub(lambda m: "\0" if m.group(1) == "0" else "\\", stored)
 
 
 class DaemonRegistry(Database):
@@ -28,7 +41,17 @@ class DaemonRegistry(Database):
                 "INSERT INTO ygg.daemons (hostname, pid, pid_started_us, nudge, mode, "
                 "started_us, heartbeat_us, pid_start_ticks, boot_id) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (hostname, pid, pid_started_us, nudge, mode, now, now, pid_start_ticks, boot_id),
+                (
+                    hostname,
+                    pid,
+                    pid_started_us,
+                    stored_nudge(nudge),
+                    mode,
+                    now,
+                    now,
+                    pid_start_ticks,
+                    boot_id,
+                ),
             ).fetchone()
             assert row is not None
             daemon_id: int = row[0]
@@ -78,4 +101,4 @@ class DaemonRegistry(Database):
                 "SELECT id, hostname, pid, pid_started_us, nudge, mode, heartbeat_us, "
                 "config_error, pid_start_ticks, boot_id FROM ygg.daemons ORDER BY id"
             ).fetchall()
-        return [Daemon(*row) for row in rows]
+        return [Daemon(*row)._replace(nudge=nudge_of(row[4])) for row in rows]
