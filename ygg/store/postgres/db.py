@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar
 
@@ -72,7 +72,7 @@ def describe(url: str) -> str:
     return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
 
 
-def connect_options(url: str, environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+def connect_options(url: str, environ: Mapping[str, str]) -> dict[str, Any]:
     """What psycopg.connect gets besides the URL. The URL's own settings and libpq's PG*
     variables win; the password comes from PGPASSWORD, ~/.pgpass or the systemd credential,
     never from ygg's configuration file."""
