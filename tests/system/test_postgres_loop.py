@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.cmdlog import cmd_argv, max_overlap, read_cmd_log, runs_by_task
-from tests.support.daemons import DaemonSet, command_pool, run_ygg, write_config
+from tests.support.daemons import DaemonSet, command_pool, run_ygg, wait_until, write_config
+from tests.support.pg import PgCluster
 from ygg import api
 from ygg.config import load
-from ygg.store import open_store
+from ygg.store import NewTask, open_store
+from ygg.store.model import now_us
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -61,3 +63,34 @@ def test_two_daemons_drain_a_postgresql_queue_within_the_slots(
     assert max_overlap(runs) <= 2
     listed = run_ygg(path, "list", "--json")
     assert listed.returncode == 0, listed.stderr
+
+
+@pytest.mark.parametrize("mode", ["--async", "--legacy"])
+def test_a_task_from_another_machine_wakes_the_daemon_through_the_database(
+    tmp_path: Path, pg_cluster: PgCluster, pg_url: str, mode: str
+) -> None:
+    """No datagram reaches a daemon on another machine: the store's NOTIFY does. Its safety
+    poll is two minutes here, so only the hint can start the task within the wait. A task
+    submitted while the listening connection is cut is found when it reconnects."""
+    pools = '\n[pools.sim]\nbackend = "sim"\nseconds = 0\nslots = 1\nkinds = ["chat"]\n'
+    daemon_settings = "poll_seconds = 120\nlease_seconds = 120"
+    path = write_config(tmp_path, pools, db=pg_url, daemon=daemon_settings)
+    store = open_store(pg_url)
+    try:
+        with DaemonSet(path) as daemons:
+            daemon = daemons.start(mode)
+            assert wait_until(lambda: "store_listening" in daemons.log_of(daemon), 30)
+            first = store.enqueue(NewTask(title="from afar", kind="chat"), now_us())
+            assert wait_until(lambda: store.get(first).status == "done", 30)
+
+            dbname = pg_url.rsplit("/", 1)[1]
+            cut = pg_cluster.terminate_backends(
+                lambda b: b.datname == dbname and b.application_name == "ygg-listen"
+            )
+            assert cut == 1
+            second = store.enqueue(NewTask(title="while away", kind="chat"), now_us())
+            assert wait_until(lambda: store.get(second).status == "done", 30)
+            assert daemons.log_of(daemon).count("store_listening") == 2
+            assert daemons.stop(daemon) == 0, daemons.log_of(daemon)
+    finally:
+        store.close()

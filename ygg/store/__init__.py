@@ -13,7 +13,9 @@ from ygg.errors import StoreError
 from ygg.store.model import FINISHED, STATUSES, Claim, NewTask, Outcome, Status, Task
 
 if TYPE_CHECKING:
-    from ygg.store.base import Store
+    from collections.abc import Callable
+
+    from ygg.store.base import Closeable, Store
 
 # URL scheme -> "module:opener"; a path without a scheme is a SQLite file.
 ENGINES = {
@@ -36,6 +38,21 @@ def queue_path(url: str) -> str:
     from ygg.store.sqlite.db import db_path
 
     return db_path(url)
+
+
+def listen_for_hints(
+    url: str, on_payload: Callable[[str], None], on_connected: Callable[[], object]
+) -> Closeable | None:
+    """Starts receiving the store's wake-up hints from every machine on the queue (PostgreSQL:
+    LISTEN on a connection of its own); None where an engine has none (SQLite: one machine,
+    whose nudge datagrams already reach every daemon). `on_payload` gets each hint's text
+    (a nudge, ygg/nudge.py) on the listener's thread; `on_connected` runs after every
+    (re)connect, when hints may have been missed."""
+    if scheme_of(url) == "sqlite":
+        return None
+    from ygg.store.postgres.listen import NotifyListener
+
+    return NotifyListener(url, on_payload, on_connected).start()
 
 
 def open_store(

@@ -55,6 +55,7 @@ class DaemonRegistry(Database):
             ).fetchone()
             assert row is not None
             daemon_id: int = row[0]
+            self.notify("peers")  # the others count this daemon in at once
             return daemon_id
 
     def unregister_daemon(self, daemon_id: int) -> None:

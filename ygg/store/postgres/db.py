@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar
 
 import psycopg
+import structlog
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
@@ -47,6 +48,7 @@ _LOST = (
 )
 _DAMAGE = (pg_errors.DataCorrupted, pg_errors.IndexCorrupted)
 
+log = structlog.get_logger("ygg.store")
 D = TypeVar("D", bound="Database")
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -121,6 +123,7 @@ class Database:
         self.clock = clock
         self.depth = 0
         self._db_now: int | None = None  # the database's clock, read once per transaction
+        self._notify: set[str] = set()  # sent once the outermost transaction has committed
         self._conn: psycopg.Connection[Any] | None = None
         try:
             self._conn = self._connect()
@@ -174,15 +177,36 @@ class Database:
         """A transaction; nested, a savepoint that undoes only its own changes if it raises."""
         conn = self.conn
         self.depth += 1
+        committed = False
         try:
             with conn.transaction():
                 yield conn
+            committed = self.depth == 1
         except psycopg.Error as exc:
             raise self._translate(exc, "the operation") from None
         finally:
             self.depth -= 1
             if not self.depth:
                 self._db_now = None
+                pending, self._notify = self._notify, set()
+                if committed and pending:
+                    self._send_notifications(conn, pending)
+
+    def notify(self, message: str) -> None:
+        """Tells the daemons listening on this database (listen.py) `message` — a nudge's text
+        — once this operation's transaction has committed, in a transaction of its own:
+        NOTIFY inside the operation would hold a cluster-wide lock through its commit."""
+        self._notify.add(message)
+
+    def _send_notifications(self, conn: psycopg.Connection[Any], messages: set[str]) -> None:
+        try:
+            conn.execute(
+                "SELECT pg_notify('ygg', m) FROM unnest(%s::text[]) AS m", (sorted(messages),)
+            )
+        except psycopg.Error as exc:
+            # The operation itself committed: failing it now would tell its caller a lie. The
+            # daemons' safety poll finds the work without the hint.
+            log.warning("store_notify_failed", db=self.where, error=first_line(exc))
 
     @contextmanager
     def read(self) -> Iterator[psycopg.Connection[Any]]:

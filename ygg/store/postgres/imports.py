@@ -55,6 +55,8 @@ def upsert_external(
                 _merge(conn, stored, item.task, depends_on, now, result)
             if progress is not None:
                 progress(done)
+        if result.imported or result.updated:
+            store.notify("wake")
         batch = {item.task.external_id for item in items}
         result.status.update(_statuses(conn, {key: ids[key] for key in ids if key in batch}))
     return result

@@ -27,6 +27,8 @@ from ygg.store.postgres.db import Clock, atomic
 from ygg.store.postgres.deps import Conn
 from ygg.store.postgres.reads import TaskReads
 
+WAKE = "wake"  # the nudges' text (ygg/nudge.py), sent as NOTIFY payloads
+
 # The fenced update, the slot freed only if it matched, the dependents to promote locked.
 _COMPLETE = f"""
 WITH done AS (
@@ -46,6 +48,7 @@ class PostgresStore(TaskReads):
     @atomic
     def enqueue(self, task: NewTask, now_us: int) -> int:
         with self.write() as conn:
+            self.notify(WAKE)
             return inserts.insert(conn, task, self.now(conn, now_us))
 
     @atomic
@@ -66,6 +69,8 @@ class PostgresStore(TaskReads):
                 plain = []
                 ids.append(inserts.insert(conn, task, now))
             ids += inserts.insert_plain(conn, plain, now)
+            if ids:
+                self.notify(WAKE)
         return ids
 
     @atomic
@@ -131,6 +136,8 @@ class PostgresStore(TaskReads):
                 (owner, now),
             ).fetchall()
             orphans = self._take_back(conn, lapsed, now)
+            if orphans:
+                self.notify(WAKE)
         return Renewal({row[0] for row in rows}, orphans)
 
     @atomic
@@ -146,6 +153,7 @@ class PostgresStore(TaskReads):
             ).fetchone()
             if row is None or not row[0]:
                 return None
+            self.notify(WAKE)  # a slot came free, and dependents may be queued
             return deps.promote_locked(conn, row[1])
 
     @atomic
@@ -172,6 +180,7 @@ class PostgresStore(TaskReads):
             if row is None:
                 return None
             claims.free_slots(conn, [task_id])
+            self.notify(WAKE)
             attempts = row[0] - (0 if charge else 1)
             if retry_at_us is not None and attempts < row[1]:
                 conn.execute(
@@ -217,6 +226,8 @@ class PostgresStore(TaskReads):
                 (now, dead),
             ).fetchall()
             reaped = self._take_back(conn, [row for row in rows if row[1] not in alive], now)
+            if reaped:
+                self.notify(WAKE)
             if dead:
                 self.forget_daemons(dead)
             return reaped
@@ -254,6 +265,7 @@ class PostgresStore(TaskReads):
             if row is None:
                 return False
             claims.free_slots(conn, [task_id])
+            self.notify(WAKE)
             if block:
                 self._finish(conn, task_id, "blocked", "interrupted by a shutdown", now)
             return True
@@ -275,6 +287,8 @@ class PostgresStore(TaskReads):
                 )
             if row[0] == "running":
                 claims.free_slots(conn, [task_id])
+                self.notify(f"cancel {task_id}")  # its owner stops the attempt (a hint)
+                self.notify(WAKE)
             self._finish(conn, task_id, "cancelled", None, now)
             return row[0], row[1] if row[0] == "running" else None
 
@@ -307,6 +321,7 @@ class PostgresStore(TaskReads):
                 (status, task_id),
             )
             deps.unblock_downstream(conn, task_id)
+            self.notify(WAKE)
             return status
 
 
