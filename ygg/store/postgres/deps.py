@@ -5,9 +5,11 @@ seeing what was committed when it began. Two rules keep the dependency graph rig
 - a task's parents are read `FOR SHARE` (enqueue, retry, an import changing dependencies), so
   a parent cannot change status while a child is being attached to it, and a child attached
   meanwhile is seen by the parent's next statement;
-- the dependents a finished task may promote are locked first (`FOR UPDATE`, in id order),
-  so two parents finishing at once cannot each think the other unfinished (write skew); the
-  one that locks second re-reads in a statement of its own, after the first committed.
+- the dependents a finished task may promote are looked up and locked (`FOR UPDATE`, in id
+  order) by a statement after the one that finished it, so a child attached while that one
+  waited for the parent's row is seen; and two parents finishing at once cannot each think
+  the other unfinished (write skew): the one that locks second re-reads in a statement of
+  its own, after the first committed.
 Blocking walks the graph one level per statement for the same reason: each level is read
 after the level above it was locked.
 """

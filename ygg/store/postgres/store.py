@@ -29,8 +29,10 @@ from ygg.store.postgres.reads import TaskReads
 
 WAKE = "wake"  # the nudges' text (ygg/nudge.py), sent as NOTIFY payloads
 
-# The fenced update, the slot freed only if it matched, the dependents to promote locked.
-_COMPLETE = f"""
+# The fenced update, and the slot freed only if it matched. (The dependents are locked by a
+# statement of their own, after this one: a child attached while this one waited for its
+# parent's row is visible only to a later statement; see deps.py.)
+_COMPLETE = """
 WITH done AS (
     UPDATE ygg.tasks SET status = 'done', result = %s, error = NULL, tokens_in = %s,
         tokens_out = %s, finished_us = %s, lease_expires_us = NULL
@@ -39,7 +41,7 @@ WITH done AS (
 ), freed AS (
     UPDATE ygg.slots SET task_id = NULL WHERE task_id IN (SELECT id FROM done)
 )
-SELECT EXISTS (SELECT 1 FROM done), {deps.LOCK_DEPENDENTS}
+SELECT id FROM done
 """
 
 
@@ -143,7 +145,7 @@ class PostgresStore(TaskReads):
     @atomic
     def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
         """Records success; returns the kinds of the dependents it promoted, None if stale.
-        One statement records it, frees its slot and locks its waiting dependents."""
+        One statement records it and frees its slot."""
         outcome = outcome.storable()
         with self.write() as conn:
             now = self.now(conn, now_us)
@@ -151,10 +153,10 @@ class PostgresStore(TaskReads):
                 _COMPLETE,
                 (outcome.result, outcome.tokens_in, outcome.tokens_out, now, task_id, token),
             ).fetchone()
-            if row is None or not row[0]:
+            if row is None:
                 return None
             self.notify(WAKE)  # a slot came free, and dependents may be queued
-            return deps.promote_locked(conn, row[1])
+            return deps.promote(conn, task_id)
 
     @atomic
     def fail(
