@@ -67,6 +67,16 @@ class StoreBusy(StoreUnavailable):
     """The database stayed locked by another process for too long."""
 
 
+class StoreConflict(StoreBusy):
+    """Two transactions collided (a deadlock, a serialization failure) and this one was
+    rolled back; running the operation again is safe."""
+
+
+class StoreConnectionLost(StoreUnavailable):
+    """The connection to a database server was lost (a restart, a terminated backend, the
+    network); the next operation connects again."""
+
+
 class StoreRefused(StoreError):
     """The database file is not one this ygg can use; it was left untouched."""
 

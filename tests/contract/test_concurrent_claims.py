@@ -80,7 +80,7 @@ def claimer(argv: list[str]) -> int:
         if args.hold_ms:
             time.sleep(rng.uniform(args.hold_ms / 4, args.hold_ms) / 1000)
         # together: the whole batch's outcomes in one transaction, as the StoreThread does
-        with store.write() if args.together else contextlib.nullcontext():
+        with store.batch() if args.together else contextlib.nullcontext():
             for c in claims:
                 done_ns = time.monotonic_ns()
                 outcome = Outcome(result=f"owner {args.owner}")
@@ -103,10 +103,12 @@ def claimer(argv: list[str]) -> int:
 
 
 # --- the test side -------------------------------------------------------------------------------
-def run_claimers(tmp_path: Path, db: str, **options: object) -> list[list[dict[str, Any]]]:
-    """Runs PROCESSES claimers on `db` at once; each one's records."""
+def run_claimers(
+    tmp_path: Path, db: str, processes: int = PROCESSES, **options: object
+) -> list[list[dict[str, Any]]]:
+    """Runs `processes` claimers on `db` at once; each one's records."""
     go = tmp_path / "go"
-    outs = [tmp_path / f"claimer-{n}.json" for n in range(PROCESSES)]
+    outs = [tmp_path / f"claimer-{n}.json" for n in range(processes)]
     procs = []
     for n, out in enumerate(outs, start=1):
         argv = [sys.executable, __file__, db, str(out), "--owner", str(n), "--go", str(go)]
@@ -138,7 +140,7 @@ def run_claimers(tmp_path: Path, db: str, **options: object) -> list[list[dict[s
 def enqueue_all(db: str, tasks: list[NewTask]) -> list[int]:
     store = open_store(db)
     try:
-        with store.write():  # one transaction
+        with store.batch():  # one transaction
             return [store.enqueue(task, now_us()) for task in tasks]
     finally:
         store.close()
@@ -236,6 +238,40 @@ def test_many_processes_never_run_more_than_slots(tmp_path: Path, store_url: str
     peak = max_overlap([(r["claimed_ns"], r["done_ns"]) for r in records])
     assert peak <= slots
     assert peak == slots, "the pool was never full: the test did not exercise the limit"
+
+
+@pytest.mark.timeout(60)
+def test_six_processes_on_a_pool_of_two_slots(tmp_path: Path, store_url: str) -> None:
+    """Every claimer races for the same two slots: no task is claimed twice, none is lost, and
+    never more than two run at once (on PostgreSQL: slot rows, not a count in a snapshot)."""
+    total, slots = 120, 2
+    ids = enqueue_all(
+        store_url, [NewTask(title=f"t{i}", kind="gpu", priority=i % 5) for i in range(total)]
+    )
+    per_process = run_claimers(
+        tmp_path,
+        store_url,
+        processes=6,
+        pool="two-slots",
+        kinds="gpu",
+        slots=slots,
+        max_limit=2,
+        hold_ms=3,
+    )
+    records = [r for rs in per_process for r in rs]
+    claimed = Counter(r["task"] for r in records)
+    assert {task: n for task, n in claimed.items() if n > 1} == {}
+    assert sorted(claimed) == ids
+    assert all(r["recorded"] and r["attempt"] == 1 for r in records)
+    peak = max_overlap([(r["claimed_ns"], r["done_ns"]) for r in records])
+    assert peak <= slots
+    assert peak == slots, "the pool was never full: the test did not exercise the limit"
+    assert sum(1 for rs in per_process if rs) > 1, "one process took everything"
+    store = open_store(store_url)
+    try:
+        assert {k: v for k, v in store.counts().items() if v} == {"done": total}
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":

@@ -256,6 +256,23 @@ def test_claim_never_exceeds_slots_across_owners(store: Store) -> None:
     assert store.pool_load({"p": ["k"], "q": ["k"]}) == {"p": (3, 1), "q": (1, 1)}
 
 
+def test_lowering_slots_counts_what_still_runs(store: Store) -> None:
+    """A pool's slots lowered from 3 to 2 (a reload) while 3 run: nothing more starts until
+    fewer than 2 run, whichever of them finish first."""
+    ids = [submit(store, f"t{i}", kind="k") for i in range(6)]
+    first = claim(store, ["k"], limit=3, slots=3)
+    assert [c.task_id for c in first] == ids[:3]
+    assert claim(store, ["k"], limit=5, slots=2) == []
+    done = first[0]  # the one holding the lowest slot
+    assert store.complete(done.task_id, done.token, Outcome(), NOW) == []
+    assert claim(store, ["k"], limit=5, slots=2) == []  # still two running
+    last = first[2]
+    assert store.complete(last.task_id, last.token, Outcome(), NOW) == []
+    assert [c.task_id for c in claim(store, ["k"], limit=5, slots=2)] == ids[3:4]
+    assert claim(store, ["k"], limit=5, slots=2) == []
+    assert store.pool_load({"p": ["k"]}) == {"p": (2, 2)}
+
+
 def test_claim_respects_retry_backoff(store: Store) -> None:
     a = submit(store, "a")
     c = run(store, a)
@@ -764,6 +781,12 @@ def test_daemons_register_unregister_forget(store: Store) -> None:
     store.forget_daemons([two, three, 12345])
     assert store.daemons() == []
     store.unregister_daemon(one)  # twice is harmless
+
+
+def test_a_daemons_abstract_socket_address_is_kept_exactly(store: Store) -> None:
+    addresses = ["\0ygg/42/0a1b2c", "@ygg-1", "\0back\\slash\\0"]
+    ids = [store.register_daemon("h", 1, NOW, a, "async", NOW) for a in addresses]
+    assert {d.id: d.nudge for d in store.daemons()} == dict(zip(ids, addresses, strict=True))
 
 
 def test_breakers_and_reload_errors_live_and_die_with_their_daemon(store: Store) -> None:

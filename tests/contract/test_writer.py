@@ -48,8 +48,8 @@ def read(db: str) -> dict[int, str]:
         store.close()
 
 
-def test_concurrent_enqueues_get_distinct_ids(tmp_path: Path) -> None:
-    db = str(tmp_path / "q.db")
+def test_concurrent_enqueues_get_distinct_ids(store_url: str) -> None:
+    db = store_url
 
     async def main() -> list[int]:
         thread = await started(db)
@@ -65,8 +65,8 @@ def test_concurrent_enqueues_get_distinct_ids(tmp_path: Path) -> None:
     assert read(db) == {task_id: f"t{i}" for i, task_id in enumerate(ids)}
 
 
-def test_concurrent_claims_share_the_slots(tmp_path: Path) -> None:
-    db = str(tmp_path / "q.db")
+def test_concurrent_claims_share_the_slots(store_url: str) -> None:
+    db = store_url
 
     async def main() -> list[list[int]]:
         thread = await started(db)
@@ -90,8 +90,8 @@ def test_concurrent_claims_share_the_slots(tmp_path: Path) -> None:
     assert sorted(claimed) == sorted(read(db))[:20]  # FIFO: the first twenty
 
 
-def test_a_failing_operation_fails_only_its_own_caller(tmp_path: Path) -> None:
-    db = str(tmp_path / "q.db")
+def test_a_failing_operation_fails_only_its_own_caller(store_url: str) -> None:
+    db = store_url
     busy, release = threading.Event(), threading.Event()
 
     def hold(store: Store) -> None:
@@ -207,8 +207,8 @@ def test_a_lock_held_by_another_connection_delays_but_does_not_fail(tmp_path: Pa
     assert read(db) == {task_id: "patient"}
 
 
-def test_calls_queued_before_stop_are_answered(tmp_path: Path) -> None:
-    db = str(tmp_path / "q.db")
+def test_calls_queued_before_stop_are_answered(store_url: str) -> None:
+    db = store_url
 
     async def main() -> list[int]:
         thread = await started(db)

@@ -49,7 +49,8 @@ def test_a_fresh_database_per_test_on_a_loopback_only_server(
     }
     owners = set()
     for proc in pg_cluster.server_processes():
-        with contextlib.suppress(psutil.NoSuchProcess):  # a closed session's backend may just exit
+        # a backend of a connection closed a moment ago (an earlier test's) may exit meanwhile
+        with contextlib.suppress(psutil.NoSuchProcess):
             owners.add(proc.username())
     assert owners and (os.geteuid() != 0 or "root" not in owners)
 

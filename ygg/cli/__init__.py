@@ -46,7 +46,9 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     parser = Parser(prog="ygg", description="Keeps a few GPU boxes busy with prioritized LLM jobs.")
     parser.add_argument("--config", metavar="PATH", help="the configuration file")
     parser.add_argument(
-        "--db", metavar="PATH|URL", help="the queue, overriding daemon.db (a SQLite file)"
+        "--db",
+        metavar="PATH|URL",
+        help="the queue, overriding daemon.db (a SQLite file or a postgresql:// URL)",
     )
     parser.add_argument("--version", action="version", version=f"ygg {__version__}")
     commands = parser.add_subparsers(

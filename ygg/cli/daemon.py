@@ -37,7 +37,7 @@ def read_config(env: Env) -> Config:
     """The configuration the daemon runs on (read again on every reload)."""
     from ygg.config import load
     from ygg.errors import ConfigError, QueueNotFound
-    from ygg.store.sqlite.db import db_path
+    from ygg.store import queue_path
 
     config = load(env.config_path, required=env.db is None)
     if env.db:
@@ -45,7 +45,7 @@ def read_config(env: Env) -> Config:
     if not config.pools:
         raise ConfigError(f"{config.path}: no pools are configured; there is nothing to run.")
     try:
-        db_path(config.daemon.db)
+        queue_path(config.daemon.db)
     except QueueNotFound as exc:
         raise (exc if env.db else config_db_error(config, exc)) from None
     return config

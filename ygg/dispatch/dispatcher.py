@@ -19,14 +19,13 @@ from ygg.config import Config
 from ygg.dispatch.breaker import CLOSED
 from ygg.dispatch.leases import keep_leases, reap_expired
 from ygg.dispatch.liveness import own_start
-from ygg.dispatch.nudge_listen import Listener, LogLimiter
+from ygg.dispatch.nudge_listen import Listener, LogLimiter, hint_receiver
 from ygg.dispatch.observe import Observer
 from ygg.dispatch.pool import PoolRunner
 from ygg.dispatch.reload import reload
-from ygg.store import open_store
-from ygg.store.base import Store
+from ygg.store import listen_for_hints, open_store, queue_path
+from ygg.store.base import Closeable, Store
 from ygg.store.model import US, Daemon, now_us
-from ygg.store.sqlite.db import db_path
 from ygg.store.writer import STOPPED_UNRECORDED, StoreAbandoned, StoreThread
 
 log = structlog.get_logger("ygg.dispatch")
@@ -61,6 +60,7 @@ class Dispatcher:
         self._drain_cut = asyncio.Event()
         self._side_tasks: list[asyncio.Task[None]] = []
         self._listener: Listener | None = None
+        self._hints: Closeable | None = None  # the store's wake-ups from other machines
         self._nudge_log = LogLimiter()
         self.crashed: BaseException | None = None
         self.peers: list[str] = []  # nudge addresses of the other daemons on this queue
@@ -80,7 +80,7 @@ class Dispatcher:
             self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
         await self.store.start()
         self._listener = Listener(
-            nudge.new_address(), self._on_nudge, db_path(self.config.daemon.db)
+            nudge.new_address(), self._on_nudge, queue_path(self.config.daemon.db)
         )
         started = own_start(os.getpid())
         address, now = self._listener.address, self.now_us()
@@ -96,6 +96,7 @@ class Dispatcher:
             boot_id=started.boot_id,
         )
         self._listener.start()
+        self._hints = self._listen_for_hints()
         await self.refresh_peers()
         nudge.send(self.peers, nudge.PEERS)  # so they count us in at once
         self._spawn("lease_keeper", keep_leases(self))
@@ -144,6 +145,16 @@ class Dispatcher:
         self.request_stop()
 
     # --- events ------------------------------------------------------------------------------
+    def _listen_for_hints(self) -> Closeable | None:
+        """The store's hints (PostgreSQL's NOTIFY) arrive on a thread of their own and are
+        handled here as nudges; after each (re)connect every pool looks at the queue."""
+        loop = asyncio.get_running_loop()
+        return listen_for_hints(
+            self.config.daemon.db,
+            hint_receiver(lambda message: loop.call_soon_threadsafe(self._on_nudge, message)),
+            lambda: loop.call_soon_threadsafe(self.wake_all),
+        )
+
     def _on_nudge(self, message: nudge.Nudge) -> None:
         if message.verb == nudge.CANCEL:
             # Only a hint: the store has the last word (see _cancel_if_cancelled).
@@ -294,6 +305,8 @@ class Dispatcher:
             await runner.backend.aclose()
         if self._listener is not None:
             self._listener.close()
+        if self._hints is not None:
+            await asyncio.to_thread(self._hints.close)
         try:
             await self.store.call(Store.unregister_daemon, self.owner)
         except StoreAbandoned:

@@ -25,14 +25,13 @@ from ygg.config import Config
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
 from ygg.dispatch.legacy_worker import Worker
 from ygg.dispatch.liveness import own_start
-from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter
+from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter, hint_receiver
 from ygg.dispatch.reload import bound_at_start, plan
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
 from ygg.ops.progress import stall_window_s
 from ygg.ops.sdnotify import Notifier, WatchdogThread
-from ygg.store import open_store
+from ygg.store import listen_for_hints, open_store, queue_path
 from ygg.store.model import US, now_us
-from ygg.store.sqlite.db import db_path
 from ygg.store.writer import STOPPED_UNRECORDED, UNAVAILABLE_RETRY_S, StoreAbandoned
 
 if TYPE_CHECKING:
@@ -106,7 +105,7 @@ class LegacyDispatcher:
         gc.collect()  # as the async mode does: no full collection scans what lives forever
         gc.freeze()
         store = self.open()
-        listener = BlockingListener(self._on_nudge, db_path(self.config.daemon.db))
+        listener = BlockingListener(self._on_nudge, queue_path(self.config.daemon.db))
         started = own_start(os.getpid())
         self.owner = store.register_daemon(
             socket.gethostname(),
@@ -124,6 +123,10 @@ class LegacyDispatcher:
             mode="legacy",
             pools={w.pool.name: 1 for w in self.workers},
         )
+        # The store's hints from other machines (PostgreSQL's NOTIFY), handled as nudges.
+        hints = listen_for_hints(
+            self.config.daemon.db, hint_receiver(self._on_nudge), self.wake.set
+        )
         for worker in self.workers:
             worker.thread.start()
         window_s = stall_window_s(self.config.daemon.lease_s, self.config.daemon.poll_s)
@@ -134,6 +137,8 @@ class LegacyDispatcher:
         finally:
             self._stop(store)
             listener.close()
+            if hints is not None:
+                hints.close()
             watchdog.stop()
         if self.abandoned:
             raise StoreAbandoned(STOPPED_UNRECORDED)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ygg.nudge import MAX_NUDGE_BYTES, BadNudge, Nudge, new_address, parse
+from ygg.nudge import CANCEL, MAX_NUDGE_BYTES, PEERS, WAKE, BadNudge, Nudge, new_address, parse
 
 if TYPE_CHECKING:
     import asyncio
@@ -269,3 +269,25 @@ class BlockingListener:
             log.warning("nudge_listener_shutdown_failed", error=str(exc))
         self._thread.join(1.0)
         self._sock.close()
+
+
+# What a store's hints (another machine's NOTIFY) may say; reloading stays a local matter.
+HINTS = frozenset({WAKE, PEERS, CANCEL})
+
+
+def hint_receiver(deliver: Callable[[Nudge], object]) -> Callable[[str], None]:
+    """Turns the text of a store's hint into the nudge it names, for `deliver`; anything else
+    is logged and dropped (a hint is never more than a reason to look at the queue)."""
+
+    def receive(payload: str) -> None:
+        try:
+            message = parse(payload.encode())
+        except (BadNudge, UnicodeError) as exc:
+            log.warning("store_hint_ignored", reason=str(exc))
+            return
+        if message.verb not in HINTS:
+            log.warning("store_hint_ignored", reason="not a hint", verb=message.verb.decode())
+            return
+        deliver(message)
+
+    return receive

@@ -28,6 +28,10 @@ from ygg.store.model import (
 )
 
 
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     # --- submitting ----------------------------------------------------------------------
     def enqueue(self, task: NewTask, now_us: int) -> int: ...

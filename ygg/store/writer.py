@@ -96,10 +96,20 @@ class StoreThread:
     async def read(
         self, method: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Runs a read-only `method` on the reading connection, outside any write transaction."""
+        """Runs a read-only `method` on the reading connection, outside any write transaction.
+        Transient trouble (say, a lost connection to a database server) is waited out as for
+        writes: the reading connection is made again on the next try."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._reader, lambda: _on(self._reading_store(), method)(*args, **kwargs)
+            self._reader, self._read_waiting, lambda store: _on(store, method)(*args, **kwargs)
         )
+
+    def _read_waiting(self, op: Op) -> Any:
+        while True:
+            try:
+                return op(self._reading_store())
+            except StoreUnavailable as exc:
+                if not self._wait_out(exc):
+                    raise
 
     def _reading_store(self) -> Store:
         if self._read_store is None:

@@ -217,8 +217,8 @@ def marks(values: Sequence[Any]) -> str:
 def db_path(url: str) -> str:
     """The SQLite file a `daemon.db` value names; other engines are refused clearly. Its
     directory must exist: a typo in a path must not quietly start an empty queue elsewhere."""
-    if url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("PostgreSQL queues are not supported by this version of ygg yet.")
+    if "://" in url and not url.startswith("sqlite:///"):
+        raise StoreError(f"{url.partition('://')[0]}://...: not a SQLite file.")
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1 :]
     directory = Path(url).parent

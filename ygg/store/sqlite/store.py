@@ -370,7 +370,10 @@ class SQLiteStore(TaskReads):
 
 
 def open_sqlite(
-    url: str, *, synchronous: str = "full", busy_timeout_s: float = 30.0
+    url: str, *, synchronous: str = "full", busy_timeout_s: float = 30.0, clock: str = "caller"
 ) -> SQLiteStore:
-    """The `sqlite` engine's opener (see ygg.store.ENGINES)."""
+    """The `sqlite` engine's opener (see ygg.store.ENGINES). One machine, one clock: times
+    are always the caller's."""
+    if clock != "caller":
+        raise ValueError(f"the SQLite engine keeps the caller's clock only, not {clock!r}")
     return SQLiteStore(db_path(url), synchronous=synchronous, busy_timeout_s=busy_timeout_s)

@@ -1,0 +1,157 @@
+"""Claims under slot limits that hold across every daemon on every machine.
+
+A pool's limit is enforced by rows, not by counting: `ygg.slots` holds numbered rows 1..n per
+pool, each free (task_id NULL) or naming the running task that holds it. A claim locks free
+slot rows `FOR UPDATE SKIP LOCKED`, then takes at most that many ready tasks, and writes each
+task's id into its slot in the same transaction. Two claimers can never hold the same slot row,
+and a slot whose holder committed is re-checked under the lock, so no snapshot can make a full
+pool look free. (Counting running tasks in the claiming statement's snapshot cannot do this:
+a concurrent claim not yet committed is invisible to the count; pgqueuer's issue #761.)
+
+Why slot rows rather than a unique index on (pool, slot) over running tasks (pgqueuer #777,
+procrastinate): a unique-index race is lost with an error that aborts the transaction, and a
+daemon's claim shares its transaction with a batch of other operations; a skipped row costs
+nothing. Every way a task leaves `running` frees its slot in the same transaction, and only
+when the fenced update of the task succeeded, so a zombie's late write frees nothing.
+
+Slot rows are made as they are first needed (never beyond the pool's `slots`), so a pool with
+a huge limit costs rows only for what really runs at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Sequence
+
+from ygg.store.model import Claim
+from ygg.store.postgres.deps import Conn
+
+# Up to `limit` free slots of the pool, locked; whether any slot above the limit is still
+# held (the limit was lowered while it ran); how many rows the pool has (more may be made).
+_FREE = """
+SELECT ARRAY(
+    SELECT n FROM ygg.slots
+    WHERE pool = %(pool)s AND n <= %(slots)s AND task_id IS NULL
+    ORDER BY n LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED),
+  EXISTS (SELECT 1 FROM ygg.slots WHERE pool = %(pool)s AND n > %(slots)s AND task_id IS NOT NULL),
+  (SELECT coalesce(max(n), 0) FROM ygg.slots WHERE pool = %(pool)s)
+"""
+
+# The candidates are materialised with their LIMIT and row locks before the UPDATE joins them:
+# inlined, the planner may run the limiting subquery once per row and take more than LIMIT
+# (Oban v2.15's note). The tasks taken are paired with the slots, most urgent to lowest slot.
+_TAKE = """
+WITH ready AS MATERIALIZED (
+    SELECT id FROM ygg.tasks
+    WHERE status = 'queued' AND kind = ANY(%(kinds)s)
+      AND (run_after_us IS NULL OR run_after_us <= %(now)s)
+    ORDER BY priority, id
+    LIMIT %(n)s
+    FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE ygg.tasks AS t SET status = 'running', pool = %(pool)s, owner = %(owner)s,
+        attempts = t.attempts + 1, token = t.token + 1, lease_expires_us = %(lease)s,
+        started_us = %(now)s, run_after_us = NULL
+    FROM ready WHERE t.id = ready.id
+    RETURNING t.id, t.token, t.kind, t.priority, t.title, t.prompt, t.params, t.attempts,
+        t.max_attempts, t.timeout_s, t.created_us
+), paired AS (
+    SELECT ranked.id, free.n
+    FROM (SELECT id, row_number() OVER (ORDER BY priority, id) AS rank FROM taken) AS ranked
+    JOIN unnest(%(free)s::integer[]) WITH ORDINALITY AS free(n, rank) USING (rank)
+), held AS (
+    UPDATE ygg.slots AS s SET task_id = paired.id
+    FROM paired WHERE s.pool = %(pool)s AND s.n = paired.n
+)
+SELECT * FROM taken ORDER BY priority, id
+"""
+
+
+def claim(
+    conn: Conn,
+    pool: str,
+    kinds: Sequence[str],
+    limit: int,
+    *,
+    slots: int,
+    owner: int,
+    lease_until_us: int,
+    now_us: int,
+) -> list[Claim]:
+    """Up to `limit` of the most urgent ready tasks of `kinds` for `pool`, within its slots."""
+    free = _lock_free_slots(conn, pool, slots, limit)
+    if not free:
+        return []
+    rows = conn.execute(
+        _TAKE,
+        {
+            "kinds": list(kinds),
+            "now": now_us,
+            "n": len(free),
+            "pool": pool,
+            "owner": owner,
+            "lease": lease_until_us,
+            "free": free,
+        },
+    ).fetchall()
+    return [
+        Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10])
+        for r in rows
+    ]
+
+
+def _lock_free_slots(conn: Conn, pool: str, slots: int, limit: int) -> list[int]:
+    """Locks up to `limit` free slots of `pool` among 1..slots; their numbers."""
+    row = conn.execute(_FREE, {"pool": pool, "slots": slots, "limit": limit}).fetchone()
+    assert row is not None
+    usable = slots if not row[1] else _usable_after_lowering(conn, pool, slots)
+    free = [n for n in row[0] if n <= usable]
+    top = row[2]
+    if len(free) < limit and top < usable:
+        free += _add_slots(conn, pool, top + 1, min(usable, top + limit - len(free)))
+    return free
+
+
+def _usable_after_lowering(conn: Conn, pool: str, slots: int) -> int:
+    """Slots above the limit are still held: the limit was lowered while they ran. Only slots
+    1..c may be taken, for the largest c at which c plus the slots held above c is within the
+    limit, so what runs never exceeds it. (Held slots only come free meanwhile; no claim under
+    this limit takes one above c: a stale view errs on the safe side.)"""
+    rows = conn.execute(
+        "SELECT n FROM ygg.slots WHERE pool = %s AND task_id IS NOT NULL", (pool,)
+    ).fetchall()
+    held = sorted(row[0] for row in rows)
+
+    def running_with(usable: int) -> int:  # grows with `usable`: a binary search finds it
+        return usable + len(held) - bisect.bisect_right(held, usable)
+
+    low, high = 0, slots  # 0: nothing may start until enough of the held slots come free
+    while low < high:
+        middle = (low + high + 1) // 2
+        if running_with(middle) <= slots:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _add_slots(conn: Conn, pool: str, first: int, last: int) -> list[int]:
+    """Makes the slot rows `first`..`last` of `pool`. Rows this transaction inserts are its own
+    until it commits; one that another claim is inserting at the same moment is waited for,
+    then left to it (ON CONFLICT DO NOTHING)."""
+    added = conn.execute(
+        "INSERT INTO ygg.slots (pool, n) SELECT %s, g "
+        "FROM generate_series(%s::integer, %s::integer) AS g ON CONFLICT DO NOTHING RETURNING n",
+        (pool, first, last),
+    ).fetchall()
+    return sorted(r[0] for r in added)
+
+
+def free_slots(conn: Conn, task_ids: Sequence[int]) -> None:
+    """Frees the slots of tasks that just left `running` (in the transaction that moved them)."""
+    if task_ids:
+        conn.execute(
+            "UPDATE ygg.slots SET task_id = NULL WHERE task_id = ANY(%s)", (list(task_ids),)
+        )

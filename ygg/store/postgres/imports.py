@@ -1,0 +1,165 @@
+"""Importing tasks from another tracker: insert or update by `external_id`, in one transaction.
+
+The whole batch commits or none of it does. A task already known by its external id is updated
+only while it is still `waiting` or `queued`; once it has started, ygg's record wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from ygg.errors import InvalidInput
+from ygg.store.model import NewTask, Upsert, UpsertResult
+from ygg.store.postgres import deps
+from ygg.store.postgres.deps import Conn
+
+if TYPE_CHECKING:
+    from ygg.store.postgres.store import PostgresStore
+
+UPDATABLE = ("waiting", "queued")
+
+
+class _Stored(NamedTuple):
+    id: int
+    status: str
+    title: str
+    kind: str
+    priority: int
+    prompt: str
+    depends_on: frozenset[int]
+
+
+def upsert_external(
+    store: PostgresStore,
+    items: Sequence[Upsert],
+    now_us: int,
+    progress: Callable[[int], None] | None = None,
+) -> UpsertResult:
+    """Writes `items` in order (each one's `after` must precede it or be stored already)."""
+    result = UpsertResult([], [], [], [], {})
+    ids: dict[str, int] = {}
+    with store.write() as conn:
+        now = store.now(conn, now_us)  # the database's clock, in that mode
+        for done, item in enumerate(items, start=1):
+            external_id = item.task.external_id
+            if external_id is None:
+                raise InvalidInput(f"Task {item.task.title!r} has no external id to import by.")
+            depends_on = tuple(sorted({_task_id(conn, ids, ref) for ref in item.after}))
+            stored = _stored(conn, external_id)
+            if stored is None:
+                ids[external_id] = store.enqueue(item.task._replace(depends_on=depends_on), now)
+                result.imported.append(external_id)
+            else:
+                ids[external_id] = stored.id
+                _merge(conn, stored, item.task, depends_on, now, result)
+            if progress is not None:
+                progress(done)
+        if result.imported or result.updated:
+            store.notify("wake")
+        batch = {item.task.external_id for item in items}
+        result.status.update(_statuses(conn, {key: ids[key] for key in ids if key in batch}))
+    return result
+
+
+def _task_id(conn: Conn, ids: dict[str, int], external_id: str) -> int:
+    if external_id not in ids:
+        row = conn.execute(
+            "SELECT id FROM ygg.tasks WHERE external_id = %s", (external_id,)
+        ).fetchone()
+        if row is None:
+            raise InvalidInput(f"Cannot depend on {external_id}: no task has that external id.")
+        ids[external_id] = row[0]
+    return ids[external_id]
+
+
+def _stored(conn: Conn, external_id: str) -> _Stored | None:
+    row = conn.execute(
+        "SELECT id, status, title, kind, priority, prompt FROM ygg.tasks WHERE external_id = %s "
+        "FOR UPDATE",
+        (external_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    parents = conn.execute("SELECT depends_on FROM ygg.deps WHERE task_id = %s", (row[0],))
+    task_id, status, title, kind, priority, prompt = row
+    return _Stored(task_id, status, title, kind, priority, prompt, frozenset(r[0] for r in parents))
+
+
+def _merge(
+    conn: Conn,
+    stored: _Stored,
+    task: NewTask,
+    depends_on: tuple[int, ...],
+    now_us: int,
+    result: UpsertResult,
+) -> None:
+    external_id = task.external_id or ""
+    fields = (task.title, task.kind, task.priority, task.prompt)
+    same_fields = fields == (stored.title, stored.kind, stored.priority, stored.prompt)
+    same_deps = frozenset(depends_on) == stored.depends_on
+    if same_fields and same_deps:
+        result.unchanged.append(external_id)
+        return
+    if stored.status not in UPDATABLE:
+        result.unchanged.append(external_id)
+        result.kept.append((external_id, stored.id, stored.status))
+        return
+    conn.execute(
+        "UPDATE ygg.tasks SET title = %s, kind = %s, priority = %s, prompt = %s WHERE id = %s",
+        (*fields, stored.id),
+    )
+    if not same_deps:
+        _replace_deps(conn, stored, depends_on, now_us)
+    result.updated.append(external_id)
+
+
+def _replace_deps(conn: Conn, stored: _Stored, depends_on: tuple[int, ...], now_us: int) -> None:
+    _refuse_cycle(conn, stored.id, depends_on)
+    conn.execute("DELETE FROM ygg.deps WHERE task_id = %s", (stored.id,))
+    conn.execute(
+        "INSERT INTO ygg.deps (task_id, depends_on) SELECT %s, unnest(%s::bigint[])",
+        (stored.id, list(depends_on)),
+    )
+    status = deps.unfinished_status(conn, depends_on)
+    if status == stored.status:
+        return
+    if status == "blocked":  # as enqueue does: a new dependency already failed or was cancelled
+        conn.execute(
+            "UPDATE ygg.tasks SET status = 'blocked', finished_us = %s, "
+            "error = 'a dependency failed or was cancelled' WHERE id = %s",
+            (now_us, stored.id),
+        )
+        deps.block_downstream(conn, stored.id, "blocked", now_us)
+    else:
+        conn.execute("UPDATE ygg.tasks SET status = %s WHERE id = %s", (status, stored.id))
+
+
+def _refuse_cycle(conn: Conn, task_id: int, depends_on: tuple[int, ...]) -> None:
+    """A task must not come to depend on itself, directly or through others: both would wait
+    for ever. (A new task cannot close a cycle: nothing depends on it yet.)"""
+    if not depends_on:
+        return
+    reached = conn.execute(
+        """
+        WITH RECURSIVE up(id) AS (
+            SELECT id FROM ygg.tasks WHERE id = ANY(%s)
+            UNION SELECT deps.depends_on FROM ygg.deps JOIN up ON deps.task_id = up.id
+        )
+        SELECT 1 FROM up WHERE id = %s LIMIT 1
+        """,
+        (list(depends_on), task_id),
+    ).fetchone()
+    if reached is not None:
+        raise InvalidInput(
+            f"Task {task_id} cannot depend on task {', '.join(map(str, depends_on))}: one of "
+            "them already depends on it, which would make a dependency cycle."
+        )
+
+
+def _statuses(conn: Conn, ids: dict[str, int]) -> dict[str, str]:
+    by_task = {task_id: external_id for external_id, task_id in ids.items()}
+    rows = conn.execute(
+        "SELECT id, status FROM ygg.tasks WHERE id = ANY(%s)", (list(by_task),)
+    ).fetchall()
+    return {by_task[task_id]: status for task_id, status in rows}
