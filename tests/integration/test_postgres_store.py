@@ -198,6 +198,11 @@ def test_ygg_migrate_creates_the_schema_and_prints_its_version(pg_url: str) -> N
     done = ygg_cli("--db", pg_url, "migrate", "--json")
     assert done.returncode == 0, done.stderr
     assert f'"schema_version": {len(MIGRATIONS)}' in done.stdout
+    # A password given in the URL (libpq allows it) is never printed.
+    with_password = pg_url.replace("postgres@", "postgres:s3cret@", 1)
+    again = ygg_cli("--db", with_password, "migrate")
+    assert again.returncode == 0 and "s3cret" not in again.stdout + again.stderr, again.stderr
+    assert again.stdout.endswith(f": schema version {len(MIGRATIONS)}\n")
 
 
 # --- the server going away -----------------------------------------------------------------------

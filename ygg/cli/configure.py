@@ -46,10 +46,15 @@ def _migrate(env: Env, args: Namespace) -> None:
     store = env.store()  # opening a store creates or upgrades its schema
     store.check()
     version = store.schema_version()
+    queue = env.queue()
+    if "://" in queue and not queue.startswith("sqlite"):
+        from ygg.store.postgres.db import describe
+
+        queue = describe(queue)  # never print a password given in the URL
     if args.as_json:
-        emit_json({"queue": env.queue(), "schema_version": version})
+        emit_json({"queue": queue, "schema_version": version})
     else:
-        echo(f"{env.queue()}: schema version {version}")
+        echo(f"{queue}: schema version {version}")
 
 
 def _init(env: Env, args: Namespace) -> None:
