@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from ygg.cli import main
+from ygg.cli.parser import main
 
 main()

@@ -72,4 +72,24 @@ def test_version_builds_no_command_group(tmp_path: Path) -> None:
         check=True,
         timeout=60,
     )
-    assert done.stdout.strip() == "['ygg.cli', 'ygg.cli.args', 'ygg.cli.context', 'ygg.errors']"
+    expected = "['ygg.cli', 'ygg.cli.args', 'ygg.cli.context', 'ygg.cli.parser', 'ygg.errors']"
+    assert done.stdout.strip() == expected
+
+
+def test_the_console_script_answers_version_before_argparse(tmp_path: Path) -> None:
+    probe = (
+        "import sys\nsys.argv = ['ygg', '--version']\nfrom ygg.cli.entry import run\nrun()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ygg') or m == 'argparse'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    version, loaded = done.stdout.splitlines()
+    assert version.startswith("ygg ")
+    assert loaded == "['ygg', 'ygg.cli', 'ygg.cli.entry']"

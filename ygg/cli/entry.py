@@ -1,4 +1,4 @@
-"""The `ygg` console script. Kept apart from `ygg.cli`, which builds the parser: `ygg
+"""The `ygg` console script. Kept apart from `ygg.cli.parser`, which builds the parser: `ygg
 --version` (asked by people and scripts to check an install) answers before argparse and the
 command modules are imported."""
 
@@ -11,6 +11,6 @@ def run() -> None:
 
         sys.stdout.write(f"ygg {__version__}\n")
         return
-    from ygg.cli import main
+    from ygg.cli.parser import main
 
     main()
