@@ -213,3 +213,43 @@ class UpsertResult(NamedTuple):
     # changed in the source, but the task has started: (external id, task id, its status)
     kept: list[tuple[str, int, str]]
     status: dict[str, str]  # external id -> status afterwards
+
+
+UPDATABLE = ("waiting", "queued")  # an imported task is updated only until it has started
+
+
+class Imported(NamedTuple):
+    """A task an import finds already stored under its external id."""
+
+    id: int
+    status: str
+    title: str
+    kind: str
+    priority: int
+    prompt: str
+    depends_on: frozenset[int]
+
+
+def upsert_change(
+    stored: Imported, task: NewTask, depends_on: tuple[int, ...], result: UpsertResult
+) -> bool | None:
+    """What an import does with a task it already holds (the same rule on every engine):
+    None when nothing is to be written — unchanged, or changed but started, so ygg's record
+    wins (both noted in `result`); else the task is updated, and True if its dependencies
+    change too."""
+    external_id = task.external_id or ""
+    same_fields = (task.title, task.kind, task.priority, task.prompt) == (
+        stored.title,
+        stored.kind,
+        stored.priority,
+        stored.prompt,
+    )
+    same_deps = frozenset(depends_on) == stored.depends_on
+    if same_fields and same_deps:
+        result.unchanged.append(external_id)
+        return None
+    if stored.status not in UPDATABLE:
+        result.unchanged.append(external_id)
+        result.kept.append((external_id, stored.id, stored.status))
+        return None
+    return not same_deps

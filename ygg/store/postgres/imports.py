@@ -7,27 +7,15 @@ only while it is still `waiting` or `queued`; once it has started, ygg's record 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ygg.errors import InvalidInput
-from ygg.store.model import NewTask, Upsert, UpsertResult
+from ygg.store.model import Imported, NewTask, Upsert, UpsertResult, upsert_change
 from ygg.store.postgres import deps
 from ygg.store.postgres.deps import Conn
 
 if TYPE_CHECKING:
     from ygg.store.postgres.store import PostgresStore
-
-UPDATABLE = ("waiting", "queued")
-
-
-class _Stored(NamedTuple):
-    id: int
-    status: str
-    title: str
-    kind: str
-    priority: int
-    prompt: str
-    depends_on: frozenset[int]
 
 
 def upsert_external(
@@ -73,7 +61,7 @@ def _task_id(conn: Conn, ids: dict[str, int], external_id: str) -> int:
     return ids[external_id]
 
 
-def _stored(conn: Conn, external_id: str) -> _Stored | None:
+def _stored(conn: Conn, external_id: str) -> Imported | None:
     row = conn.execute(
         "SELECT id, status, title, kind, priority, prompt FROM ygg.tasks WHERE external_id = %s "
         "FOR UPDATE",
@@ -83,38 +71,32 @@ def _stored(conn: Conn, external_id: str) -> _Stored | None:
         return None
     parents = conn.execute("SELECT depends_on FROM ygg.deps WHERE task_id = %s", (row[0],))
     task_id, status, title, kind, priority, prompt = row
-    return _Stored(task_id, status, title, kind, priority, prompt, frozenset(r[0] for r in parents))
+    return Imported(
+        task_id, status, title, kind, priority, prompt, frozenset(r[0] for r in parents)
+    )
 
 
 def _merge(
     conn: Conn,
-    stored: _Stored,
+    stored: Imported,
     task: NewTask,
     depends_on: tuple[int, ...],
     now_us: int,
     result: UpsertResult,
 ) -> None:
-    external_id = task.external_id or ""
-    fields = (task.title, task.kind, task.priority, task.prompt)
-    same_fields = fields == (stored.title, stored.kind, stored.priority, stored.prompt)
-    same_deps = frozenset(depends_on) == stored.depends_on
-    if same_fields and same_deps:
-        result.unchanged.append(external_id)
-        return
-    if stored.status not in UPDATABLE:
-        result.unchanged.append(external_id)
-        result.kept.append((external_id, stored.id, stored.status))
+    deps_change = upsert_change(stored, task, depends_on, result)
+    if deps_change is None:
         return
     conn.execute(
         "UPDATE ygg.tasks SET title = %s, kind = %s, priority = %s, prompt = %s WHERE id = %s",
-        (*fields, stored.id),
+        (task.title, task.kind, task.priority, task.prompt, stored.id),
     )
-    if not same_deps:
+    if deps_change:
         _replace_deps(conn, stored, depends_on, now_us)
-    result.updated.append(external_id)
+    result.updated.append(task.external_id or "")
 
 
-def _replace_deps(conn: Conn, stored: _Stored, depends_on: tuple[int, ...], now_us: int) -> None:
+def _replace_deps(conn: Conn, stored: Imported, depends_on: tuple[int, ...], now_us: int) -> None:
     _refuse_cycle(conn, stored.id, depends_on)
     conn.execute("DELETE FROM ygg.deps WHERE task_id = %s", (stored.id,))
     conn.execute(
