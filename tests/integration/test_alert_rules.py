@@ -9,12 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.metric_names import exported_sample_names
 from tests.support.prometheus import REPO, RULE_TESTS, RULES, require
-from ygg.ops.metrics import Metrics
-from ygg.ops.progress import Progress
-from ygg.ops.snapshot import PoolInfo, build_snapshot, daemon_info
 
 PROMTOOL_TIMEOUT_S = 60
 RUNBOOK = REPO / "deploy" / "README.md"
@@ -72,27 +69,6 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
         mine = [check for check in checks if check["alertname"] == name]
         assert any(check.get("exp_alerts") for check in mine), f"{name} is never seen firing"
         assert any(not check.get("exp_alerts") for check in mine), f"{name} is never quiet"
-
-
-def exported_sample_names() -> set[str]:
-    """Every sample name the daemon's /metrics can carry, each kind of event observed once."""
-    progress = Progress(max_age_s=30.0)
-    progress.expect("reaper")
-    metrics = Metrics(progress)
-    metrics.claim_observed("p", 0.001, 1)
-    metrics.attempt_finished("p", "k", "done", 1.0)
-    metrics.queue_wait_observed("p", "k", 1.0)
-    metrics.leases_renewed(1)
-    metrics.tasks_reaped(1)
-    snapshot = build_snapshot(
-        daemon=daemon_info(1, "async", None, None, "/q.db"),
-        pools=[PoolInfo("p", "h", "sim", 1, ("k",))],
-        load={},
-        counts={},
-        running=[],
-    )
-    text = metrics.render(snapshot).decode()
-    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
 def test_every_rule_reads_metrics_the_daemon_exports() -> None:

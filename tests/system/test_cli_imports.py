@@ -60,20 +60,24 @@ def test_a_command_imports_only_what_it_uses(tmp_path: Path, argv: list[str]) ->
     assert heavy == []
 
 
-def test_version_builds_no_command_group(tmp_path: Path) -> None:
-    probe = "import sys\nfrom ygg.cli import build_parser\nbuild_parser(['--version'])\n"
-    probe += "print(sorted(m for m in sys.modules if m.startswith('ygg.')))"
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=tmp_path,
+def python(cwd: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a fresh interpreter (its imports are what is measured)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
         env=subprocess_env(),
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
+
+
+def test_version_builds_no_command_group(tmp_path: Path) -> None:
+    probe = "import sys\nfrom ygg.cli import build_parser\nbuild_parser(['--version'])\n"
+    probe += "print(sorted(m for m in sys.modules if m.startswith('ygg.')))"
     expected = "['ygg.cli', 'ygg.cli.args', 'ygg.cli.context', 'ygg.cli.parser', 'ygg.errors']"
-    assert done.stdout.strip() == expected
+    assert python(tmp_path, probe).stdout.strip() == expected
 
 
 def test_the_console_script_answers_version_before_argparse(tmp_path: Path) -> None:
@@ -81,15 +85,6 @@ def test_the_console_script_answers_version_before_argparse(tmp_path: Path) -> N
         "import sys\nsys.argv = ['ygg', '--version']\nfrom ygg.cli.entry import run\nrun()\n"
         "print(sorted(m for m in sys.modules if m.startswith('ygg') or m == 'argparse'))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    version, loaded = done.stdout.splitlines()
+    version, loaded = python(tmp_path, probe).stdout.splitlines()
     assert version.startswith("ygg ")
     assert loaded == "['ygg', 'ygg.cli', 'ygg.cli.entry']"

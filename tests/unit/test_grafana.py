@@ -7,32 +7,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.conftest import REPO
-from ygg.ops.metrics import Metrics
-from ygg.ops.snapshot import PoolInfo, build_snapshot, daemon_info
+from tests.support.metric_names import exported_sample_names
 
 DASHBOARD = REPO / "deploy" / "grafana-ygg.json"
 METRIC_NAME = re.compile(r"\bygg_[a-z0-9_]+")
-
-
-def exported_sample_names() -> set[str]:
-    metrics = Metrics()
-    metrics.claim_observed("p", 0.001, 1)
-    metrics.attempt_finished("p", "k", "done", 1.0)
-    metrics.queue_wait_observed("p", "k", 1.0)
-    metrics.leases_renewed(1)
-    metrics.tasks_reaped(1)
-    snapshot = build_snapshot(
-        daemon=daemon_info(1, "async", None, None, "/q.db"),
-        pools=[PoolInfo("p", "h", "sim", 1, ("k",))],
-        load={},
-        counts={},
-        running=[],
-    )
-    text = metrics.render(snapshot).decode()
-    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
 def expressions(node: Any) -> Iterator[str]:

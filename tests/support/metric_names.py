@@ -1,0 +1,31 @@
+"""Every sample name the daemon's /metrics can carry: what the Grafana dashboard and the alert
+rules may read, and nothing else."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from ygg.ops.metrics import Metrics
+from ygg.ops.progress import Progress
+from ygg.ops.snapshot import PoolInfo, build_snapshot, daemon_info
+
+
+def exported_sample_names() -> set[str]:
+    """Every sample name the daemon's /metrics can carry, each kind of event observed once."""
+    progress = Progress(max_age_s=30.0)
+    progress.expect("reaper")
+    metrics = Metrics(progress)
+    metrics.claim_observed("p", 0.001, 1)
+    metrics.attempt_finished("p", "k", "done", 1.0)
+    metrics.queue_wait_observed("p", "k", 1.0)
+    metrics.leases_renewed(1)
+    metrics.tasks_reaped(1)
+    snapshot = build_snapshot(
+        daemon=daemon_info(1, "async", None, None, "/q.db"),
+        pools=[PoolInfo("p", "h", "sim", 1, ("k",))],
+        load={},
+        counts={},
+        running=[],
+    )
+    text = metrics.render(snapshot).decode()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
