@@ -5,12 +5,11 @@ A task's dependencies come with it in the same statement (an array), not one que
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ygg.errors import TaskNotFound
-from ygg.store.model import Head, Status, Task
+from ygg.store.model import Head, Task, task_from_row
 from ygg.store.postgres.daemons import DaemonRegistry
 from ygg.store.postgres.deps import Conn
 
@@ -23,29 +22,7 @@ TASK_COLUMNS = (
 
 
 def task_of(row: Sequence[Any]) -> Task:
-    return Task(
-        id=row[0],
-        title=row[1],
-        kind=row[2],
-        priority=row[3],
-        status=Status(row[4]),
-        pool=row[5],
-        attempts=row[6],
-        max_attempts=row[7],
-        depends_on=tuple(row[20]),
-        params=json.loads(row[8]),
-        created_us=row[9],
-        started_us=row[10],
-        finished_us=row[11],
-        result=row[12],
-        error=row[13],
-        external_id=row[14],
-        prompt=row[15],
-        timeout_s=row[16],
-        tokens_in=row[17],
-        tokens_out=row[18],
-        run_after_us=row[19],
-    )
+    return task_from_row(row, row[20])
 
 
 class TaskReads(DaemonRegistry):

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from ygg.errors import TaskNotFound
-from ygg.store.model import Head, Status, Task
+from ygg.store.model import Head, Task, task_from_row
 from ygg.store.sqlite import heads
 from ygg.store.sqlite.daemons import DaemonRegistry
 from ygg.store.sqlite.db import marks, reads
 
+# The task columns (ygg.store.model.task_from_row), then its dependencies as a JSON array in
+# the same statement, not one more query per task.
 TASK_COLUMNS = (
     "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
     "started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in, "
-    "tokens_out, run_after_us"
+    "tokens_out, run_after_us, (SELECT json_group_array(depends_on) FROM "
+    "(SELECT depends_on FROM deps WHERE deps.task_id = tasks.id ORDER BY depends_on))"
 )
 
 
@@ -29,7 +31,7 @@ class TaskReads(DaemonRegistry):
         ).fetchone()
         if row is None:
             raise TaskNotFound(f"No task {task_id}.")
-        return self._task(row)
+        return task_from_row(row, json.loads(row[20]))
 
     @reads
     def list_tasks(
@@ -46,38 +48,7 @@ class TaskReads(DaemonRegistry):
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self.conn.execute(sql + " ORDER BY priority, id LIMIT ?", [*args, limit]).fetchall()
-        return [self._task(row) for row in rows]
-
-    def _task(self, row: Sequence[Any]) -> Task:
-        parents = tuple(
-            r[0]
-            for r in self.conn.execute(
-                "SELECT depends_on FROM deps WHERE task_id = ? ORDER BY depends_on", (row[0],)
-            )
-        )
-        return Task(
-            id=row[0],
-            title=row[1],
-            kind=row[2],
-            priority=row[3],
-            status=Status(row[4]),
-            pool=row[5],
-            attempts=row[6],
-            max_attempts=row[7],
-            depends_on=parents,
-            params=json.loads(row[8]),
-            created_us=row[9],
-            started_us=row[10],
-            finished_us=row[11],
-            result=row[12],
-            error=row[13],
-            external_id=row[14],
-            prompt=row[15],
-            timeout_s=row[16],
-            tokens_in=row[17],
-            tokens_out=row[18],
-            run_after_us=row[19],
-        )
+        return [task_from_row(row, json.loads(row[20])) for row in rows]
 
     @reads
     def counts(self) -> dict[str, int]:
