@@ -72,7 +72,10 @@ def test_cancel_closes_the_request_and_the_slot_holds(tmp_path: Path, mode: str)
         assert host.max_in_flight == 1, "two requests at once on a 1-slot pool"
         assert host.chat_count == 2
         assert (store.get(task).attempts, store.get(task).result) == (1, "echo: hello")
-        assert "task_cancelled" in events(daemons)
+        # The owner stops the attempt on the cancel nudge, once the store says `cancelled`; when
+        # the retry has already requeued the task by then (a loaded machine), the lease keeper
+        # stops it instead, seeing the row taken: either way the attempt was stopped.
+        assert {"task_cancelled", "lease_lost"} & set(events(daemons))
 
 
 @MODES
