@@ -143,11 +143,17 @@ class Outcome(NamedTuple):
     result: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
+    first_token_s: float | None = None  # from the request's start to the first streamed token
+    generation_s: float | None = None  # from the first token to the last: tokens_out / this = tok/s
 
     def storable(self) -> Outcome:
         """This outcome with its text and counts made storable (see storable_text)."""
         result = None if self.result is None else storable_text(self.result)
-        return Outcome(result, storable_count(self.tokens_in), storable_count(self.tokens_out))
+        return self._replace(
+            result=result,
+            tokens_in=storable_count(self.tokens_in),
+            tokens_out=storable_count(self.tokens_out),
+        )
 
 
 class Daemon(NamedTuple):
