@@ -92,6 +92,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (daemon, pool)
     );
     """,
+    # usage: the last answer's time to its first token and from its first token to its last
+    """
+    ALTER TABLE ygg.tasks ADD COLUMN IF NOT EXISTS first_token_us bigint;
+    ALTER TABLE ygg.tasks ADD COLUMN IF NOT EXISTS generation_us bigint;
+    """,
 )
 
 

@@ -74,6 +74,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE daemons ADD COLUMN pid_start_ticks INTEGER;
     ALTER TABLE daemons ADD COLUMN boot_id TEXT;
     """,
+    # usage: the last answer's time to its first token and from its first token to its last
+    """
+    ALTER TABLE tasks ADD COLUMN first_token_us INTEGER;
+    ALTER TABLE tasks ADD COLUMN generation_us INTEGER;
+    """,
 )
 
 
