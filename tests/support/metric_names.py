@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress
 from ygg.ops.snapshot import PoolInfo, build_snapshot, daemon_info
+from ygg.store.model import Outcome
 
 
 def exported_sample_names() -> set[str]:
@@ -18,6 +19,7 @@ def exported_sample_names() -> set[str]:
     metrics.claim_observed("p", 0.001, 1)
     metrics.attempt_finished("p", "k", "done", 1.0)
     metrics.queue_wait_observed("p", "k", 1.0)
+    metrics.usage_observed("p", Outcome("x", 3, 5, first_token_s=0.1, generation_s=0.5))
     metrics.leases_renewed(1)
     metrics.tasks_reaped(1)
     snapshot = build_snapshot(
