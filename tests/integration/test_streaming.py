@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MakeConfig, subprocess_env
 from tests.integration.test_backends import (
@@ -31,6 +32,7 @@ from ygg import api
 from ygg.backends import make_backend
 from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import PoolConfig
+from ygg.dispatch.dispatcher import Dispatcher
 from ygg.store import open_store
 
 FIRST_TOKEN_S = 0.3  # the test host's pause before the first token
@@ -175,6 +177,36 @@ kinds = ["general"]
     assert "tokens    5 in, 6 out" in text
     assert f"first token after {done.first_token_s:.3f} s" in text
     assert f"{done.tokens_per_s:.1f} tokens/s" in text
+
+
+def test_the_pool_metrics_count_usage(make_config: MakeConfig, host: FakeHost) -> None:
+    url = host.url if host.protocol == "ollama" else f"{host.url}/v1"
+    config = make_config(
+        f'[pools.gpu]\nbackend = "{host.protocol}"\nurl = "{url}"\nmodel = "m"\n'
+        'kinds = ["general"]\n',
+        defaults="timeout = 10",
+    )
+    store = open_store(config.daemon.db)
+    for _ in range(2):
+        api.submit(store, api.new_task(config, title="t", kind="general", prompt=PROMPT))
+    dispatcher = Dispatcher(config, until_idle=True)
+
+    async def main() -> None:
+        async with asyncio.timeout(RUN_LIMIT_S):
+            await dispatcher.run()
+
+    uvloop.run(main())
+    text = dispatcher.observer.metrics.render(None).decode()
+    found = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert found[("ygg_tokens_total", (("direction", "in"), ("pool", "gpu")))] == 10
+    assert found[("ygg_tokens_total", (("direction", "out"), ("pool", "gpu")))] == 12
+    assert found[("ygg_first_token_seconds_count", (("pool", "gpu"),))] == 2
+    assert found[("ygg_first_token_seconds_sum", (("pool", "gpu"),))] >= 2 * FIRST_TOKEN_S
+    assert found[("ygg_tokens_per_second_count", (("pool", "gpu"),))] == 2
 
 
 def show(where: Path, task_id: int, *flags: str) -> str:
