@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -344,3 +345,32 @@ def test_a_loaded_host_refuses_past_capacity_and_shares_past_its_knee() -> None:
             thread.join(30)
         assert sorted(statuses) == [200, 200, 503]
         assert (host.load_model.peak, host.load_model.running) == (2, 0)
+
+
+def test_a_streamed_answer_is_framed_as_real_hosts_frame_it(
+    ollama: FakeHost, openai: FakeHost
+) -> None:
+    """Read raw, not through ygg's parser: the test hosts must not share its mistakes."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "a b"}], "stream": True}
+    openai.first_token_s = 0.2
+    with_usage = {**body, "stream_options": {"include_usage": True}}
+    began = time.monotonic()
+    answer = httpx.post(f"{openai.url}/chat/completions", json=with_usage, timeout=5.0)
+    assert time.monotonic() - began >= 0.2
+    assert answer.headers["content-type"] == "text/event-stream"
+    assert answer.headers["transfer-encoding"] == "chunked"
+    events = [e.removeprefix("data: ") for e in answer.text.split("\n\n") if e]
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert events[-1] == "[DONE]"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    deltas = [c["choices"][0]["delta"].get("content") for c in chunks[1:-2]]
+    assert deltas == ["echo:", " a", " b"]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+    without = httpx.post(f"{openai.url}/chat/completions", json=body, timeout=5.0)
+    assert "usage" not in without.text  # as real servers: only when asked for
+    lines = httpx.post(f"{ollama.url}/api/chat", json=body, timeout=5.0).text.splitlines()
+    parts = [json.loads(line) for line in lines]
+    assert [p["message"]["content"] for p in parts] == ["echo:", " a", " b", ""]
+    assert [p["done"] for p in parts] == [False, False, False, True]
+    assert (parts[-1]["prompt_eval_count"], parts[-1]["eval_count"]) == (2, 3)
