@@ -175,13 +175,12 @@ def test_concurrency_is_recorded(openai: FakeHost) -> None:
     threads = [
         threading.Thread(target=chat, args=(openai, "sleep=0.2", f"m{i % 2}")) for i in range(5)
     ]
-    began = time.monotonic()
     for thread in threads:
         thread.start()
-    assert openai.wait_for_requests(5, timeout_s=1.0)
+    assert openai.wait_for_requests(5, timeout_s=10.0)
     for thread in threads:
-        thread.join(2.0)
-    assert time.monotonic() - began < 1.0
+        thread.join(10.0)
+    # All five in flight at once is what proves concurrency (no wall-clock bound: shared machine).
     assert openai.max_in_flight == 5 and openai.in_flight == 0
     assert openai.max_in_flight_by_model == {"m0": 3, "m1": 2}
     assert all(r.end is not None and r.end - r.start >= 0.2 for r in openai.requests)
