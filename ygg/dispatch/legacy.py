@@ -325,10 +325,15 @@ class _Pulse:
             self._generation += 1
             self._cond.notify_all()
 
-    def wait(self, timeout_s: float) -> None:
+    def mark(self) -> int:
+        """Take this before looking for work, and pass it to wait(): a set() in between (a
+        nudge, or the stop) is then not lost while the caller was busy looking."""
         with self._cond:
-            seen = self._generation
-            self._cond.wait_for(lambda: self._generation != seen, timeout_s)
+            return self._generation
+
+    def wait(self, timeout_s: float, since: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != since, timeout_s)
 
 
 def run_legacy(
