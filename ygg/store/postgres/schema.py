@@ -92,6 +92,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (daemon, pool)
     );
     """,
+    # 2: what each pool's host last said about its load, as each daemon read it
+    """
+    CREATE TABLE ygg.host_telemetry (
+        daemon bigint NOT NULL,
+        pool text NOT NULL,
+        data jsonb NOT NULL,
+        since_us bigint NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    );
+    """,
 )
 
 

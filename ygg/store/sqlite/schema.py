@@ -74,6 +74,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE daemons ADD COLUMN pid_start_ticks INTEGER;
     ALTER TABLE daemons ADD COLUMN boot_id TEXT;
     """,
+    # 4: what each pool's host last said about its load, as each daemon read it (JSON)
+    """
+    CREATE TABLE host_telemetry (
+        daemon INTEGER NOT NULL,
+        pool TEXT NOT NULL,
+        data TEXT NOT NULL,
+        since_us INTEGER NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    ) WITHOUT ROWID;
+    """,
 )
 
 
