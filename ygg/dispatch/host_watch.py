@@ -1,0 +1,165 @@
+"""Reading every HTTP pool's host for its load, in both loop modes, and recording it.
+
+`HostWatch` keeps the latest `HostTelemetry` of each pool (what `/status` and `/metrics`
+serve) and says which changed, so the store is written only then (what `ygg status` reads,
+from any machine). A host that says nothing is asked again only every SILENT_POLL_S, and its
+silence is logged once, at debug level. Nothing here touches a claim: a host's telemetry never
+decides what runs.
+
+The async dispatcher runs `watch_hosts` as a supervised side task; the legacy one runs
+`HostWatchThread`, whose changes its supervisor records on its own store connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ygg.backends.host_probe import HTTP_BACKENDS, HostProbe
+from ygg.backends.telemetry import HostTelemetry
+from ygg.config import PoolConfig
+from ygg.store.base import Store
+
+if TYPE_CHECKING:
+    from ygg.dispatch.state import Shared
+
+log = structlog.get_logger("ygg.dispatch")
+POLL_S = 5.0  # a host that answers is read this often
+SILENT_POLL_S = 60.0  # one that said nothing, this often (it may be restarted with --metrics)
+TICK_S = 1.0  # how soon pools added by a reload are first read
+Changes = dict[str, HostTelemetry | None]
+
+
+def _probe_key(pool: PoolConfig) -> tuple[Any, ...]:
+    return pool.backend, pool.url, pool.api_key_env
+
+
+class HostWatch:
+    def __init__(self, poll_s: float = POLL_S, silent_poll_s: float = SILENT_POLL_S) -> None:
+        self.poll_s, self.silent_poll_s = poll_s, silent_poll_s
+        self.latest: dict[str, HostTelemetry] = {}
+        self._probes: dict[str, tuple[tuple[Any, ...], HostProbe]] = {}
+        self._due_s: dict[str, float] = {}
+        self._warned: dict[str, tuple[str, ...]] = {}
+
+    def reading(self, pool: str) -> dict[str, Any] | None:
+        """The latest reading of `pool`'s host as JSON, or None."""
+        found = self.latest.get(pool)
+        return found.to_json() if found is not None else None
+
+    async def refresh(self, pools: Iterable[PoolConfig], now_s: float) -> Changes:
+        """Reads the hosts that are due; returns the pools whose reading changed (None: the host
+        fell silent, or the pool is gone)."""
+        changes: Changes = {}
+        wanted = {p.name: p for p in pools if p.backend in HTTP_BACKENDS and p.url}
+        for name in [n for n in self._probes if n not in wanted]:
+            await self._drop(name, changes)
+        for name, pool in wanted.items():
+            key = _probe_key(pool)
+            if name in self._probes and self._probes[name][0] != key:
+                await self._drop(name, changes)  # a reload pointed it at another host
+            if name not in self._probes:
+                self._probes[name] = key, HostProbe(pool)
+                self._due_s[name] = now_s
+        due = [n for n in self._probes if self._due_s[n] <= now_s]
+        readings = await asyncio.gather(*(self._probes[n][1].read() for n in due))
+        for name, reading in zip(due, readings, strict=True):
+            self._due_s[name] = now_s + (self.poll_s if reading else self.silent_poll_s)
+            self._learn(name, reading, changes)
+        return changes
+
+    def _learn(self, name: str, reading: HostTelemetry | None, changes: Changes) -> None:
+        before = self.latest.get(name)
+        if reading is None:
+            if before is not None or name not in self._warned:
+                log.debug("host_telemetry_none", pool=name)
+            self._warned[name] = ()
+            if before is not None:
+                del self.latest[name]
+                changes[name] = None
+            return
+        new = tuple(w for w in reading.warnings if w not in self._warned.get(name, ()))
+        for warning in new:
+            log.warning("host_warning", pool=name, warning=warning)
+        self._warned[name] = reading.warnings
+        if reading != before:
+            self.latest[name] = reading
+            changes[name] = reading
+
+    async def _drop(self, name: str, changes: Changes) -> None:
+        _, probe = self._probes.pop(name)
+        self._due_s.pop(name, None)
+        self._warned.pop(name, None)
+        await probe.aclose()
+        if self.latest.pop(name, None) is not None:
+            changes[name] = None
+
+    def next_due_s(self) -> float:
+        return min(self._due_s.values(), default=time.monotonic() + TICK_S)
+
+    async def aclose(self) -> None:
+        for _, probe in self._probes.values():
+            await probe.aclose()
+        self._probes.clear()
+
+
+async def watch_hosts(d: Shared, watch: HostWatch) -> None:
+    """The async mode's side task: read the hosts, record each change (as an errand, so a
+    store that is slow to write never delays the next reading)."""
+    try:
+        while True:
+            changes = await watch.refresh([r.config for r in d.runners.values()], time.monotonic())
+            for pool, reading in changes.items():
+                data = reading.to_json() if reading is not None else None
+                d.fire(d.store.call(Store.set_telemetry, d.owner, pool, data, d.now_us()))
+            wait_s = min(watch.next_due_s() - time.monotonic(), TICK_S)
+            await asyncio.sleep(max(wait_s, 0.05))
+    finally:
+        await watch.aclose()
+
+
+class HostWatchThread:
+    """The legacy mode's reader: a thread with an event loop of its own. `take()` hands the
+    changes over to the supervisor, which records them."""
+
+    def __init__(self, pools: Callable[[], list[PoolConfig]], watch: HostWatch | None = None):
+        self.watch = watch or HostWatch()
+        self._pools = pools
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: Changes = {}
+        self.thread = threading.Thread(target=self._main, name="host-watch", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def take(self) -> Changes:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self.thread.join(timeout_s)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except Exception:  # a view, not a part of dispatch: it may end, the daemon runs on
+            log.exception("host_watch_failed")
+
+    async def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                changes = await self.watch.refresh(self._pools(), time.monotonic())
+                with self._lock:
+                    self._pending.update(changes)
+                wait_s = min(self.watch.next_due_s() - time.monotonic(), TICK_S)
+                await asyncio.sleep(max(wait_s, 0.05))
+        finally:
+            await self.watch.aclose()
