@@ -92,10 +92,22 @@ def llamacpp_slots(busy: int, total: int) -> list[dict[str, Any]]:
                     "n_prompt_tokens": 37,
                     "n_prompt_tokens_processed": 0,
                     "n_prompt_tokens_cache": 0,
-                    "params": {"seed": 4294967295, "temperature": 0.8, "top_k": 40,
-                               "max_tokens": 200, "n_predict": 200, "stream": False},  # fmt: skip
-                    "next_token": [{"has_next_token": True, "has_new_line": False,
-                                    "n_remain": 200, "n_decoded": 0}],  # fmt: skip
+                    "params": {
+                        "seed": 4294967295,
+                        "temperature": 0.8,
+                        "top_k": 40,
+                        "max_tokens": 200,
+                        "n_predict": 200,
+                        "stream": False,
+                    },
+                    "next_token": [
+                        {
+                            "has_next_token": True,
+                            "has_new_line": False,
+                            "n_remain": 200,
+                            "n_decoded": 0,
+                        }
+                    ],
                 }
             )
         slots.append(slot)

@@ -1,4 +1,4 @@
-"""The host telemetry parsers (ygg/backends/telemetry.py) on payloads shaped as the real servers'."""
+"""The host telemetry parsers (ygg/backends/telemetry.py), on payloads shaped as real ones."""
 
 from __future__ import annotations
 
@@ -49,9 +49,7 @@ def test_an_ollama_model_partly_on_the_cpu_is_a_warning_and_saturation() -> None
     assert found is not None
     assert found.spilled_to_cpu == ("gemma3",)
     assert found.models[0].vram_ratio == pytest.approx(0.809, abs=0.001)
-    assert found.warnings == (
-        "model gemma3 runs 19% on the CPU (5.3 GB of 6.6 GB in GPU memory)",
-    )
+    assert found.warnings == ("model gemma3 runs 19% on the CPU (5.3 GB of 6.6 GB in GPU memory)",)
     assert found.saturation() == "model gemma3 spills to the CPU"
 
 

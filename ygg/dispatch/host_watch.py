@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from ygg.dispatch.state import Shared
 
 log = structlog.get_logger("ygg.dispatch")
-POLL_S = 5.0  # a host that answers is read this often
-SILENT_POLL_S = 60.0  # one that said nothing, this often (it may be restarted with --metrics)
+SILENT_POLL_S = 60.0  # a host that said nothing is asked this often (it may be restarted
+# with --metrics); one that answers every `daemon.telemetry_seconds`
 TICK_S = 1.0  # how soon pools added by a reload are first read
 Changes = dict[str, HostTelemetry | None]
 
@@ -40,8 +40,8 @@ def _probe_key(pool: PoolConfig) -> tuple[Any, ...]:
 
 
 class HostWatch:
-    def __init__(self, poll_s: float = POLL_S, silent_poll_s: float = SILENT_POLL_S) -> None:
-        self.poll_s, self.silent_poll_s = poll_s, silent_poll_s
+    def __init__(self, silent_poll_s: float = SILENT_POLL_S) -> None:
+        self.silent_poll_s = silent_poll_s
         self.latest: dict[str, HostTelemetry] = {}
         self._probes: dict[str, tuple[tuple[Any, ...], HostProbe]] = {}
         self._due_s: dict[str, float] = {}
@@ -52,11 +52,11 @@ class HostWatch:
         found = self.latest.get(pool)
         return found.to_json() if found is not None else None
 
-    async def refresh(self, pools: Iterable[PoolConfig], now_s: float) -> Changes:
-        """Reads the hosts that are due; returns the pools whose reading changed (None: the host
-        fell silent, or the pool is gone)."""
+    async def refresh(self, pools: Iterable[PoolConfig], now_s: float, poll_s: float) -> Changes:
+        """Reads the hosts that are due, each every `poll_s` (0: none at all); returns the pools
+        whose reading changed (None: the host fell silent, or the pool is gone)."""
         changes: Changes = {}
-        wanted = {p.name: p for p in pools if p.backend in HTTP_BACKENDS and p.url}
+        wanted = {p.name: p for p in pools if p.backend in HTTP_BACKENDS and p.url and poll_s > 0}
         for name in [n for n in self._probes if n not in wanted]:
             await self._drop(name, changes)
         for name, pool in wanted.items():
@@ -69,7 +69,7 @@ class HostWatch:
         due = [n for n in self._probes if self._due_s[n] <= now_s]
         readings = await asyncio.gather(*(self._probes[n][1].read() for n in due))
         for name, reading in zip(due, readings, strict=True):
-            self._due_s[name] = now_s + (self.poll_s if reading else self.silent_poll_s)
+            self._due_s[name] = now_s + (poll_s if reading else max(poll_s, self.silent_poll_s))
             self._learn(name, reading, changes)
         return changes
 
@@ -113,7 +113,8 @@ async def watch_hosts(d: Shared, watch: HostWatch) -> None:
     store that is slow to write never delays the next reading)."""
     try:
         while True:
-            changes = await watch.refresh([r.config for r in d.runners.values()], time.monotonic())
+            pools = [r.config for r in d.runners.values()]
+            changes = await watch.refresh(pools, time.monotonic(), d.config.daemon.telemetry_s)
             for pool, reading in changes.items():
                 data = reading.to_json() if reading is not None else None
                 d.fire(d.store.call(Store.set_telemetry, d.owner, pool, data, d.now_us()))
@@ -127,9 +128,9 @@ class HostWatchThread:
     """The legacy mode's reader: a thread with an event loop of its own. `take()` hands the
     changes over to the supervisor, which records them."""
 
-    def __init__(self, pools: Callable[[], list[PoolConfig]], watch: HostWatch | None = None):
-        self.watch = watch or HostWatch()
-        self._pools = pools
+    def __init__(self, pools: Callable[[], list[PoolConfig]], poll_s: Callable[[], float]) -> None:
+        self.watch = HostWatch()
+        self._pools, self._poll_s = pools, poll_s
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pending: Changes = {}
@@ -156,7 +157,8 @@ class HostWatchThread:
     async def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                changes = await self.watch.refresh(self._pools(), time.monotonic())
+                now_s = time.monotonic()
+                changes = await self.watch.refresh(self._pools(), now_s, self._poll_s())
                 with self._lock:
                     self._pending.update(changes)
                 wait_s = min(self.watch.next_due_s() - time.monotonic(), TICK_S)

@@ -80,7 +80,9 @@ class LegacyDispatcher:
         self.abandoned = False  # a write was given up on: the stop is not a clean one
         self.rounds = 0  # supervisor rounds (each through the store): what feeds the watchdog
         self._nudge_log = LogLimiter()
-        self.hosts = HostWatchThread(lambda: [w.pool for w in self.workers])
+        self.hosts = HostWatchThread(
+            lambda: [w.pool for w in self.workers], lambda: self.config.daemon.telemetry_s
+        )
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked or full store as the async mode does
