@@ -9,12 +9,13 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from tests.support.daemons import wait_until
 from tests.support.hosts import FakeHost
 from tests.support.telemetry import GB, llamacpp_metrics, llamacpp_slots, ollama_ps, vllm_metrics
 from ygg.backends.host_probe import HostProbe, server_root
 from ygg.backends.telemetry import HostTelemetry
 from ygg.config import PoolConfig, RetryPolicy
-from ygg.dispatch.host_watch import HostWatch
+from ygg.dispatch.host_watch import HostWatch, HostWatchThread
 
 
 def pool(backend: str, url: str, name: str = "p", api_key_env: str | None = None) -> PoolConfig:
@@ -156,3 +157,18 @@ def test_host_watch_reports_changes_only_and_warns_once(ollama: FakeHost, openai
     assert events.count(("host_telemetry_none", "v")) == 1
     assert not [e for e in logs if e["log_level"] in ("error", "critical")]
     assert len([r for r in openai.requests if r.path == "/metrics"]) == 2  # at 0 and at 60
+
+
+def test_the_legacy_modes_thread_hands_changes_over_and_stops_at_once(ollama: FakeHost) -> None:
+    ollama.serve("/api/ps", ollama_ps(("a", 4 * GB, 4 * GB)))
+    watcher = HostWatchThread(lambda: [pool("ollama", ollama.url, "o")], lambda: 0.05)
+    watcher.start()
+    try:
+        taken: dict[str, HostTelemetry | None] = {}
+        assert wait_until(lambda: bool(taken.update(watcher.take()) or taken), 10)
+        assert list(taken) == ["o"] and taken["o"] is not None
+        ollama.unserve("/api/ps")  # now 404: the host fell silent
+        assert wait_until(lambda: watcher.take().get("o", "same") is None, 10)
+    finally:
+        watcher.stop(timeout_s=5.0)
+    assert not watcher.thread.is_alive()

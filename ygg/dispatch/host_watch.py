@@ -13,6 +13,7 @@ The async dispatcher runs `watch_hosts` as a supervised side task; the legacy on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -116,12 +117,17 @@ async def watch_hosts(d: Shared, watch: HostWatch) -> None:
             pools = [r.config for r in d.runners.values()]
             changes = await watch.refresh(pools, time.monotonic(), d.config.daemon.telemetry_s)
             for pool, reading in changes.items():
-                data = reading.to_json() if reading is not None else None
-                d.fire(d.store.call(Store.set_telemetry, d.owner, pool, data, d.now_us()))
+                d.fire(_record(d, pool, reading.to_json() if reading is not None else None))
             wait_s = min(watch.next_due_s() - time.monotonic(), TICK_S)
             await asyncio.sleep(max(wait_s, 0.05))
     finally:
         await watch.aclose()
+
+
+async def _record(d: Shared, pool: str, data: dict[str, Any] | None) -> None:
+    """Writes one change, then tells the event streams (the dashboard reads the store)."""
+    await d.store.call(Store.set_telemetry, d.owner, pool, data, d.now_us())
+    d.observer.events.publish({"type": "host", "pool": pool, "telemetry": data})
 
 
 class HostWatchThread:
@@ -134,6 +140,7 @@ class HostWatchThread:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pending: Changes = {}
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[None]] | None = None
         self.thread = threading.Thread(target=self._main, name="host-watch", daemon=True)
 
     def start(self) -> None:
@@ -145,16 +152,29 @@ class HostWatchThread:
         return pending
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """Ends the thread; a reading under way is cut short, not waited for."""
         self._stop.set()
+        with self._lock:
+            running = self._running
+        if running is not None:
+            loop, task = running
+            with contextlib.suppress(RuntimeError):  # its loop has just closed
+                loop.call_soon_threadsafe(task.cancel)
         self.thread.join(timeout_s)
 
     def _main(self) -> None:
         try:
             asyncio.run(self._run())
+        except asyncio.CancelledError:
+            pass  # stopped
         except Exception:  # a view, not a part of dispatch: it may end, the daemon runs on
             log.exception("host_watch_failed")
 
     async def _run(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with self._lock:
+            self._running = asyncio.get_running_loop(), task
         try:
             while not self._stop.is_set():
                 now_s = time.monotonic()
