@@ -184,3 +184,10 @@ def test_json_round_trip_and_a_stored_reading_of_another_shape_is_ignored() -> N
         assert HostTelemetry.from_json(data) == reading
     for odd in (None, [], {"source": "tgi"}, {"models": []}, "vllm"):
         assert HostTelemetry.from_json(odd) is None
+
+
+def test_only_the_wanted_names_are_read_when_asked() -> None:
+    text = vllm_metrics(2, 1, 0.5)
+    wanted = prometheus_samples(text, ("vllm:num_requests_",))
+    assert set(wanted) == {"vllm:num_requests_running", "vllm:num_requests_waiting"}
+    assert "python_gc_objects_collected_total" in prometheus_samples(text)

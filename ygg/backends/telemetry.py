@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 SOURCES = ("ollama", "vllm", "llamacpp")
 KV_CACHE_SATURATED = 0.8  # vLLM starts preempting requests as its KV cache fills up
 _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{.*\})?\s+(\S+)")
+_VLLM_GAUGES = ("vllm:num_requests_", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+_LLAMACPP_GAUGES = ("llamacpp:requests_", "llamacpp:kv_cache_usage_ratio")
 _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
@@ -148,11 +150,17 @@ def _gb(n_bytes: int) -> str:
 
 
 # --- Prometheus text (vLLM, llama.cpp) --------------------------------------------------------
-def prometheus_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Samples by metric name, with their labels. Tolerant: a line it cannot read is skipped
-    (a whole exposition is never refused for one odd line)."""
+def prometheus_samples(
+    text: str, names: tuple[str, ...] = ()
+) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples by metric name, with their labels; only names starting with one of `names`, if
+    given (a busy vLLM's page is thousands of histogram lines: they are skipped unread, which
+    keeps a reading well under a millisecond of the daemon's loop). Tolerant: a line it cannot
+    read is skipped (a whole exposition is never refused for one odd line)."""
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
     for line in text.splitlines():
+        if names and not line.startswith(names):
+            continue
         match = _SAMPLE.match(line.strip())
         if match is None:
             continue
@@ -167,7 +175,7 @@ def prometheus_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]
 
 
 def parse_vllm_metrics(body: bytes) -> HostTelemetry | None:
-    samples = prometheus_samples(_text(body))
+    samples = prometheus_samples(_text(body), _VLLM_GAUGES)
     running = _total(samples, "vllm:num_requests_running")
     waiting = _total(samples, "vllm:num_requests_waiting")
     usage = _highest(samples, "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
@@ -177,7 +185,7 @@ def parse_vllm_metrics(body: bytes) -> HostTelemetry | None:
 
 
 def parse_llamacpp_metrics(body: bytes) -> HostTelemetry | None:
-    samples = prometheus_samples(_text(body))
+    samples = prometheus_samples(_text(body), _LLAMACPP_GAUGES)
     running = _total(samples, "llamacpp:requests_processing")
     deferred = _total(samples, "llamacpp:requests_deferred")
     usage = _highest(samples, "llamacpp:kv_cache_usage_ratio")
