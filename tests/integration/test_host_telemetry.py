@@ -172,3 +172,26 @@ def test_the_legacy_modes_thread_hands_changes_over_and_stops_at_once(ollama: Fa
     finally:
         watcher.stop(timeout_s=5.0)
     assert not watcher.thread.is_alive()
+
+
+def test_a_reading_that_fails_unexpectedly_is_logged_not_raised(
+    ollama: FakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: HostProbe) -> HostTelemetry | None:
+        raise RuntimeError("a bug in a parser")
+
+    monkeypatch.setattr(HostProbe, "read", broken)
+
+    async def scenario() -> dict[str, HostTelemetry | None]:
+        watch = HostWatch()
+        try:
+            return await watch.refresh([pool("ollama", ollama.url, "o")], 0.0, 5.0)
+        finally:
+            await watch.aclose()
+
+    with structlog.testing.capture_logs() as logs:
+        assert asyncio.run(scenario()) == {}
+    assert [(e["event"], e["pool"]) for e in logs] == [
+        ("host_telemetry_failed", "o"),
+        ("host_telemetry_none", "o"),
+    ]

@@ -68,8 +68,15 @@ class HostWatch:
                 self._probes[name] = key, HostProbe(pool)
                 self._due_s[name] = now_s
         due = [n for n in self._probes if self._due_s[n] <= now_s]
-        readings = await asyncio.gather(*(self._probes[n][1].read() for n in due))
-        for name, reading in zip(due, readings, strict=True):
+        readings = await asyncio.gather(
+            *(self._probes[n][1].read() for n in due), return_exceptions=True
+        )
+        for name, found in zip(due, readings, strict=True):
+            if isinstance(found, asyncio.CancelledError):
+                raise found
+            if isinstance(found, BaseException):  # a view must never take the daemon down
+                log.warning("host_telemetry_failed", pool=name, error=repr(found))
+            reading = found if isinstance(found, HostTelemetry) else None
             self._due_s[name] = now_s + (poll_s if reading else max(poll_s, self.silent_poll_s))
             self._learn(name, reading, changes)
         return changes
