@@ -41,6 +41,8 @@ def _probe_key(pool: PoolConfig) -> tuple[Any, ...]:
 
 
 class HostWatch:
+    """The hosts of the configured HTTP pools: a probe each, when each is due, what each said."""
+
     def __init__(self, silent_poll_s: float = SILENT_POLL_S) -> None:
         self.silent_poll_s = silent_poll_s
         self.latest: dict[str, HostTelemetry] = {}

@@ -9,6 +9,7 @@ fencing tokens and outcome records — so a legacy and an async daemon can share
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -202,7 +203,7 @@ class LegacyDispatcher:
         """What the hosts said since the last round, recorded for `ygg status`."""
         for pool, reading in self.hosts.take().items():
             data = reading.to_json() if reading is not None else None
-            self.patiently(lambda: store.set_telemetry(self.owner, pool, data, now_us()))  # noqa: B023
+            self.patiently(functools.partial(store.set_telemetry, self.owner, pool, data, now_us()))
 
     def _restart_dead_workers(self) -> None:
         """A pool thread that died is replaced (its task, if any, comes back with its lease);
