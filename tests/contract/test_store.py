@@ -348,6 +348,24 @@ def test_complete_records_the_result(store: Store) -> None:
     assert store.renew(1, [a], NOW + LEASE, NOW).held == set()
 
 
+def test_complete_records_usage_and_speed(store: Store) -> None:
+    timed, untimed, absurd = (submit(store, name) for name in ("timed", "untimed", "absurd"))
+    outcome = Outcome("x", tokens_in=7, tokens_out=40, first_token_s=0.125, generation_s=0.5)
+    assert store.complete(timed, run(store, timed).token, outcome, NOW + 9) == []
+    task = store.get(timed)
+    assert (task.first_token_s, task.generation_s, task.tokens_per_s) == (0.125, 0.5, 80.0)
+    json_task = task.to_json()
+    assert (json_task["first_token_s"], json_task["tokens_per_s"]) == (0.125, 80.0)
+    # A host that did not stream (or did not count) leaves them unknown, not zero.
+    assert store.complete(untimed, run(store, untimed).token, Outcome("y", 1, 2), NOW + 9) == []
+    task = store.get(untimed)
+    assert (task.first_token_s, task.generation_s, task.tokens_per_s) == (None, None, None)
+    nonsense = Outcome("z", 1, 2, first_token_s=float("nan"), generation_s=-1.0)
+    assert store.complete(absurd, run(store, absurd).token, nonsense, NOW + 9) == []
+    assert store.get(absurd)[-2:] == (None, None)
+    assert [t.first_token_s for t in store.list_tasks(status="done")].count(0.125) == 1
+
+
 def test_complete_promotes_dependents_whose_last_dependency_it_was(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b")

@@ -12,6 +12,10 @@ the client goes away, and then the connection is dropped without an answer.
 `Step(encoding="gzip")` compresses the answer (see tests/support/encodings.py).
 `host.serve("/api/ps", {...})` answers GETs of that path with a fixed body (JSON for a dict or
 list, else text): what a test host says of its load (tests/support/telemetry.py has payloads).
+
+A request asking for a stream (`stream: true`, as ygg asks) is answered token by token, framed
+as real hosts frame it (tests/support/streams.py): `host.first_token_s` before the first token,
+`host.token_gap_s` between tokens. `Step(stream=False)` answers one JSON document anyway.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Literal, cast
 
+from tests.support import streams
 from tests.support.encodings import Encoding, compress, header_value
 from ygg.backends.base import AttemptFailed
 from ygg.backends.host_model import HostModel
@@ -68,6 +73,7 @@ class Step:
     action: Action = "reply"
     encoding: Encoding | None = None  # the answer compressed, with its Content-Encoding
     headers: tuple[tuple[str, str], ...] = ()  # sent as they are, e.g. a Content-Encoding
+    stream: bool = True  # False: one JSON document even when the request asks for a stream
 
 
 @dataclass
@@ -88,6 +94,9 @@ class FakeHost:
         self.protocol: Protocol = protocol
         self.api_key = api_key  # when set (OpenAI), requests need "Authorization: Bearer <key>"
         self.default = Step()
+        # A streamed answer's pace: before its first token, and between two tokens.
+        self.first_token_s = 0.0
+        self.token_gap_s = 0.0
         # Set, the host answers as an LLM host under load does (ygg/backends/host_model.py):
         # each reply's delay is work shared with the requests beside it, and past capacity
         # a 503 (or a slowdown).
@@ -296,6 +305,12 @@ class FakeHost:
         return {"error": {"message": message, "type": kind}}
 
 
+def _prompt_tokens(reply: dict[str, Any]) -> int:
+    if "usage" in reply:
+        return int(reply["usage"]["prompt_tokens"])
+    return int(reply["prompt_eval_count"])
+
+
 def _words(text: object) -> int:
     return len(text.split()) if isinstance(text, str) else 0
 
@@ -462,20 +477,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, b"", {"Location": f"{host.url}/api/chat", **extra})
         work_s = step.delay_s + _requested_sleep(payload)
         if host.load_model is not None and 200 <= step.status < 300:
-            return self._perform_loaded(host.load_model, work_s, payload, extra)
+            return self._perform_loaded(host.load_model, work_s, payload, extra, step)
         if not self._pause(work_s):
             self.close_connection = True
             return None
         if step.body is not None:
             return self._send(step.status, step.body, extra)
         if 200 <= step.status < 300:
-            return self._json(step.status, host._reply(payload), extra)
+            return self._answer(step, payload, extra)
         return self._json(
             step.status, host._error(step.status, f"scripted HTTP {step.status}"), extra
         )
 
     def _perform_loaded(
-        self, model: HostModel, work_s: float, payload: dict[str, Any], extra: dict[str, str]
+        self,
+        model: HostModel,
+        work_s: float,
+        payload: dict[str, Any],
+        extra: dict[str, str],
+        step: Step,
     ) -> int | None:
         host = self.fake
         try:
@@ -491,7 +511,53 @@ class _Handler(BaseHTTPRequestHandler):
                 work_s -= done
         finally:
             model.leave()
-        return self._json(200, host._reply(payload), extra)
+        return self._answer(step, payload, extra)
+
+    def _answer(self, step: Step, payload: dict[str, Any], extra: dict[str, str]) -> int | None:
+        """A successful answer: streamed if the request asked for it and the step allows."""
+        host = self.fake
+        if not (step.stream and payload.get("stream") is True):
+            return self._json(step.status, host._reply(payload), extra)
+        reply = host._reply(payload)
+        content = str(
+            reply["message"]["content"]
+            if host.protocol == "ollama"
+            else reply["choices"][0]["message"]["content"]
+        )
+        prompt_tokens = _prompt_tokens(reply)
+        framed = streams.frames(host.protocol, payload, content, prompt_tokens)
+        return self._stream(step.status, framed, extra)
+
+    def _stream(self, status: int, framed: streams.Frames, headers: dict[str, str]) -> int | None:
+        """Sends the frames with chunked transfer encoding, paced by the host's delays;
+        None (and the connection dropped) if the client goes away or the host stops."""
+        host = self.fake
+        squeeze = None
+        if self._encoding is not None:
+            squeeze = streams.compressor(self._encoding)
+            headers = {**headers, "Content-Encoding": header_value(self._encoding)}
+        self.send_response(status)
+        self.send_header("Content-Type", streams.CONTENT_TYPES[host.protocol])
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        paced = [(0.0, frame) for frame in framed.head]
+        for i, frame in enumerate(framed.tokens):
+            paced.append((host.first_token_s if i == 0 else host.token_gap_s, frame))
+        paced.extend((0.0, frame) for frame in framed.tail)
+        for i, (pause_s, frame) in enumerate(paced):
+            if pause_s and not self._pause(pause_s):
+                self.close_connection = True
+                return None
+            last = i == len(paced) - 1
+            if last:
+                self._answering(status)  # booked before the client can have it all
+            data = frame if squeeze is None else squeeze(frame, last)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        return status
 
     # writing
 

@@ -74,7 +74,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE daemons ADD COLUMN pid_start_ticks INTEGER;
     ALTER TABLE daemons ADD COLUMN boot_id TEXT;
     """,
-    # 4: what each pool's host last said about its load, as each daemon read it (JSON)
+    # usage: the last answer's time to its first token and from its first token to its last
+    """
+    ALTER TABLE tasks ADD COLUMN first_token_us INTEGER;
+    ALTER TABLE tasks ADD COLUMN generation_us INTEGER;
+    """,
+    # host telemetry: what each pool's host last said of its load, per daemon (JSON)
     """
     CREATE TABLE host_telemetry (
         daemon INTEGER NOT NULL,
