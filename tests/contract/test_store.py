@@ -826,6 +826,37 @@ def test_breakers_and_reload_errors_live_and_die_with_their_daemon(store: Store)
     assert [b.daemon for b in store.breakers()] == [two]
 
 
+def test_host_telemetry_is_kept_per_daemon_and_pool_and_dies_with_its_daemon(
+    store: Store,
+) -> None:
+    one = store.register_daemon("skadi", 100, NOW, "@ygg-1", "async", NOW)
+    two = store.register_daemon("fenrir", 200, NOW, "@ygg-2", "legacy", NOW)
+    spilled = {
+        "source": "ollama",
+        "models": [{"name": "qwen2.5:7b", "size_bytes": 6_000_000_000, "vram_bytes": 4_500_000}],
+        "spilled_to_cpu": ["qwen2.5:7b"],
+        "warnings": ["model qwen2.5:7b runs 25% on the CPU, «slow»"],
+        "kv_cache_usage": 0.25,
+    }
+    store.set_telemetry(one, "gpu", {"source": "vllm", "running": 1}, NOW)
+    store.set_telemetry(one, "gpu", spilled, NOW + 1)  # replaces the first reading
+    store.set_telemetry(two, "gpu", {"source": "vllm", "running": 3, "waiting": 2}, NOW + 2)
+    store.set_telemetry(one, "cpu", {"source": "llamacpp", "slots": 2}, NOW + 3)
+    assert [(r.pool, r.daemon, r.data, r.since_us) for r in store.telemetry()] == [
+        ("cpu", one, {"source": "llamacpp", "slots": 2}, NOW + 3),
+        ("gpu", one, spilled, NOW + 1),
+        ("gpu", two, {"source": "vllm", "running": 3, "waiting": 2}, NOW + 2),
+    ]
+    store.set_telemetry(one, "cpu", None, NOW + 4)  # the host fell silent
+    store.set_telemetry(one, "cpu", None, NOW + 5)  # forgetting twice is no error
+    assert [(r.pool, r.daemon) for r in store.telemetry()] == [("gpu", one), ("gpu", two)]
+    store.unregister_daemon(one)
+    assert [(r.pool, r.daemon) for r in store.telemetry()] == [("gpu", two)]
+    # A dead daemon's readings go with it when the reaper forgets it.
+    store.reap(NOW + 10, alive_owners=[], dead_owners=[two])
+    assert store.telemetry() == []
+
+
 def test_queue_heads_name_the_next_task_of_each_kind(store: Store) -> None:
     late = submit(store, "late", kind="code", priority=3)
     urgent = submit(store, "urgent", kind="code", priority=0)

@@ -10,6 +10,8 @@ Chat requests consume scripted steps in order, then `host.default`. A user messa
 `sleep=0.25` makes that request wait 0.25 s before answering. Waits end early on stop() or when
 the client goes away, and then the connection is dropped without an answer.
 `Step(encoding="gzip")` compresses the answer (see tests/support/encodings.py).
+`host.serve("/api/ps", {...})` answers GETs of that path with a fixed body (JSON for a dict or
+list, else text): what a test host says of its load (tests/support/telemetry.py has payloads).
 
 A request asking for a stream (`stream: true`, as ygg asks) is answered token by token, framed
 as real hosts frame it (tests/support/streams.py): `host.first_token_s` before the first token,
@@ -109,6 +111,7 @@ class FakeHost:
         self._max_in_flight = 0
         self._max_by_model: dict[str, int] = {}
         self._ids = itertools.count(1)
+        self._served: dict[str, tuple[int, str, bytes]] = {}  # path -> (status, type, body)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -150,6 +153,26 @@ class FakeHost:
     def script(self, *steps: Step) -> None:
         with self._lock:
             self._steps.extend(steps)
+
+    def serve(self, path: str, body: object, status: int = 200) -> None:
+        """GET `path` answers `body` from now on: JSON for a dict or list, bytes as they are,
+        anything else as text. Routes of their own, beside the protocol's."""
+        if isinstance(body, dict | list):
+            answer = ("application/json", json.dumps(body).encode())
+        elif isinstance(body, bytes):
+            answer = ("application/octet-stream", body)
+        else:
+            answer = ("text/plain; version=0.0.4; charset=utf-8", str(body).encode())
+        with self._lock:
+            self._served[path] = (status, *answer)
+
+    def unserve(self, path: str) -> None:
+        with self._lock:
+            self._served.pop(path, None)
+
+    def _served_at(self, path: str) -> tuple[int, str, bytes] | None:
+        with self._lock:
+            return self._served.get(path)
 
     # observations, all read under the lock
 
@@ -399,6 +422,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, body: Any) -> int | None:
         """Answers the request; returns the status sent, or None if none was."""
         host = self.fake
+        served = host._served_at(path)
+        if served is not None and self.command == "GET":
+            return self._send_served(*served)
         info = INFO_PATHS[host.protocol]
         chat = path in CHAT_PATHS[host.protocol]
         if not chat and path not in info:
@@ -548,6 +574,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+        return status
+
+    def _send_served(self, status: int, content_type: str, body: bytes) -> int:
+        self._answering(status)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
         return status

@@ -189,6 +189,7 @@ class _StateCollector:
     def collect(self) -> Iterable[Metric]:
         if self.current is not None:
             yield from _snapshot_metrics(self.current)
+            yield from _host_metrics(self.current)
         if self._progress is not None:
             yield from _progress_metrics(self._progress)
         yield from self._process_metrics()
@@ -266,3 +267,46 @@ def _progress_metrics(progress: Progress) -> Iterable[Metric]:
         "Age past which /healthz answers 503 and the systemd watchdog pings stop.",
         value=progress.max_age_s,
     )
+
+
+def _host_metrics(snap: Snapshot) -> Iterable[Metric]:
+    """What each pool's host says of its own load (ygg/backends/telemetry.py); a pool whose
+    host says nothing has no sample, and a host that does not report a figure lacks that one."""
+    running = GaugeMetricFamily(
+        "ygg_host_requests_running", "Requests the host says it is working on.", labels=["pool"]
+    )
+    waiting = GaugeMetricFamily(
+        "ygg_host_requests_waiting",
+        "Requests the host says are queued inside it (vLLM waiting, llama.cpp deferred).",
+        labels=["pool"],
+    )
+    kv_cache = GaugeMetricFamily(
+        "ygg_host_kv_cache_usage", "Fraction of the host's KV cache in use (0-1).", labels=["pool"]
+    )
+    vram = GaugeMetricFamily(
+        "ygg_host_model_vram_ratio",
+        "Fraction of each loaded model in GPU memory (Ollama); below 1 it runs partly on the CPU.",
+        labels=["pool", "model"],
+    )
+    saturated = GaugeMetricFamily(
+        "ygg_host_saturated",
+        "1 while the host itself says it is saturated (requests waiting, KV cache at 80% or "
+        "more, a model spilling to the CPU, every slot busy), else 0.",
+        labels=["pool"],
+    )
+    for pool in snap["pools"]:
+        data = pool.get("telemetry")
+        if not data:
+            continue
+        name = pool["name"]
+        for family, key in (
+            (running, "running"),
+            (waiting, "waiting"),
+            (kv_cache, "kv_cache_usage"),
+        ):
+            if data.get(key) is not None:
+                family.add_metric([name], data[key])
+        for model in data.get("models") or []:
+            vram.add_metric([name, model["name"]], model["vram_ratio"])
+        saturated.add_metric([name], 1 if data.get("saturated") else 0)
+    yield from (running, waiting, kv_cache, vram, saturated)

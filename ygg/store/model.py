@@ -218,6 +218,16 @@ class BreakerState(NamedTuple):
     since_us: int
 
 
+class HostReport(NamedTuple):
+    """What one pool's host last said about its load, as one daemon read it (JSON, the shape of
+    ygg.backends.telemetry.HostTelemetry.to_json); `since_us`: when it last changed."""
+
+    daemon: int
+    pool: str
+    data: dict[str, Any]
+    since_us: int
+
+
 class Head(NamedTuple):
     """The head of one kind's line: the task a pool would claim next, or the oldest waiting."""
 

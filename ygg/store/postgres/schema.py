@@ -97,6 +97,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE ygg.tasks ADD COLUMN IF NOT EXISTS first_token_us bigint;
     ALTER TABLE ygg.tasks ADD COLUMN IF NOT EXISTS generation_us bigint;
     """,
+    # host telemetry: what each pool's host last said about its load, as each daemon read it
+    """
+    CREATE TABLE ygg.host_telemetry (
+        daemon bigint NOT NULL,
+        pool text NOT NULL,
+        data jsonb NOT NULL,
+        since_us bigint NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    );
+    """,
 )
 
 

@@ -79,6 +79,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN first_token_us INTEGER;
     ALTER TABLE tasks ADD COLUMN generation_us INTEGER;
     """,
+    # host telemetry: what each pool's host last said of its load, per daemon (JSON)
+    """
+    CREATE TABLE host_telemetry (
+        daemon INTEGER NOT NULL,
+        pool TEXT NOT NULL,
+        data TEXT NOT NULL,
+        since_us INTEGER NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    ) WITHOUT ROWID;
+    """,
 )
 
 
