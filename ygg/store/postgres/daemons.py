@@ -67,6 +67,7 @@ class DaemonRegistry(Database):
         with self.write() as conn:
             conn.execute("DELETE FROM ygg.daemons WHERE id = ANY(%s)", (ids,))
             conn.execute("DELETE FROM ygg.breakers WHERE daemon = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM ygg.daemon_slots WHERE daemon = ANY(%s)", (ids,))
 
     @atomic
     def set_config_error(self, daemon_id: int, error: str | None) -> None:

@@ -92,6 +92,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (daemon, pool)
     );
     """,
+    # 2: one slot limit per pool for every daemon on the queue, who set it and when; the
+    # slots each daemon's own file gives its pools; and each slot row's copy of its pool's
+    # limit, which claims read under the row's lock (claims.py: a resize updates the rows)
+    """
+    CREATE TABLE ygg.pool_limits (
+        pool text PRIMARY KEY,
+        slot_limit integer NOT NULL CHECK (slot_limit >= 1),
+        configured integer NOT NULL CHECK (configured >= 1),
+        source text NOT NULL,
+        set_by bigint,
+        set_us bigint NOT NULL
+    );
+    CREATE TABLE ygg.daemon_slots (
+        daemon bigint NOT NULL,
+        pool text NOT NULL,
+        slots integer NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    );
+    ALTER TABLE ygg.slots ADD COLUMN lim integer;
+    """,
 )
 
 
