@@ -132,7 +132,12 @@ def test_what_each_daemons_file_says_lives_and_dies_with_the_daemon(store: Store
 
 def test_a_limit_set_in_a_batch_that_fails_is_undone(store: Store) -> None:
     store.set_pool_limit("p", 2, daemon_id=1, now_us=NOW)
-    with pytest.raises(RuntimeError), store.batch():
-        store.set_pool_limit("p", 5, daemon_id=2, now_us=NOW)
-        raise RuntimeError("the batch fails")
+
+    def failing_batch() -> None:
+        with store.batch():
+            store.set_pool_limit("p", 5, daemon_id=2, now_us=NOW)
+            raise RuntimeError("the batch fails")
+
+    with pytest.raises(RuntimeError):
+        failing_batch()
     assert store.pool_limits()["p"].limit == 2

@@ -160,7 +160,7 @@ class LegacyDispatcher:
                 next_status += self.config.daemon.status_log_s
                 self._log_status(store)
             self._restart_dead_workers()
-            self.limit_view.follow(store.pool_limits(), self._slots())
+            self.limit_view.follow(self.patiently(store.pool_limits), self._slots())
             self._renew(store)
             self._reap(store)
             self.rounds += 1

@@ -101,6 +101,7 @@ class LimitRegistry(DaemonRegistry):
             stored = resize(conn, _UPSERT, args)
             assert stored is not None
             self.notify("wake")  # a raised limit has room for more at once
+            self.notify("peers")  # daemons on other machines read the limits again
             return stored
 
     @atomic
