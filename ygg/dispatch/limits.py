@@ -7,9 +7,9 @@ store itself; a daemon reads it back only to know how many to ask for (`PoolRunn
 a timer (the safety poll) and whenever a peer says it changed something (the `peers` nudge,
 or PostgreSQL's NOTIFY of it), and says once per change when its file disagrees.
 
-The next step, adaptive slots, changes a pool's limit at runtime with
-`Store.set_pool_limit(pool, n, daemon_id=..., now_us=..., source="adaptive")` (configured
-slots unchanged: they stay the ceiling) and tells its own runner with `PoolRunner.follow`.
+The next step, adaptive slots, changes a pool's limit at runtime with `change(d, pool, n)`:
+`Store.set_pool_limit(..., source="adaptive")` (configured slots unchanged: they stay the
+ceiling), its own runner follows at once, the peers are nudged.
 """
 
 from __future__ import annotations
@@ -86,6 +86,19 @@ async def publish(d: Shared) -> None:
     limits = await d.store.call(state_slots, d.owner, own_slots(d), d.now_us())
     apply(d, limits)
     nudge.send(d.peers, nudge.PEERS)  # they read the limits again at once
+
+
+async def change(d: Shared, pool: str, limit: int, *, source: str = "adaptive") -> PoolLimit:
+    """Changes `pool`'s stored limit at runtime (adaptive control), for every daemon on the
+    queue: the configured slots stay (the ceiling), our runner follows at once, the peers
+    when nudged (or on their poll)."""
+    stored = await d.store.call(
+        Store.set_pool_limit, pool, limit, daemon_id=d.owner, now_us=d.now_us(), source=source
+    )
+    if pool in d.runners:
+        d.runners[pool].follow(stored.limit)
+    nudge.send(d.peers, nudge.PEERS)
+    return stored
 
 
 async def refresh(d: Shared) -> None:
