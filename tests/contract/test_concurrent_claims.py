@@ -276,22 +276,21 @@ def test_six_processes_on_a_pool_of_two_slots(tmp_path: Path, store_url: str) ->
         store.close()
 
 
-def resize_while_claimed(
-    url: str, go: Path, limits: list[int], final: int, pause_s: float
-) -> dict[str, int]:
-    """Another daemon's reloads: once the claimers go, sets each of `limits` in turn, then
-    `final`; when the final one had committed (monotonic ns)."""
+def resize_while_claimed(url: str, go: Path, total: int, limits: list[int], final: int) -> int:
+    """Another daemon's reloads: once the claimers go, sets each of `limits` in turn as a
+    tenth more of the `total` tasks is done, then `final` at half; returns when that one had
+    committed (monotonic ns)."""
     store = open_store(url)
     try:
         deadline = time.monotonic() + DEADLINE_S
-        while not go.exists() and time.monotonic() < deadline:
-            time.sleep(0.001)
-        for limit in limits:
-            time.sleep(pause_s)
+        steps = [*limits, final]
+        for step, limit in enumerate(steps, start=1):
+            due = total * step // (2 * len(steps))
+            while not (go.exists() and store.counts().get("done", 0) >= due):
+                assert time.monotonic() < deadline, "the claimers never got that far"
+                time.sleep(0.002)
             store.set_pool_limit("the-pool", limit, daemon_id=99, now_us=now_us())
-        time.sleep(pause_s)
-        store.set_pool_limit("the-pool", final, daemon_id=99, now_us=now_us())
-        return {"final_ns": time.monotonic_ns()}
+        return time.monotonic_ns()
     finally:
         store.close()
 
@@ -302,10 +301,10 @@ def running_at(records: list[dict[str, Any]], at_ns: int) -> int:
 
 @pytest.mark.timeout(90)
 def test_resizing_while_many_processes_claim(tmp_path: Path, store_url: str) -> None:
-    """The limit moves between 1 and 6 while eight processes claim, then drops to 2. Judged
-    from the claimers' records: never more than 6 at once, and from the last resize on, no
-    task that was claimed after it runs while more than 2 run (tasks started before it may
-    finish above the limit)."""
+    """The limit moves between 1 and 6 while eight processes claim, then drops to 2 with half
+    the tasks done. Judged from the claimers' records: never more than 6 at once, and from
+    the last resize on, no task that was claimed after it runs while more than 2 run (tasks
+    started before it may finish above the limit)."""
     from concurrent.futures import ThreadPoolExecutor
 
     total, high, final = 160, 6, 2
@@ -315,7 +314,7 @@ def test_resizing_while_many_processes_claim(tmp_path: Path, store_url: str) -> 
     store.close()
     with ThreadPoolExecutor(1) as pool:
         resized = pool.submit(
-            resize_while_claimed, store_url, tmp_path / "go", [1, high, 3, high], final, 0.03
+            resize_while_claimed, store_url, tmp_path / "go", total, [1, high, 3, high], final
         )
         per_process = run_claimers(
             tmp_path,
@@ -326,7 +325,7 @@ def test_resizing_while_many_processes_claim(tmp_path: Path, store_url: str) -> 
             max_limit=3,
             hold_ms=4,
         )
-        final_ns = resized.result()["final_ns"]
+        final_ns = resized.result()
     records = [r for rs in per_process for r in rs]
     assert sorted(r["task"] for r in records) == ids
     assert max_overlap([(r["claimed_ns"], r["done_ns"]) for r in records]) <= high
