@@ -257,19 +257,21 @@ def test_claim_never_exceeds_slots_across_owners(store: Store) -> None:
 
 
 def test_lowering_slots_counts_what_still_runs(store: Store) -> None:
-    """A pool's slots lowered from 3 to 2 (a reload) while 3 run: nothing more starts until
-    fewer than 2 run, whichever of them finish first."""
+    """A pool's limit lowered from 3 to 2 (a reload) while 3 run: nothing more starts until
+    fewer than 2 run, whichever of them finish first. The claimers' own `slots` count for
+    nothing once the store holds a limit."""
     ids = [submit(store, f"t{i}", kind="k") for i in range(6)]
     first = claim(store, ["k"], limit=3, slots=3)
     assert [c.task_id for c in first] == ids[:3]
-    assert claim(store, ["k"], limit=5, slots=2) == []
+    store.set_pool_limit("p", 2, daemon_id=None, now_us=NOW)
+    assert claim(store, ["k"], limit=5, slots=3) == []
     done = first[0]  # the one holding the lowest slot
     assert store.complete(done.task_id, done.token, Outcome(), NOW) == []
-    assert claim(store, ["k"], limit=5, slots=2) == []  # still two running
+    assert claim(store, ["k"], limit=5, slots=3) == []  # still two running
     last = first[2]
     assert store.complete(last.task_id, last.token, Outcome(), NOW) == []
-    assert [c.task_id for c in claim(store, ["k"], limit=5, slots=2)] == ids[3:4]
-    assert claim(store, ["k"], limit=5, slots=2) == []
+    assert [c.task_id for c in claim(store, ["k"], limit=5, slots=3)] == ids[3:4]
+    assert claim(store, ["k"], limit=5, slots=3) == []
     assert store.pool_load({"p": ["k"]}) == {"p": (2, 2)}
 
 

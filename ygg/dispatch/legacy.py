@@ -26,6 +26,7 @@ from ygg.config import Config
 from ygg.dispatch.host_watch import HostWatchThread
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
 from ygg.dispatch.legacy_worker import Worker
+from ygg.dispatch.limits import LimitView, state_slots
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter, hint_receiver
 from ygg.dispatch.reload import bound_at_start, plan
@@ -84,6 +85,7 @@ class LegacyDispatcher:
         self.hosts = HostWatchThread(
             lambda: [w.pool for w in self.workers], lambda: self.config.daemon.telemetry_s
         )
+        self.limit_view = LimitView()
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked or full store as the async mode does
@@ -122,6 +124,7 @@ class LegacyDispatcher:
             pid_start_ticks=started.ticks,
             boot_id=started.boot_id,
         )
+        self._state_slots(store)
         log.info(
             "dispatcher_started",
             owner=self.owner,
@@ -164,6 +167,7 @@ class LegacyDispatcher:
                 next_status += self.config.daemon.status_log_s
                 self._log_status(store)
             self._restart_dead_workers()
+            self.limit_view.follow(self.patiently(store.pool_limits), self._slots())
             self._renew(store)
             self._reap(store)
             self._record_telemetry(store)
@@ -193,6 +197,16 @@ class LegacyDispatcher:
                 and attempt.claim.task_id not in renewal.held
             ):
                 worker.interrupt(attempt.claim.task_id, "lease_lost")
+
+    def _slots(self) -> dict[str, int]:
+        return {w.pool.name: w.pool.slots for w in self.workers}
+
+    def _state_slots(self, store: Store) -> None:
+        """At start and on reload our file's slots become every daemon's limits (the store
+        enforces them on our one-at-a-time claims too); the peers read them again at once."""
+        slots, now = self._slots(), now_us()
+        self.patiently(lambda: state_slots(store, self.owner, slots, now))
+        nudge.send([x.nudge for x in store.daemons() if x.id != self.owner], nudge.PEERS)
 
     def _reap(self, store: Store) -> None:
         alive, dead = judge_daemons(store.daemons(), self.owner, self.config.daemon.db)
@@ -253,6 +267,7 @@ class LegacyDispatcher:
             worker.thread.start()
         self.config = config
         store.set_config_error(self.owner, None)
+        self._state_slots(store)
         log.info("config_reloaded", pools={w.pool.name: 1 for w in self.workers})
         self.wake.set()
 

@@ -147,7 +147,8 @@ class Observer:
                 r.config.kinds,
                 r.breaker.state,
                 r.breaker.reason,
-                self.hosts.reading(r.name),
+                limit=r.limit,
+                telemetry=self.hosts.reading(r.name),
             )
             for r in d.runners.values()
         ]

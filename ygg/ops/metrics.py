@@ -226,7 +226,9 @@ def _snapshot_metrics(snap: Snapshot) -> Iterable[Metric]:
     yield tasks
     slots = GaugeMetricFamily("ygg_pool_slots", "Configured slots.", labels=["pool"])
     limit = GaugeMetricFamily(
-        "ygg_pool_limit", "Tasks the pool may run at once now (its slots).", labels=["pool"]
+        "ygg_pool_limit",
+        "Tasks the pool may run at once now, across every daemon (its stored limit).",
+        labels=["pool"],
     )
     running = GaugeMetricFamily(
         "ygg_pool_running", "Tasks running in the pool, across all daemons.", labels=["pool"]

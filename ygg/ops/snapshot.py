@@ -34,7 +34,7 @@ class PoolRow(TypedDict):
     host: str
     backend: str
     slots: int
-    limit: int  # what it may run at once now: its slots (adaptive slots will move it)
+    limit: int  # what it may run at once now, across every daemon: the stored limit
     running: int  # across every daemon on the queue
     queued: int  # queued tasks of the kinds it serves (including those in a retry backoff)
     breaker: str  # closed | half-open | open | unknown
@@ -71,6 +71,7 @@ class PoolInfo:
     kinds: tuple[str, ...] = ()
     breaker: str = "closed"
     breaker_reason: str | None = None
+    limit: int | None = None  # the stored limit, every daemon's; None: none known, its slots
     telemetry: dict[str, Any] | None = None
 
 
@@ -84,10 +85,16 @@ class RunningInfo:
     started_us: int | None  # wall clock, microseconds since the epoch
 
 
-def pools_of(config: Config, breaker: str = "closed") -> list[PoolInfo]:
-    """The configured pools, all with the same breaker state (the database does not know it)."""
+def pools_of(
+    config: Config, breaker: str = "closed", limits: Mapping[str, int] | None = None
+) -> list[PoolInfo]:
+    """The configured pools, all with the same breaker state (the database does not know it),
+    with their stored limits."""
+    limits = limits or {}
     return [
-        PoolInfo(p.name, p.host, p.backend, p.slots, tuple(p.kinds), breaker)
+        PoolInfo(
+            p.name, p.host, p.backend, p.slots, tuple(p.kinds), breaker, limit=limits.get(p.name)
+        )
         for p in config.pools.values()
     ]
 
@@ -140,7 +147,7 @@ def _pool_row(pool: PoolInfo, load: tuple[int, int]) -> PoolRow:
         "host": pool.host,
         "backend": pool.backend,
         "slots": pool.slots,
-        "limit": pool.slots,
+        "limit": pool.slots if pool.limit is None else pool.limit,
         "running": load[0],
         "queued": load[1],
         "breaker": pool.breaker,
@@ -182,7 +189,9 @@ def snapshot_from_store(store: Store, config: Config, running_limit: int = 200) 
         daemon=daemon,
         pools=[
             replace(pool, telemetry=telemetry.get(pool.name))
-            for pool in pools_of(config, breaker="unknown")
+            for pool in pools_of(
+                config, "unknown", {name: x.limit for name, x in store.pool_limits().items()}
+            )
         ],
         load=load,
         counts=store.counts(),

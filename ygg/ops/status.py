@@ -6,6 +6,7 @@ daemon to answer and shows every daemon's view, not just one's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ygg.config import Config
@@ -13,7 +14,7 @@ from ygg.ops.health import probe_all
 from ygg.ops.snapshot import latest_telemetry
 from ygg.ops.waiting import why_waiting
 from ygg.store import STATUSES
-from ygg.store.model import US, BreakerState, now_us
+from ygg.store.model import US, BreakerState, PoolLimit, iso, now_us
 
 if TYPE_CHECKING:
     from ygg.store.base import Store
@@ -31,20 +32,46 @@ def breaker_of(states: list[BreakerState], pool: str) -> tuple[str, str | None]:
     return worst.state, worst.reason
 
 
+def limit_fields(stored: PoolLimit | None, slots: int, live: set[int]) -> dict[str, Any]:
+    """A pool's stored limit (every daemon's), where it came from, and what each live daemon's
+    file says; `disagrees` lists the daemons whose file differs from the one that set it."""
+    if stored is None:  # no daemon has run the pool yet: the file's slots will be its limit
+        return {
+            "limit": slots,
+            "limit_source": None,
+            "limit_set_by": None,
+            "limit_set_at": None,
+            "configured": {},
+            "disagrees": [],
+        }
+    files = {d: n for d, n in stored.files.items() if d in live}
+    return {
+        "limit": stored.limit,
+        "limit_source": stored.source,
+        "limit_set_by": stored.set_by,
+        "limit_set_at": iso(stored.set_us),
+        "configured": {str(d): n for d, n in sorted(files.items())},
+        "disagrees": [d for d in stored.disagreeing() if d in live],
+    }
+
+
 def pool_rows(
     config: Config,
     load: dict[str, tuple[int, int]],
     health: dict[str, str],
     breakers: list[BreakerState],
+    limits: Mapping[str, PoolLimit] | None = None,
+    live: set[int] | None = None,
     telemetry: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    limits, live = limits or {}, live or set()
     return [
         {
             "name": name,
             "host": pool.host,
             "backend": pool.backend,
             "slots": pool.slots,
-            "limit": pool.slots,
+            **limit_fields(limits.get(name), pool.slots, live),
             "running": load[name][0],
             "queued": load[name][1],
             "breaker": (state := breaker_of(breakers, name))[0],
@@ -64,8 +91,9 @@ def status_report(config: Config, store: Store, *, probe: bool) -> dict[str, Any
     daemons = store.daemons()
     live = {d.id for d in daemons}
     breakers = [b for b in store.breakers() if b.daemon in live]
+    health = probe_all(config) if probe else {}
     telemetry = latest_telemetry(store.telemetry(), live)
-    pools = pool_rows(config, load, probe_all(config) if probe else {}, breakers, telemetry)
+    pools = pool_rows(config, load, health, breakers, store.pool_limits(), live, telemetry)
     fallbacks = {name: pool.fallback for name, pool in config.pools.items()}
     now = now_us()
     return {
@@ -98,11 +126,11 @@ def status_report(config: Config, store: Store, *, probe: bool) -> dict[str, Any
 def status_lines(report: dict[str, Any]) -> list[str]:
     """The human form of the same report."""
     lines = [
-        f"{'pool':<20} {'host':<12} {'backend':<8} {'slots':>5} {'running':>7} "
+        f"{'pool':<20} {'host':<12} {'backend':<8} {'slots':>5} {'limit':>5} {'running':>7} "
         f"{'queued':>7}  {'breaker':<8} health"
     ]
     lines += [
-        f"{p['name']:<20} {p['host']:<12} {p['backend']:<8} {p['slots']:>5} "
+        f"{p['name']:<20} {p['host']:<12} {p['backend']:<8} {p['slots']:>5} {p['limit']:>5} "
         f"{p['running']:>7} {p['queued']:>7}  {p['breaker']:<8} {p['health']}"
         for p in report["pools"]
     ]
@@ -116,6 +144,7 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         for p in report["pools"]
         if p["breaker"] != "closed"
     ]
+    lines += [disagreement(p) for p in report["pools"] if p.get("disagrees")]
     lines += telemetry_lines(report["pools"])
     lines.append(f"daemons: {len(report['daemons'])}")
     for d in report["daemons"]:
@@ -154,3 +183,12 @@ def telemetry_lines(pools: list[dict[str, Any]]) -> list[str]:
         )
         lines += [f"  warning: {w}" for w in data.get("warnings") or []]
     return lines
+
+
+def disagreement(pool: dict[str, Any]) -> str:
+    """One line: a pool's limit, who set it, and the daemons whose file says otherwise."""
+    files = ", ".join(f"#{d} says {pool['configured'][str(d)]}" for d in pool["disagrees"])
+    return (
+        f"limit of {pool['name']} is {pool['limit']} ({pool['limit_source']}, set by daemon "
+        f"#{pool['limit_set_by']} at {pool['limit_set_at']}); the files disagree: {files}"
+    )

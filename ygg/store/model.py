@@ -228,6 +228,41 @@ class HostReport(NamedTuple):
     since_us: int
 
 
+class PoolLimit(NamedTuple):
+    """A pool's limit as the store holds it: one for every daemon on the queue.
+
+    `configured` is the `slots` of the configuration that set it last (an adaptive pool's
+    ceiling: its limit moves below it, the configured slots stay); `files` gives, per live
+    daemon, the `slots` its own configuration file gives the pool."""
+
+    pool: str
+    limit: int
+    configured: int
+    source: str  # config (a daemon's start or reload) | claim (a first claim) | adaptive | ...
+    set_by: int | None  # the daemon that set it; None when no daemon did
+    set_us: int
+    files: dict[int, int] = {}  # noqa: RUF012 (never mutated: NamedTuples are values)
+
+    def disagreeing(self) -> list[int]:
+        """The daemons whose configuration file gives the pool other slots than the one that
+        set its limit."""
+        return sorted(d for d, slots in self.files.items() if slots != self.configured)
+
+
+MAX_LIMIT = 2**31 - 1  # the largest slot limit either engine stores
+
+
+def check_limit(pool: str, limit: int, configured: int | None) -> None:
+    """A slot limit (and the configured slots it comes from) either engine can keep."""
+    from ygg.errors import InvalidInput  # here: most commands never set a limit
+
+    for name, value in (("limit", limit), ("configured slots", configured)):
+        if value is not None and not 1 <= value <= MAX_LIMIT:
+            raise InvalidInput(
+                f"The {name} of pool {pool} must be a whole number from 1 to {MAX_LIMIT}."
+            )
+
+
 class Head(NamedTuple):
     """The head of one kind's line: the task a pool would claim next, or the oldest waiting."""
 

@@ -70,6 +70,7 @@ class DaemonRegistry(Database):
             conn.execute("DELETE FROM ygg.daemons WHERE id = ANY(%s)", (ids,))
             conn.execute("DELETE FROM ygg.breakers WHERE daemon = ANY(%s)", (ids,))
             conn.execute("DELETE FROM ygg.host_telemetry WHERE daemon = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM ygg.daemon_slots WHERE daemon = ANY(%s)", (ids,))
 
     @atomic
     def set_config_error(self, daemon_id: int, error: str | None) -> None:

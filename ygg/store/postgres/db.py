@@ -38,6 +38,17 @@ Clock = Literal["caller", "database"]
 CONNECT_TIMEOUT_S = 10
 CONFLICT_ATTEMPTS = 5  # a deadlock between two claims or outcomes is rare; it does not repeat
 PASSWORD_CREDENTIAL = "ygg-db-password"  # the systemd credential (LoadCredential=) name
+TABLES = (  # every table of ours: `check` reads each whole
+    "meta",
+    "tasks",
+    "deps",
+    "slots",
+    "daemons",
+    "breakers",
+    "host_telemetry",
+    "pool_limits",
+    "daemon_slots",
+)
 DB_NOW_US = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 _LOST = (
     pg_errors.AdminShutdown,
@@ -110,10 +121,6 @@ def atomic(method: Callable[Concatenate[D, P], T]) -> Callable[Concatenate[D, P]
         raise AssertionError("unreachable")
 
     return run
-
-
-# Every table of ours: `check` reads each whole.
-TABLES = ("meta", "tasks", "deps", "slots", "daemons", "breakers", "host_telemetry")
 
 
 class Database:

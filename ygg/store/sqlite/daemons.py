@@ -51,6 +51,7 @@ class DaemonRegistry(Database):
             conn.execute(f"DELETE FROM daemons WHERE id IN ({marks})", list(daemon_ids))
             conn.execute(f"DELETE FROM breakers WHERE daemon IN ({marks})", list(daemon_ids))
             conn.execute(f"DELETE FROM host_telemetry WHERE daemon IN ({marks})", list(daemon_ids))
+            conn.execute(f"DELETE FROM daemon_slots WHERE daemon IN ({marks})", list(daemon_ids))
 
     def set_config_error(self, daemon_id: int, error: str | None) -> None:
         """Why the daemon's last reload was refused (None: the running configuration is current)."""

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from ygg.errors import TaskNotFound
 from ygg.store.model import Head, Task, task_from_row
 from ygg.store.sqlite import heads
-from ygg.store.sqlite.daemons import DaemonRegistry
 from ygg.store.sqlite.db import marks, reads
+from ygg.store.sqlite.limits import LimitRegistry
 
 # The task columns (ygg.store.model.task_from_row), then its dependencies as a JSON array in
 # the same statement, not one more query per task.
@@ -23,7 +23,7 @@ TASK_COLUMNS = (
 )
 
 
-class TaskReads(DaemonRegistry):
+class TaskReads(LimitRegistry):
     # --- reading ---------------------------------------------------------------------------
     @reads
     def get(self, task_id: int) -> Task:

@@ -126,17 +126,22 @@ class SQLiteStore(TaskReads):
         lease_us: int,
         now_us: int,
     ) -> list[Claim]:
-        """Up to `limit` of the most urgent ready tasks for `pool`, never past its `slots`."""
+        """Up to `limit` of the most urgent ready tasks for `pool`, never past its stored
+        limit (`slots` only while it has none), read under the write lock with the count."""
         kinds = list(dict.fromkeys(kinds))  # a kind listed twice must not take two arms
         if not kinds or limit < 1:
             return []
         with self.write() as conn:
-            running = conn.execute(
-                "SELECT count(*) FROM tasks INDEXED BY tasks_running "
-                "WHERE status = 'running' AND pool = ?",
+            running, stored = conn.execute(
+                "SELECT (SELECT count(*) FROM tasks INDEXED BY tasks_running "
+                "WHERE status = 'running' AND pool = ?1), "
+                "(SELECT slot_limit FROM pool_limits WHERE pool = ?1)",
                 (pool,),
-            ).fetchone()[0]
-            limit = min(limit, slots - running)
+            ).fetchone()
+            if stored is None:
+                self.first_limit(conn, pool, slots, owner, now_us)
+                stored = slots
+            limit = min(limit, stored - running)
             if limit < 1:
                 return []
             ids = self._ready_ids(conn, kinds, limit, now_us)
