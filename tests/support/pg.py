@@ -100,6 +100,7 @@ class Backend:
     datname: str | None
     usename: str | None
     state: str | None
+    client_port: int | None = None  # the client's TCP port: which process holds it
 
 
 BackendFilter = str | Callable[[Backend], bool] | None
@@ -281,7 +282,8 @@ class PgCluster:
         """Client connections other than the one asking."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT pid, application_name, datname, usename, state FROM pg_stat_activity"
+                "SELECT pid, application_name, datname, usename, state, client_port"
+                " FROM pg_stat_activity"
                 " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
             ).fetchall()
         return [Backend(*row) for row in rows]
