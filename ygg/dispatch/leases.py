@@ -14,6 +14,7 @@ from ygg.backends.command import kill_orphans
 from ygg.dispatch.liveness import boot_id, is_alive
 from ygg.store.base import Store
 from ygg.store.model import US, Daemon, Reaped
+from ygg.store.outage import JITTER, MAX_RETRY_S, Outage
 
 if TYPE_CHECKING:
     from ygg.dispatch.state import Shared
@@ -63,6 +64,18 @@ def judge_daemons(daemons: list[Daemon], me: int, queue: str) -> tuple[set[int],
     return alive, dead
 
 
+def spare_after_outage(
+    alive: set[int], dead: list[int], daemons: list[Daemon], outage: Outage, lease_s: float
+) -> set[int]:
+    """`alive`, or — just after the store came back from an outage — every registered daemon
+    not known to be dead: their leases ran out while nobody could renew them, and their
+    renewals may still be on the way (each retries with backoff, up to MAX_RETRY_S apart).
+    Taking their tasks back now could start a second run beside one still going."""
+    if outage.settled(lease_s + MAX_RETRY_S * (1 + JITTER)):
+        return alive
+    return alive | {x.id for x in daemons if x.id not in dead}
+
+
 def take_back(store: Store, alive: set[int], dead: list[int], now_us: int) -> list[Reaped]:
     """The store's half of a reaper round (one operation): expired leases of owners not known
     to be alive, and every task of the dead, go back to the queue; the dead are forgotten."""
@@ -78,6 +91,7 @@ async def reap_expired(d: Shared) -> None:
     while True:
         daemons = await d.refresh_peers()
         alive, dead = await asyncio.to_thread(judge_daemons, daemons, d.owner, d.config.daemon.db)
+        alive = spare_after_outage(alive, dead, daemons, d.store.outage, d.config.daemon.lease_s)
         changed = await d.store.call(take_back, alive, dead, d.now_us())
         d.observer.metrics.tasks_reaped(len(changed))
         d.observer.beat("reaper")

@@ -22,7 +22,7 @@ import structlog
 
 from ygg import nudge
 from ygg.config import Config
-from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
+from ygg.dispatch.leases import judge_daemons, log_orphans, spare_after_outage, take_back
 from ygg.dispatch.legacy_worker import Worker
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter, hint_receiver
@@ -215,7 +215,9 @@ class LegacyDispatcher:
                 worker.interrupt(attempt.claim.task_id, "lease_lost")
 
     def _reap(self, store: Store) -> None:
-        alive, dead = judge_daemons(store.daemons(), self.owner, self.config.daemon.db)
+        daemons = store.daemons()
+        alive, dead = judge_daemons(daemons, self.owner, self.config.daemon.db)
+        alive = spare_after_outage(alive, dead, daemons, self.outage, self.config.daemon.lease_s)
         if self.patiently(lambda: take_back(store, alive, dead, now_us())):
             self.wake.set()
 

@@ -40,6 +40,7 @@ class Outage:
         self.reason: str | None = None  # why the store is unavailable now; None while it works
         self.since: float | None = None  # when this outage began (clock)
         self.retries = 0  # every try made while out of reach: proof the threads still move
+        self.ended: float | None = None  # when the last outage ended (clock)
 
     def failed(self, exc: StoreUnavailable, attempt: int) -> float:
         """Records a failed try (the `attempt`-th in a row of its thread); logs it with the
@@ -63,8 +64,14 @@ class Outage:
             if self.reason is None:
                 return
             down_s = self._clock() - (self.since or self._clock())
-            self.reason, self.since = None, None
+            self.reason, self.since, self.ended = None, None, self._clock()
         log.info("store_available", down_s=round(down_s, 3))
+
+    def settled(self, window_s: float) -> bool:
+        """No outage now, nor one that ended within `window_s`."""
+        with self._lock:
+            reason, ended = self.reason, self.ended
+        return reason is None and (ended is None or self._clock() - ended >= window_s)
 
     def progress(self) -> int:
         """A count that moves every second while an outage is being waited out, for the
