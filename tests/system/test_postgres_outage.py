@@ -134,3 +134,26 @@ def test_the_database_down_at_start_and_mid_run(
     assert max_overlap_by_pool(runs, alive).get("batch", 0) <= SLOTS
     assert {r.task for r in runs if r.finished} == {r.task for r in runs}
     assert len({r.task for r in runs}) == TASKS
+
+
+@pytest.mark.parametrize("mode", ["--async", "--legacy"])
+def test_a_daemon_waiting_for_the_database_at_start_stops_cleanly(
+    tmp_path: Path, pg_cluster: PgCluster, pg_url: str, mode: str
+) -> None:
+    """Both loop modes wait for a database that is down as they start, and a SIGTERM
+    meanwhile ends the wait: exit 0, not a crash and not a hang."""
+    pools = '\n[pools.sim]\nbackend = "sim"\nseconds = 0\nslots = 1\nkinds = ["chat"]\n'
+    path = write_config(tmp_path, pools, db=pg_url)
+    pg_cluster.halt()
+    try:
+        with DaemonSet(path) as daemons:
+            daemon = daemons.start(mode)
+            tries = lambda: events(daemons.log_of(daemon), "store_unavailable")  # noqa: E731
+            assert wait_until(lambda: len(tries()) >= 2, 30), daemons.log_of(daemon)
+            assert daemon.poll() is None
+            assert daemons.stop(daemon, timeout_s=30) == 0, daemons.log_of(daemon)
+            log_text = daemons.log_of(daemon)
+    finally:
+        pg_cluster.resume()
+    assert "Traceback" not in log_text, log_text
+    assert events(log_text, "dispatcher_stopped"), log_text
