@@ -50,6 +50,15 @@ def healthz(base: str) -> tuple[int, str]:
     return answer.status_code, answer.text
 
 
+def store_down_s(base: str) -> float:
+    """ygg_store_unavailable_seconds as /metrics has it."""
+    text = httpx.get(f"{base}/metrics", timeout=5, trust_env=False).text
+    for line in text.splitlines():
+        if line.startswith("ygg_store_unavailable_seconds "):
+            return float(line.split()[1])
+    raise AssertionError("no ygg_store_unavailable_seconds in /metrics")
+
+
 def done_count(url: str) -> int:
     with psycopg.connect(url, application_name="test-observer", connect_timeout=5) as conn:
         row = conn.execute("SELECT count(*) FROM ygg.tasks WHERE status = 'done'").fetchone()
@@ -106,6 +115,7 @@ def test_the_database_down_at_start_and_mid_run(
             pg_cluster.resume()
             assert wait_until(lambda: healthz(base)[0] == 200, 40), healthz(base)
             assert any("READY=1" in m for m in notify.other), notify.other
+            assert store_down_s(base) == 0
             for i in range(TASKS):
                 submitted = run_ygg(
                     path, "submit", f"t{i}", "--kind", "batch", "--param", "seconds=1.5"
@@ -117,6 +127,7 @@ def test_the_database_down_at_start_and_mid_run(
             pg_cluster.halt()
             assert wait_until(lambda: healthz(base)[0] == 503, 30), healthz(base)
             assert "store unavailable" in healthz(base)[1]
+            assert store_down_s(base) > 0
             assert_one_sentence_exit_1(path, "status")
             assert wait_until(lambda: all(r.finished for r in read_run_log(runs_log)), 30)
             pg_cluster.resume()

@@ -47,7 +47,7 @@ class Observer:
         self.notifier = Notifier.from_env()
         lease_s, poll_s = d.config.daemon.lease_s, d.config.daemon.poll_s
         self.progress = Progress(max_age_s=stall_window_s(lease_s, poll_s))
-        self.metrics = Metrics(self.progress)
+        self.metrics = Metrics(self.progress, d.store.outage.down_s)
         self.heartbeats = 0  # reaper cycles: moves while idle, and only if the store thread does
         self.started_us = d.now_us()
         self.events = EventHub()  # what /api/events streams; fed by the pools

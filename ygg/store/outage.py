@@ -82,11 +82,15 @@ class Outage:
             since = self.since
         return self.retries + (int(self._clock() - since) if since is not None else 0)
 
+    def down_s(self) -> float:
+        """How long the store has been out of reach; 0.0 while it answers."""
+        with self._lock:
+            since = self.since
+        return 0.0 if since is None else max(self._clock() - since, 0.0)
+
     def describe(self) -> str | None:
         """One line for /healthz while the store is out of reach; None while it works."""
-        with self._lock:
-            reason, since = self.reason, self.since
+        reason = self.reason
         if reason is None:
             return None
-        down_s = self._clock() - (since if since is not None else self._clock())
-        return f"store unavailable for {down_s:.0f} s, retrying: {reason}"
+        return f"store unavailable for {self.down_s():.0f} s, retrying: {reason}"
