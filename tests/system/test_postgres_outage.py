@@ -79,7 +79,8 @@ def test_the_database_down_at_start_and_mid_run(
 ) -> None:
     runs_log = tmp_path / "runs.log"
     pools = command_pool("batch", run_host_argv(runs_log), slots=SLOTS, kinds=["batch"])
-    daemon_settings = 'status_listen = "127.0.0.1:0"\npoll_seconds = 0.2\nlease_seconds = 3'
+    # A lease longer than the outage mid-run: no attempt is fenced (see the test below).
+    daemon_settings = 'status_listen = "127.0.0.1:0"\npoll_seconds = 0.2\nlease_seconds = 10'
     path = write_config(tmp_path, pools, db=pg_url, daemon=daemon_settings)
     assert run_ygg(path, "migrate").returncode == 0
     notify = PingRecorder(tmp_path / "notify.sock")
@@ -168,3 +169,36 @@ def test_a_daemon_waiting_for_the_database_at_start_stops_cleanly(
         pg_cluster.resume()
     assert "Traceback" not in log_text, log_text
     assert events(log_text, "dispatcher_stopped"), log_text
+
+
+def test_an_outage_longer_than_a_lease_stops_the_attempt_before_its_lease_runs_out(
+    tmp_path: Path, pg_cluster: PgCluster, pg_url: str
+) -> None:
+    """A daemon on another machine judges this one by its leases alone: once the database
+    is back, it may take back a task whose lease ran out during the outage. So a daemon that
+    cannot renew for most of a lease stops the attempt (`lease_fenced`) rather than let a
+    second run start beside it; the task runs again once the database is back, never twice
+    at once."""
+    runs_log = tmp_path / "runs.log"
+    pools = command_pool("batch", run_host_argv(runs_log), slots=1, kinds=["batch"])
+    path = write_config(tmp_path, pools, db=pg_url, daemon="poll_seconds = 0.2\nlease_seconds = 2")
+    submitted = run_ygg(path, "submit", "long", "--kind", "batch", "--param", "seconds=5")
+    assert submitted.returncode == 0, submitted.stderr
+    try:
+        with DaemonSet(path) as daemons:
+            daemon = daemons.start()
+            assert wait_until(lambda: len(read_run_log(runs_log)) == 1, 30)
+            pg_cluster.halt()
+            fenced = lambda: events(daemons.log_of(daemon), "lease_fenced")  # noqa: E731
+            assert wait_until(lambda: bool(fenced()), 30), daemons.log_of(daemon)
+            assert wait_until(lambda: not alive_pids(read_run_log(runs_log)), 10)
+            first = read_run_log(runs_log)[0]
+            assert not first.finished  # stopped mid-run, before its lease ran out
+            pg_cluster.resume()
+            assert wait_until(lambda: done_count(pg_url) == 1, 60), daemons.log_of(daemon)
+            assert daemons.stop(daemon) == 0, daemons.log_of(daemon)
+    finally:
+        pg_cluster.resume()
+    runs = read_run_log(runs_log)
+    assert len(runs) == 2 and runs[1].finished, runs
+    assert not overlapping_runs(runs, alive_pids(runs)), runs
