@@ -10,6 +10,7 @@ from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress
 from ygg.ops.snapshot import PoolInfo, build_snapshot, daemon_info
 from ygg.store.model import Outcome
+from ygg.store.outage import Outage
 
 _OLLAMA = HostTelemetry("ollama", (ModelLoad("m", 2, 1),), spilled_to_cpu=("m",)).to_json()
 _VLLM = HostTelemetry("vllm", running=1, waiting=0, kv_cache_usage=0.5).to_json()
@@ -19,7 +20,7 @@ def exported_sample_names() -> set[str]:
     """Every sample name the daemon's /metrics can carry, each kind of event observed once."""
     progress = Progress(max_age_s=30.0)
     progress.expect("reaper")
-    metrics = Metrics(progress)
+    metrics = Metrics(progress, Outage().down_s)
     metrics.claim_observed("p", 0.001, 1)
     metrics.attempt_finished("p", "k", "done", 1.0)
     metrics.queue_wait_observed("p", "k", 1.0)

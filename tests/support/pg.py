@@ -4,6 +4,7 @@
         url = cluster.create_database("t1")   # postgresql://postgres@127.0.0.1:PORT/t1
         cluster.terminate_backends("ygg-daemon")
         cluster.restart()                     # pg_ctl restart -m immediate
+        cluster.halt(); cluster.resume()      # down (pg_ctl stop -m fast), then up again
 
 The binaries are Debian's (`/usr/lib/postgresql/15/bin`, package postgresql-15). PostgreSQL
 refuses to run as root, so as root the cluster belongs to the `postgres` user (else `nobody`).
@@ -99,6 +100,7 @@ class Backend:
     datname: str | None
     usename: str | None
     state: str | None
+    client_port: int | None = None  # the client's TCP port: which process holds it
 
 
 BackendFilter = str | Callable[[Backend], bool] | None
@@ -218,6 +220,15 @@ class PgCluster:
         """`pg_ctl restart -m MODE`: immediate is a crash, recovered from the WAL at start."""
         self._ctl("restart", "-m", mode, "-l", str(self.log_path))
 
+    def halt(self) -> None:
+        """`pg_ctl stop -m fast`, keeping the data: the server is down until resume()."""
+        self._ctl("stop", "-m", "fast")
+
+    def resume(self) -> None:
+        """Starts a halted server again, on the same port."""
+        if self.postmaster_pid() is None:
+            self._ctl("start", "-l", str(self.log_path))
+
     def postmaster_pid(self) -> int | None:
         try:
             first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
@@ -271,7 +282,8 @@ class PgCluster:
         """Client connections other than the one asking."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT pid, application_name, datname, usename, state FROM pg_stat_activity"
+                "SELECT pid, application_name, datname, usename, state, client_port"
+                " FROM pg_stat_activity"
                 " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
             ).fetchall()
         return [Backend(*row) for row in rows]

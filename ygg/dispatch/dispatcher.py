@@ -82,6 +82,8 @@ class Dispatcher:
         # before we have told the queue we are here.
         for pool in self.config.pools.values():
             self.runners[pool.name] = PoolRunner(pool, make_backend(pool), self)
+        # /healthz and systemd hear from us while a database server that is down is waited for.
+        await self.observer.open()
         await self.store.start()
         self._listener = Listener(
             nudge.new_address(), self._on_nudge, queue_path(self.config.daemon.db)
@@ -253,6 +255,8 @@ class Dispatcher:
 
     def request_stop(self) -> None:
         self._stop_requested.set()
+        if not self.owner:  # still waiting for the store to open: stop waiting
+            self.store.abandon()
 
     def force_stop(self) -> None:
         """A second signal: end the drain now; running attempts are released at once, and a
@@ -264,7 +268,14 @@ class Dispatcher:
     # --- running -----------------------------------------------------------------------------
     async def run(self) -> None:
         """Runs until asked to stop (or, with until_idle, until nothing is left to do)."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException as exc:
+            await self._stop_unstarted()
+            if isinstance(exc, StoreAbandoned) and self._stop_requested.is_set():
+                log.info("dispatcher_stopped", reason="stopped before the store was reached")
+                return
+            raise
         try:
             if self.until_idle:
                 await self._wait_idle()
@@ -323,6 +334,13 @@ class Dispatcher:
         await self.store.stop()
         await self.observer.stop()
         log.info("dispatcher_stopped")
+
+    async def _stop_unstarted(self) -> None:
+        """What a start that failed (or was stopped while the store was out of reach) leaves
+        running: the store thread, the status server."""
+        with contextlib.suppress(Exception):
+            await self.store.stop()
+        await self.observer.stop()
 
     async def _await_writes(self, recorded: asyncio.Future[Any]) -> None:
         """Waits for the interrupted attempts to record how they ended. A store that stays

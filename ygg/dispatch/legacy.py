@@ -24,18 +24,19 @@ import structlog
 from ygg import nudge
 from ygg.config import Config
 from ygg.dispatch.host_watch import HostWatchThread
-from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
-from ygg.dispatch.legacy_worker import Worker
+from ygg.dispatch.leases import judge_daemons, log_orphans, spare_after_outage, take_back
+from ygg.dispatch.legacy_worker import Pulse, Worker
 from ygg.dispatch.limits import LimitView, state_slots
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter, hint_receiver
 from ygg.dispatch.reload import bound_at_start, plan
-from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
+from ygg.errors import StoreBusy, StoreUnavailable, YggError
 from ygg.ops.progress import stall_window_s
 from ygg.ops.sdnotify import Notifier, WatchdogThread
 from ygg.store import listen_for_hints, open_store, queue_path
 from ygg.store.model import US, now_us
-from ygg.store.writer import STOPPED_UNRECORDED, UNAVAILABLE_RETRY_S, StoreAbandoned
+from ygg.store.outage import Outage
+from ygg.store.writer import STOPPED_UNRECORDED, StoreAbandoned
 
 if TYPE_CHECKING:
     from ygg.store.base import Store
@@ -74,13 +75,14 @@ class LegacyDispatcher:
         )
         self.stopping = threading.Event()
         self.forced = threading.Event()  # a second signal: cut the drain short
-        self.wake = _Pulse()
+        self.wake = Pulse()
         self.owner = 0
         self.workers = [Worker(pool, self) for pool in config.pools.values()]
         self.retiring: list[Worker] = []  # removed by a reload, finishing their attempt
         self._restarts: dict[str, list[float]] = {}  # pool -> when its thread was restarted
         self.abandoned = False  # a write was given up on: the stop is not a clean one
         self.rounds = 0  # supervisor rounds (each through the store): what feeds the watchdog
+        self.outage = Outage()  # a database out of reach: waited for with backoff, logged
         self._nudge_log = LogLimiter()
         self.hosts = HostWatchThread(
             lambda: [w.pool for w in self.workers], lambda: self.config.daemon.telemetry_s
@@ -88,11 +90,13 @@ class LegacyDispatcher:
         self.limit_view = LimitView()
 
     def patiently(self, op: Callable[[], T]) -> T:
-        """Runs a store operation, waiting out a locked or full store as the async mode does
-        (never failing a task for it); gives up only on a forced stop (StoreAbandoned)."""
+        """Runs a store operation, waiting out a locked, full or unreachable store as the
+        async mode does (never failing a task for it), with backoff; gives up only on a
+        forced stop (StoreAbandoned)."""
+        attempt = 0
         while True:
             try:
-                return op()
+                result = op()
             except StoreUnavailable as exc:
                 if self.forced.is_set():
                     log.warning("store_writes_abandoned", error=str(exc))
@@ -101,9 +105,28 @@ class LegacyDispatcher:
                 if isinstance(exc, StoreBusy):  # the busy timeout has already waited
                     log.warning("store_locked", error=str(exc))
                     continue
-                event = "store_disk_full" if isinstance(exc, StoreFull) else "store_unavailable"
-                log.error(event, error=str(exc), retry_in_s=UNAVAILABLE_RETRY_S)
-                self.forced.wait(UNAVAILABLE_RETRY_S)
+                attempt += 1
+                self.forced.wait(self.outage.failed(exc, attempt))
+            else:
+                self.outage.recovered()
+                return result
+
+    def _open_waiting(self) -> Store | None:
+        """Opens the store; a database server that is down as the daemon starts is waited
+        for with backoff. None if the daemon is told to stop meanwhile."""
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                store = self.open()
+            except StoreBusy as exc:
+                log.warning("store_locked", error=str(exc))
+            except StoreUnavailable as exc:
+                attempt += 1
+                self.stopping.wait(self.outage.failed(exc, attempt))
+            else:
+                self.outage.recovered()
+                return store
+        return None
 
     def lease_us(self) -> int:  # read each time: a reload may change lease_seconds
         return int(self.config.daemon.lease_s * US)
@@ -111,7 +134,10 @@ class LegacyDispatcher:
     def run(self) -> None:
         gc.collect()  # as the async mode does: no full collection scans what lives forever
         gc.freeze()
-        store = self.open()
+        store = self._open_waiting()
+        if store is None:
+            log.info("dispatcher_stopped", reason="stopped before the store was reached")
+            return
         listener = BlockingListener(self._on_nudge, queue_path(self.config.daemon.db))
         started = own_start(os.getpid())
         self.owner = store.register_daemon(
@@ -139,7 +165,9 @@ class LegacyDispatcher:
             worker.thread.start()
         self.hosts.start()
         window_s = stall_window_s(self.config.daemon.lease_s, self.config.daemon.poll_s)
-        watchdog = WatchdogThread(Notifier.from_env(), lambda: self.rounds, stall_s=window_s)
+        watchdog = WatchdogThread(
+            Notifier.from_env(), lambda: self.rounds + self.outage.progress(), stall_s=window_s
+        )
         watchdog.start()
         try:
             self._supervise(store)
@@ -209,7 +237,9 @@ class LegacyDispatcher:
         nudge.send([x.nudge for x in store.daemons() if x.id != self.owner], nudge.PEERS)
 
     def _reap(self, store: Store) -> None:
-        alive, dead = judge_daemons(store.daemons(), self.owner, self.config.daemon.db)
+        daemons = store.daemons()
+        alive, dead = judge_daemons(daemons, self.owner, self.config.daemon.db)
+        alive = spare_after_outage(alive, dead, daemons, self.outage, self.config.daemon.lease_s)
         if self.patiently(lambda: take_back(store, alive, dead, now_us())):
             self.wake.set()
 
@@ -340,29 +370,6 @@ class LegacyDispatcher:
             self.patiently(lambda: store.unregister_daemon(self.owner))
         store.close()
         log.info("dispatcher_stopped")
-
-
-class _Pulse:
-    """A wake-up shared by the worker threads: set() wakes everyone waiting now."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._generation = 0
-
-    def set(self) -> None:
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
-
-    def mark(self) -> int:
-        """Take this before looking for work, and pass it to wait(): a set() in between (a
-        nudge, or the stop) is then not lost while the caller was busy looking."""
-        with self._cond:
-            return self._generation
-
-    def wait(self, timeout_s: float, since: int) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._generation != since, timeout_s)
 
 
 def run_legacy(

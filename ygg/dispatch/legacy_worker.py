@@ -131,3 +131,26 @@ class Worker:
         if running is not None and (task_id is None or running.claim.task_id == task_id):
             running.stop_reason = reason
             self.backend.interrupt()
+
+
+class Pulse:
+    """A wake-up shared by the worker threads: set() wakes everyone waiting now."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    def set(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        """Take this before looking for work, and pass it to wait(): a set() in between (a
+        nudge, or the stop) is then not lost while the caller was busy looking."""
+        with self._cond:
+            return self._generation
+
+    def wait(self, timeout_s: float, since: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != since, timeout_s)

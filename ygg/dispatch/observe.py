@@ -1,8 +1,10 @@
 """How the running daemon is watched: systemd notifications, metrics, `/status` and `/healthz`.
 
-One `Observer` per dispatcher. It is started once the store is open and the pools are up (that
-is when systemd hears READY=1) and stopped last. The status server is an optional extra: if its
-address is taken (say, by a second daemon on the machine) the daemon runs on without it.
+One `Observer` per dispatcher. It opens before the store does — so that a daemon waiting for
+its database server answers `/healthz` (503, with the reason) and tells systemd why it is not
+ready yet — and is started once the store is open and the pools are up (that is when systemd
+hears READY=1); it is stopped last. The status server is an optional extra: if its address is
+taken (say, by a second daemon on the machine) the daemon runs on without it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from ygg.dispatch.host_watch import HostWatch
+from ygg.errors import StoreUnavailable
 from ygg.ops.http_status import StatusServer, check_listen, start_status_server, status_token
 from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress, stall_window_s
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ygg.dispatch")
 PERIODIC = ("reaper", "lease_keeper")  # the loops whose beats /healthz and the watchdog need
+OUTAGE_CHECK_S = 1.0  # how often an outage of the store is looked for, for systemd's status
+START_EXTENSION_S = 10.0  # each EXTEND_TIMEOUT_USEC while waiting for the store at start
 
 
 class Observer:
@@ -43,7 +48,7 @@ class Observer:
         self.notifier = Notifier.from_env()
         lease_s, poll_s = d.config.daemon.lease_s, d.config.daemon.poll_s
         self.progress = Progress(max_age_s=stall_window_s(lease_s, poll_s))
-        self.metrics = Metrics(self.progress)
+        self.metrics = Metrics(self.progress, d.store.outage.down_s)
         self.heartbeats = 0  # reaper cycles: moves while idle, and only if the store thread does
         self.started_us = d.now_us()
         self.events = EventHub()  # what /api/events streams; fed by the pools
@@ -51,24 +56,67 @@ class Observer:
         self._server: StatusServer | None = None
         self._tasks: TaskApi | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._outage_watch: asyncio.Task[None] | None = None
+        self.ready = False  # READY=1 sent: the store is open and the pools are up
 
     def beat(self, name: str) -> None:
         self.progress.beat(name)
         if name == "reaper":
             self.heartbeats += 1
 
-    async def start(self) -> None:
-        for name in PERIODIC:
-            self.progress.expect(name)
+    async def open(self) -> None:
+        """Before the store opens: the status server, the watchdog and the outage watch."""
         if self.d.config.daemon.status_listen:
             await self._serve_status(self.d.config.daemon.status_listen)
         # Judged over the /healthz window, not one watchdog interval: a reaper cycle may
         # rightly take longer than a short WatchdogSec (systemd uses at least the interval).
+        # A store thread that waits out a database out of reach is no stuck daemon: that
+        # counts as progress, so systemd does not restart it for the database's sake.
+        outage = self.d.store.outage
         pinger = watchdog_pinger(
-            self.notifier, lambda: self.heartbeats, stall_s=self.progress.max_age_s
+            self.notifier,
+            lambda: self.heartbeats + outage.progress(),
+            stall_s=self.progress.max_age_s,
         )
         self._watchdog = asyncio.create_task(pinger, name="watchdog")
+        self._outage_watch = asyncio.create_task(self._watch_outage(), name="outage_watch")
+
+    async def start(self) -> None:
+        for name in PERIODIC:
+            self.progress.expect(name)
+        self.ready = True
         self.notifier.ready(self.summary())
+
+    async def _watch_outage(self) -> None:
+        """Tells systemd (`systemctl status`) while the store is out of reach; before READY=1
+        it also extends the start timeout, so a database still down at boot is waited for
+        rather than taken for a failed start (and restarted until StartLimitBurst)."""
+        told: str | None = None
+        while True:
+            await asyncio.sleep(OUTAGE_CHECK_S)
+            problem = self.d.store.outage.describe()
+            if problem is not None:
+                if not self.ready:
+                    self.notifier.send(f"EXTEND_TIMEOUT_USEC={int(START_EXTENSION_S * US)}")
+                self.notifier.status(problem)
+            elif told is not None and self.ready:
+                self.notifier.status(self.summary())
+            told = problem
+
+    def healthy(self) -> bool:
+        return self.unhealthy_reason() is None
+
+    def unhealthy_reason(self) -> str | None:
+        """Why /healthz answers 503, or None while the daemon is healthy."""
+        problem = self.d.store.outage.describe()
+        if problem is not None:
+            return problem
+        if self.progress.stopped:
+            return "stopping"
+        if not self.ready:
+            return "starting: the store is not open yet"
+        stale = self.progress.stale()
+        return f"not making progress: {', '.join(stale)}" if stale else None
 
     async def _serve_status(self, listen: str) -> None:
         db = self.d.config.daemon.db
@@ -79,8 +127,9 @@ class Observer:
                 listen,
                 self.token,
                 self.snapshot,
-                self.progress.healthy,
+                self.healthy,
                 self.metrics,
+                unhealthy_reason=self.unhealthy_reason,
                 tasks=self._tasks,
                 events=self.events,
             )
@@ -100,8 +149,9 @@ class Observer:
         self.notifier.stopping(f"draining {self.d.running_count()} attempts")
 
     async def stop(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for task in (self._watchdog, self._outage_watch):
+            if task is not None:
+                task.cancel()
         if self._server is not None:
             await self._server.close()
         if self._tasks is not None:
@@ -122,6 +172,9 @@ class Observer:
 
     async def snapshot(self) -> Snapshot:
         d = self.d
+        problem = d.store.outage.describe()
+        if problem is not None:  # fail at once: the reads would wait for the database
+            raise StoreUnavailable(problem)
         kinds = {name: r.config.kinds for name, r in d.runners.items()}
         load = await d.store.read(Store.pool_load, kinds)
         counts = await d.store.read(Store.counts)

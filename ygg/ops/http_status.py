@@ -41,6 +41,7 @@ CLOSE_GRACE_S = 2
 
 SnapshotFn = Callable[[], Awaitable[Snapshot]]
 HealthyFn = Callable[[], bool]
+ReasonFn = Callable[[], str | None]
 _LISTEN = re.compile(
     r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d{1,5})|(?P<host>[^:\[\]\s]+):(?P<port>\d{1,5})"
 )
@@ -101,10 +102,11 @@ class StatusServer:
         read_timeout_s: float = READ_TIMEOUT_S,
         tasks: TaskApi | None = None,
         events: EventHub | None = None,
+        unhealthy_reason: ReasonFn | None = None,
     ) -> None:
         self.host, self.port = check_listen(listen, token)
         self._token = token
-        sources = Sources(snapshot, healthy, metrics, tasks, events)
+        sources = Sources(snapshot, healthy, metrics, tasks, events, unhealthy_reason)
         app = build_app(token, sources, read_timeout_s=read_timeout_s)
         self._config = uvicorn.Config(
             app,
@@ -181,8 +183,18 @@ async def start_status_server(
     *,
     tasks: TaskApi | None = None,
     events: EventHub | None = None,
+    unhealthy_reason: ReasonFn | None = None,
 ) -> StatusServer:
     """Checks `listen`, binds and serves; ConfigError before binding if `listen` is refused."""
-    server = StatusServer(listen, token, snapshot, healthy, metrics, tasks=tasks, events=events)
+    server = StatusServer(
+        listen,
+        token,
+        snapshot,
+        healthy,
+        metrics,
+        tasks=tasks,
+        events=events,
+        unhealthy_reason=unhealthy_reason,
+    )
     await server.start()
     return server

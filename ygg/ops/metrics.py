@@ -8,7 +8,7 @@ counts, pool load, breakers, the process) are read only when scraped, from a Sna
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import psutil
@@ -43,7 +43,11 @@ OUTCOMES = ("done", "retry", "failed", "stale", "cancelled", "interrupted", "lea
 
 
 class Metrics:
-    def __init__(self, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        progress: Progress | None = None,
+        store_down_s: Callable[[], float] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self._claim_s = Histogram(
@@ -75,7 +79,7 @@ class Metrics:
         self._reaped = Counter(
             "ygg_tasks_reaped", "Tasks recovered from dispatchers whose lease ran out.", registry=r
         )
-        self._state = _StateCollector(progress)
+        self._state = _StateCollector(progress, store_down_s)
         r.register(self._state)
         # labels() validates and locks on every call; the children are cached here instead.
         self._claim_children: dict[str, tuple[Histogram, Counter]] = {}
@@ -181,9 +185,12 @@ class _Usage:
 class _StateCollector:
     """Gauges computed at scrape time only: from the snapshot being rendered, and psutil."""
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(
+        self, progress: Progress | None, store_down_s: Callable[[], float] | None = None
+    ) -> None:
         self.current: Snapshot | None = None
         self._progress = progress
+        self._store_down_s = store_down_s
         self._process = psutil.Process(os.getpid())
 
     def collect(self) -> Iterable[Metric]:
@@ -192,6 +199,13 @@ class _StateCollector:
             yield from _host_metrics(self.current)
         if self._progress is not None:
             yield from _progress_metrics(self._progress)
+        if self._store_down_s is not None:
+            yield GaugeMetricFamily(
+                "ygg_store_unavailable_seconds",
+                "How long the store (say, a PostgreSQL server) has been out of reach; 0 while "
+                "it answers.",
+                value=self._store_down_s(),
+            )
         yield from self._process_metrics()
 
     def _process_metrics(self) -> Iterable[Metric]:

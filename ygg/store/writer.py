@@ -22,8 +22,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
 
-from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
+from ygg.errors import StoreBusy, StoreUnavailable, YggError
 from ygg.store.base import Store
+from ygg.store.outage import Outage
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -33,7 +34,6 @@ _Result = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 log = structlog.get_logger("ygg.store")
 MAX_BATCH = 256
-UNAVAILABLE_RETRY_S = 1.0  # how often a full disk (or the like) is tried again meanwhile
 
 
 class StoreAbandoned(StoreUnavailable):
@@ -62,6 +62,7 @@ class StoreThread:
         self._gave_up = False  # abandoned while unavailable: fail every later write at once
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="ygg-store-read")
         self._read_store: Store | None = None
+        self.outage = Outage()  # a database out of reach, as /healthz and systemd hear of it
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -104,12 +105,17 @@ class StoreThread:
         )
 
     def _read_waiting(self, op: Op) -> Any:
+        attempt = 0
         while True:
             try:
-                return op(self._reading_store())
+                result = op(self._reading_store())
             except StoreUnavailable as exc:
-                if not self._wait_out(exc):
+                attempt += 1
+                if not self._wait_out(exc, attempt):
                     raise
+            else:
+                self.outage.recovered()
+                return result
 
     def _reading_store(self) -> Store:
         if self._read_store is None:
@@ -117,8 +123,9 @@ class StoreThread:
         return self._read_store
 
     def abandon(self) -> None:
-        """A forced stop: stop waiting out a locked or full store. Writes that cannot be made
-        now fail with StoreAbandoned; the leases of their tasks bring them back."""
+        """A forced stop (or a stop before the store was ever reached): stop waiting out a
+        locked, full or unreachable store. Writes that cannot be made now fail with
+        StoreAbandoned; the leases of their tasks bring them back."""
         self._abandoned.set()
 
     async def stop(self) -> None:
@@ -137,9 +144,27 @@ class StoreThread:
             self._read_store = None
 
     # --- the thread --------------------------------------------------------------------------
+    def _open_waiting(self) -> Store:
+        """Opens the store; a database out of reach (say, its server is down as the daemon
+        starts) is waited for with backoff, as a write would be, until it answers or the
+        daemon is told to stop (StoreAbandoned)."""
+        attempt = 0
+        while True:
+            try:
+                store = self._open()
+            except StoreUnavailable as exc:
+                attempt += 1
+                if not self._wait_out(exc, attempt):
+                    raise StoreAbandoned(
+                        f"Stopped before the store could be opened: {exc}"
+                    ) from None
+            else:
+                self.outage.recovered()
+                return store
+
     def _run(self) -> None:
         try:
-            store = self._open()
+            store = self._open_waiting()
         except BaseException as exc:
             self._open_error = exc
             self._ready.set()
@@ -164,30 +189,35 @@ class StoreThread:
             store.close()
 
     def _run_batch(self, store: Store, batch: list[_Item]) -> list[_Result]:
+        attempt = 0
         while not self._gave_up:
             try:
                 with store.batch():
-                    return [(future, *_run_op(store, op)) for op, future in batch]
+                    results = [(future, *_run_op(store, op)) for op, future in batch]
             except StoreUnavailable as exc:
-                if not self._wait_out(exc):
+                attempt += 1
+                if not self._wait_out(exc, attempt):
                     self._gave_up = True
             except Exception as exc:  # the commit itself failed (say, a damaged file)
                 return [(future, None, exc) for _, future in batch]
+            else:
+                self.outage.recovered()
+                return results
         error = StoreAbandoned("The daemon stopped before the store could take this write.")
         return [(future, None, error) for _, future in batch]
 
-    def _wait_out(self, exc: StoreUnavailable) -> bool:
-        """Another process holds the lock, or the disk is full: the daemon pauses rather than
-        fail a task for it. Gives up only on a forced stop (leases then recover the tasks)."""
+    def _wait_out(self, exc: StoreUnavailable, attempt: int) -> bool:
+        """Another process holds the lock, the disk is full, the database server is out of
+        reach: the daemon pauses rather than fail a task for it, trying again with backoff
+        (the `attempt`-th failure in a row). Gives up only on a forced stop (leases then
+        recover the tasks)."""
         if self._abandoned.is_set():
             log.warning("store_writes_abandoned", error=str(exc))
             return False
         if isinstance(exc, StoreBusy):  # the busy timeout has already waited
             log.warning("store_locked", error=str(exc))
             return True
-        event = "store_disk_full" if isinstance(exc, StoreFull) else "store_unavailable"
-        log.error(event, error=str(exc), retry_in_s=UNAVAILABLE_RETRY_S)
-        return not self._abandoned.wait(UNAVAILABLE_RETRY_S)
+        return not self._abandoned.wait(self.outage.failed(exc, attempt))
 
     def _deliver(self, results: list[_Result]) -> None:
         assert self._loop is not None

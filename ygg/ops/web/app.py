@@ -47,6 +47,8 @@ class Sources:
     metrics: Metrics
     tasks: TaskApi | None = None
     events: EventHub | None = None
+    # Why /healthz answers 503 (say, the database is out of reach); None: a generic reason.
+    unhealthy_reason: Callable[[], str | None] | None = None
 
 
 class Guard:
@@ -119,8 +121,7 @@ def status_routes(sources: Sources) -> list[Route]:
 
     async def get_healthz(request: Request) -> Response:
         async def handler() -> Response:
-            healthy = sources.healthy()
-            return plain_text(200, "ok") if healthy else plain_text(503, "not making progress")
+            return _health_answer(sources)
 
         return await only_get(request, handler)
 
@@ -144,6 +145,13 @@ def status_routes(sources: Sources) -> list[Route]:
 def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _health_answer(sources: Sources) -> Response:
+    if sources.healthy():
+        return plain_text(200, "ok")
+    why = sources.unhealthy_reason() if sources.unhealthy_reason else None
+    return plain_text(503, why or "not making progress")
 
 
 async def _snapshot_or_none(sources: Sources) -> Snapshot | None:

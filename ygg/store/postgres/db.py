@@ -139,7 +139,9 @@ class Database:
         try:
             self._conn = self._connect()
         except psycopg.Error as exc:
-            raise StoreError(
+            # Transient by kind: a command says so in one sentence and exits 1, a daemon
+            # waits for the server with backoff (store/writer.py).
+            raise StoreConnectionLost(
                 f"Cannot reach the PostgreSQL database {self.where}: {first_line(exc)}."
             ) from None
         try:
