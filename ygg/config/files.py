@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,8 @@ def drop_in_dir(main: Path) -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # here: a cached configuration is not parsed again (ygg/config/cache.py)
+
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -105,18 +106,39 @@ def _leaf_keys(value: Any, prefix: str) -> list[str]:
     return keys
 
 
-def read_layers(main: Path) -> Layers:
-    layers = Layers(main=main)
-    _merge(layers.merged, _read_toml(main), main, layers.sources)
+def drop_ins(main: Path) -> list[Path]:
+    """The drop-in files merged over `main`, in name order."""
     directory = drop_in_dir(main)
-    if directory.is_dir():
-        for path in sorted(directory.glob("*.toml")):
-            _merge(layers.merged, _read_toml(path), path, layers.sources)
+    try:
+        names = os.listdir(directory)
+    except OSError:  # none, not a directory, or unreadable: no drop-ins, as ever
+        return []
+    return [directory / name for name in sorted(names) if name.endswith(".toml")]
+
+
+def read_layers(main: Path) -> Layers:
+    from ygg.config import cache
+
+    files = [main, *drop_ins(main)]
+    key = cache.stamps([str(path) for path in files])  # before reading: a later edit misses
+    cached = cache.read(str(main), key) if key else None
+    layers = Layers(main=main)
+    if cached is not None:
+        layers.merged = cached[0]
+        layers.sources = {name: Path(path) for name, path in cached[1].items()}
+        return layers
+    for path in files:
+        _merge(layers.merged, _read_toml(path), path, layers.sources)
+    if key:
+        sources = {name: str(path) for name, path in layers.sources.items()}
+        cache.write(str(main), key, layers.merged, sources)
     return layers
 
 
 def parse_value(text: str) -> Any:
     """A value given on the command line: TOML if it parses (4, true, ["a"]), else a string."""
+    import tomllib
+
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

@@ -33,7 +33,7 @@ MAX_PRIORITY = 4
 
 US = 1_000_000
 MAX_COUNT = 2**63 - 1  # the largest integer either engine stores
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and lone UTF-16 surrogates
+_UNSTORABLE = "[\x00\ud800-\udfff]"  # NUL, lone UTF-16 surrogates (compiled on first use)
 
 
 def now_us() -> int:
@@ -52,7 +52,7 @@ def iso(us: int | None) -> str | None:
 def storable_text(text: str) -> str:
     """`text` as every engine can keep it: a lone surrogate (JSON may carry "\\ud83d") or a
     NUL becomes U+FFFD. Text that is already storable is returned as it is."""
-    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+    return re.sub(_UNSTORABLE, "\ufffd", text) if re.search(_UNSTORABLE, text) else text
 
 
 def storable_count(value: int | None) -> int | None:
