@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from ygg.config import Config
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store import NewTask, Task
 from ygg.store.model import MAX_COUNT, MAX_PRIORITY, now_us
 
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from ygg.store.base import Store
 
 

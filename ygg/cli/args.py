@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import Any, NoReturn
 
 from ygg.errors import InvalidInput
+
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 # Compiled on first use (re caches them): only a command line with a mistake needs them.
 _REQUIRED = r"^the following arguments are required: (.+)$"

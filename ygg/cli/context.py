@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from ygg.config import Config
     from ygg.errors import ConfigError, QueueNotFound
     from ygg.store.base import Store

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ygg.cli.args import Parser, seconds, whole
 from ygg.cli.context import Env, echo, emit_json
 from ygg.errors import InvalidInput
+from ygg.paths import pure
 
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 DEFAULT_LIMIT = 100
 
@@ -31,7 +32,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     prompt = submit.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", metavar="TEXT", help="prompt text, or - to read stdin")
-    prompt.add_argument("--prompt-file", metavar="FILE", type=Path, help="read the prompt")
+    prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt")
     submit.add_argument(
         "--after", metavar="ID", type=whole, action="append", default=[],
         help="run after task ID is done (repeatable)",
@@ -73,12 +74,13 @@ def _json(parser: Parser) -> None:
     )
 
 
-def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
+def _read_prompt(prompt: str | None, prompt_file: str | None) -> str:
     try:  # bytes, so nothing translates newlines or guesses an encoding from the locale
         if prompt == "-":
             data = sys.stdin.buffer.read()
         elif prompt_file is not None:
-            data = prompt_file.read_bytes()
+            with open(pure(prompt_file), "rb") as f:  # pure: messages name it as they did
+                data = f.read()
         else:
             return prompt or ""
         return data.decode("utf-8")
@@ -137,7 +139,8 @@ def _submit_jsonl(env: Env, args: Namespace) -> None:
         if args.jsonl == "-":
             lines = sys.stdin.buffer.read().splitlines()
         else:
-            lines = Path(args.jsonl).read_bytes().splitlines()
+            with open(args.jsonl, "rb") as f:
+                lines = f.read().splitlines()
     except OSError as exc:
         raise InvalidInput(f"{args.jsonl} cannot be read: {exc.strerror}.") from None
     store = env.store()

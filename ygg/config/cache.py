@@ -15,6 +15,7 @@ in it: credentials are read when used, never through the configuration files.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import time
@@ -91,7 +92,5 @@ def write(main: str, key: list[Stamp], merged: dict[str, Any], sources: dict[str
             f.write(data)
         os.replace(temporary, path)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
-        except OSError:
-            pass

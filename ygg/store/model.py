@@ -11,7 +11,14 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from enum import StrEnum  # `re` imports enum already: free
-from typing import Any, Literal, NamedTuple
+
+from ygg.record import Record
+
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    BreakerPhase = Literal["closed", "open", "half-open"]
 
 
 class Status(StrEnum):
@@ -28,7 +35,6 @@ class Status(StrEnum):
 
 STATUSES = tuple(Status)
 FINISHED = (Status.DONE, Status.FAILED, Status.CANCELLED, Status.BLOCKED)
-BreakerPhase = Literal["closed", "open", "half-open"]
 MAX_PRIORITY = 4
 
 US = 1_000_000
@@ -60,7 +66,7 @@ def storable_count(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= MAX_COUNT else None
 
 
-class NewTask(NamedTuple):
+class NewTask(Record):
     title: str
     kind: str
     priority: int = 2
@@ -72,7 +78,7 @@ class NewTask(NamedTuple):
     external_id: str | None = None
 
 
-class Task(NamedTuple):
+class Task(Record):
     id: int
     title: str
     kind: str
@@ -121,7 +127,7 @@ class Task(NamedTuple):
         }
 
 
-class Claim(NamedTuple):
+class Claim(Record):
     """A task handed to one owner under a lease; `token` fences every later write."""
 
     task_id: int
@@ -137,7 +143,7 @@ class Claim(NamedTuple):
     created_us: int = 0  # when it was submitted: the queue-wait metric starts here
 
 
-class Outcome(NamedTuple):
+class Outcome(Record):
     """How an attempt ended, as the dispatcher reports it to the store."""
 
     result: str | None = None
@@ -156,7 +162,7 @@ class Outcome(NamedTuple):
         )
 
 
-class Daemon(NamedTuple):
+class Daemon(Record):
     id: int
     hostname: str
     pid: int
@@ -169,7 +175,7 @@ class Daemon(NamedTuple):
     boot_id: str | None = None  # the boot those ticks count from
 
 
-class Reaped(NamedTuple):
+class Reaped(Record):
     """A task taken back from a dead owner, and the attempt that was interrupted."""
 
     task_id: int
@@ -177,7 +183,7 @@ class Reaped(NamedTuple):
     attempt: int
 
 
-class Renewal(NamedTuple):
+class Renewal(Record):
     """What a lease renewal found: the tasks the owner still holds, and the rows it held
     without a live attempt that were taken back."""
 
@@ -185,7 +191,7 @@ class Renewal(NamedTuple):
     orphans: list[Reaped]
 
 
-class BreakerState(NamedTuple):
+class BreakerState(Record):
     """One daemon's circuit breaker for one pool, as last recorded."""
 
     daemon: int
@@ -195,7 +201,7 @@ class BreakerState(NamedTuple):
     since_us: int
 
 
-class Head(NamedTuple):
+class Head(Record):
     """The head of one kind's line: the task a pool would claim next, or the oldest waiting."""
 
     kind: str
@@ -207,14 +213,14 @@ class Head(NamedTuple):
     blockers: tuple[int, ...] = ()  # waiting: the unfinished tasks it depends on
 
 
-class Upsert(NamedTuple):
+class Upsert(Record):
     """One task of an import: inserted, or updated by its `external_id`."""
 
     task: NewTask  # its external_id is required; its depends_on is ignored
     after: tuple[str, ...] = ()  # external ids: earlier in the batch, or already stored
 
 
-class UpsertResult(NamedTuple):
+class UpsertResult(Record):
     imported: list[str]
     updated: list[str]
     unchanged: list[str]
@@ -226,7 +232,7 @@ class UpsertResult(NamedTuple):
 UPDATABLE = ("waiting", "queued")  # an imported task is updated only until it has started
 
 
-class Imported(NamedTuple):
+class Imported(Record):
     """A task an import finds already stored under its external id."""
 
     id: int

@@ -12,10 +12,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from ygg.errors import QueueNotFound, StoreBusy, StoreError, StoreFull, StoreRefused
+from ygg.paths import parent
 from ygg.store.sqlite.schema import APPLICATION_ID, MIGRATIONS, statements
 
 SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
@@ -44,9 +43,13 @@ def damaged(path: str, exc: BaseException | str) -> StoreRefused:
     )
 
 
-D = TypeVar("D", bound="Database")
-P = ParamSpec("P")
-T = TypeVar("T")
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+    D = TypeVar("D", bound="Database")
+    P = ParamSpec("P")
+    T = TypeVar("T")
 
 
 def reads(method: Callable[Concatenate[D, P], T]) -> Callable[Concatenate[D, P], T]:
@@ -221,8 +224,8 @@ def db_path(url: str) -> str:
         raise StoreError(f"{url.partition('://')[0]}://...: not a SQLite file.")
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1 :]
-    directory = Path(url).parent
-    if not directory.is_dir():
+    directory = parent(url)
+    if not os.path.isdir(directory):
         raise QueueNotFound(
             f"{url}: the directory {directory} does not exist; create it first (ygg creates "
             "the queue file, not the directories above it)."
@@ -231,7 +234,7 @@ def db_path(url: str) -> str:
 
 
 def _cannot_open(path: str, exc: sqlite3.Error) -> StoreError:
-    directory = Path(path).parent
+    directory = parent(path)
     try:
         read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
     except OSError:

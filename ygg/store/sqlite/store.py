@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
 
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store.model import (
@@ -21,6 +20,10 @@ from ygg.store.model import (
 from ygg.store.sqlite import deps, imports
 from ygg.store.sqlite.db import db_path, marks
 from ygg.store.sqlite.reads import TaskReads
+
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class SQLiteStore(TaskReads):
