@@ -15,6 +15,12 @@ TYPE_CHECKING = False  # not typing's: `import typing` costs every command start
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+# argparse looks every message up in gettext's catalogues as it builds a parser (each lookup
+# reads the locale settings again; the first imports `locale`): a third of the time `ygg
+# submit` spends on its parser, for catalogues Python does not ship. ygg speaks English, and
+# Parser.error reads argparse's English messages, so the messages are taken as they are.
+argparse._ = str  # type: ignore[attr-defined]
+
 # Compiled on first use (re caches them): only a command line with a mistake needs them.
 _REQUIRED = r"^the following arguments are required: (.+)$"
 _CHOICE = r"^argument (\S+): invalid choice: (.+?) \(choose from (.+)\)$"

@@ -16,9 +16,23 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_LIMIT = 100
+COMMANDS = ("submit", "list", "show", "cancel", "retry")
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    for name in COMMANDS:
+        register_one(commands, name)
+
+
+def register_one(commands: argparse._SubParsersAction[Parser], name: str) -> None:
+    """Adds command `name` alone: `ygg submit` builds its own parser, not all five."""
+    if name in ("cancel", "retry"):
+        _add_by_id(commands, name)
+    else:
+        {"submit": _add_submit, "list": _add_list, "show": _add_show}[name](commands)
+
+
+def _add_submit(commands: argparse._SubParsersAction[Parser]) -> None:
     submit = commands.add_parser(
         "submit", help="enqueue one task (or many, --jsonl); prints the new ids"
     )
@@ -45,6 +59,8 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     _json(submit)
     submit.set_defaults(run=_submit)
 
+
+def _add_list(commands: argparse._SubParsersAction[Parser]) -> None:
     listing = commands.add_parser("list", help="tasks, most urgent first")
     listing.add_argument("--status", metavar="S", help="only this status")
     listing.add_argument("--kind", metavar="K", help="only this kind")
@@ -54,18 +70,22 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     _json(listing)
     listing.set_defaults(run=_list)
 
+
+def _add_show(commands: argparse._SubParsersAction[Parser]) -> None:
     show = commands.add_parser("show", help="one task, with its result or error")
     show.add_argument("task_id", metavar="ID", type=whole, help="The task's id.")
     _json(show)
     show.set_defaults(run=_show)
 
-    for name, run, what in (
-        ("cancel", _cancel, "cancel a task; a running attempt is stopped"),
-        ("retry", _retry, "put a failed, blocked or cancelled task back in line"),
-    ):
-        command = commands.add_parser(name, help=what)
-        command.add_argument("task_id", metavar="ID", type=whole, help="The task's id.")
-        command.set_defaults(run=run)
+
+def _add_by_id(commands: argparse._SubParsersAction[Parser], name: str) -> None:
+    what = {
+        "cancel": "cancel a task; a running attempt is stopped",
+        "retry": "put a failed, blocked or cancelled task back in line",
+    }
+    command = commands.add_parser(name, help=what[name])
+    command.add_argument("task_id", metavar="ID", type=whole, help="The task's id.")
+    command.set_defaults(run=_cancel if name == "cancel" else _retry)
 
 
 def _json(parser: Parser) -> None:
