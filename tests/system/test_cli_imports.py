@@ -4,8 +4,10 @@ them): never asyncio, httpx, the bench, prometheus_client or the daemon."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,44 @@ def test_the_console_script_answers_version_before_argparse(tmp_path: Path) -> N
     version, loaded = python(tmp_path, probe).stdout.splitlines()
     assert version.startswith("ygg ")
     assert loaded == "['ygg', 'ygg.cli', 'ygg.cli.entry']"
+
+
+# What a regular install's `ygg submit` would otherwise spend its start-up on (docs/PERFORMANCE.md).
+SLOW_STDLIB = ("tomllib", "typing", "pathlib", "urllib", "locale", "dataclasses")
+
+
+def bare_python(cwd: Path, code: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python -S`: no site-packages and no .pth files, whose import hooks (the editable
+    install's among them) load pathlib and typing before ygg does, as a regular install's
+    interpreter would not."""
+    return subprocess.run(
+        [sys.executable, "-S", "-c", code, *argv],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+
+def slow_modules(tmp_path: Path, argv: list[str]) -> list[str]:
+    report = json.loads(bare_python(tmp_path, PROBE, *argv).stdout.splitlines()[-1])
+    assert report["status"] == 0
+    return [m for m in report["modules"] if m.split(".")[0] in SLOW_STDLIB]
+
+
+@pytest.mark.parametrize(
+    "argv", [["submit", "a task"], ["list"], ["show", "1"]], ids=lambda argv: argv[0]
+)
+def test_a_command_with_an_unchanged_configuration_skips_the_slow_stdlib(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    config = tmp_path / "ygg.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    # Just written: inside the cache's racy window, so this run parses the TOML...
+    assert "tomllib" in slow_modules(tmp_path, ["submit", "first"])
+    past = time.time() - 60
+    os.utime(config, (past, past))
+    slow_modules(tmp_path, ["list"])  # ...and once the file is older, one run caches it.
+    assert slow_modules(tmp_path, argv) == []
