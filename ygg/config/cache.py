@@ -62,7 +62,7 @@ def read(main: str, key: list[Stamp]) -> tuple[dict[str, Any], dict[str, str]] |
         return None
     try:
         with open(path, "rb") as f:
-            entry = marshal.load(f)
+            entry = marshal.loads(f.read())  # marshal.load(f) reads the file in small pieces
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if (
