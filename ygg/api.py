@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ygg.config import Config
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store import NewTask, Task
-from ygg.store.model import MAX_COUNT, MAX_PRIORITY, now_us
+from ygg.store.model import MAX_COUNT, MAX_PRIORITY, encode_json, now_us
 
 TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ def check_params(config: Config, kind: str, params: Mapping[str, Any]) -> dict[s
     for key, value in params.items():
         if not re.match(PARAM_KEY, key):
             raise InvalidInput(f"Param name {key!r} must be letters, digits and '_' (max 64).")
-        text = value if isinstance(value, str) else json.dumps(value)
+        text = value if isinstance(value, str) else encode_json(value)
         if len(text) > MAX_PARAM_CHARS:
             raise InvalidInput(f"Param {key} is longer than {MAX_PARAM_CHARS} characters.")
         check_utf8(text, f"Param {key}")
@@ -69,7 +68,7 @@ def _typed(config: Config, kind: str, key: str, value: Any) -> Any:
 
     backends = {pool.backend for pool in config.pools_for_kind(kind)} & set(KNOWN)
     if not backends or key in REQUEST_PARAMS:
-        return value if isinstance(value, str) else json.dumps(value)
+        return value if isinstance(value, str) else encode_json(value)
     typed = value
     for backend in sorted(backends):
         try:
@@ -198,6 +197,8 @@ _JSON_NAMES = {"str": "a string", "int": "a whole number", "int or float": "a nu
 
 def tasks_from_jsonl(config: Config, lines: Iterable[bytes]) -> list[tuple[int, NewTask]]:
     """One task per non-empty line, with its line number; an error names its line."""
+    import json
+
     tasks: list[tuple[int, NewTask]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

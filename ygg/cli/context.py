@@ -3,7 +3,6 @@ each opened on first use. A leaf: command modules import it, it imports no comma
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -62,6 +61,8 @@ def config_db_error(config: Config, exc: QueueNotFound) -> ConfigError:
 
 
 def emit_json(data: Any) -> None:
+    import json  # only --json needs it
+
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 
@@ -15,6 +14,8 @@ from ygg.store.model import (
     Renewal,
     Upsert,
     UpsertResult,
+    decode_json,
+    encode_json,
     storable_text,
 )
 from ygg.store.sqlite import deps, imports
@@ -44,7 +45,7 @@ class SQLiteStore(TaskReads):
                     task.priority,
                     status,
                     task.prompt,
-                    json.dumps(task.params),
+                    encode_json(task.params),
                     task.max_attempts,
                     task.timeout_s,
                     now_us,
@@ -93,7 +94,7 @@ class SQLiteStore(TaskReads):
                     t.kind,
                     t.priority,
                     t.prompt,
-                    json.dumps(t.params),
+                    encode_json(t.params),
                     t.max_attempts,
                     t.timeout_s,
                     now_us,
@@ -153,7 +154,7 @@ class SQLiteStore(TaskReads):
                 [pool, owner, now_us + lease_us, now_us, *ids],
             ).fetchall()
         claims = [
-            Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10])
+            Claim(r[0], r[1], r[2], r[3], r[4], r[5], decode_json(r[6]), r[7], r[8], r[9], r[10])
             for r in rows
         ]
         claims.sort(key=lambda c: (c.priority, c.task_id))
