@@ -111,8 +111,19 @@ def bare_python(cwd: Path, code: str, *argv: str) -> subprocess.CompletedProcess
     )
 
 
+# As PROBE, but the modules are listed before the report's own `import json`.
+BARE_PROBE = """
+import sys
+from ygg.cli import run
+status = run(sys.argv[1:])
+modules = sorted(sys.modules)
+import json
+print(json.dumps({"status": status, "modules": modules}))
+"""
+
+
 def slow_modules(tmp_path: Path, argv: list[str]) -> list[str]:
-    report = json.loads(bare_python(tmp_path, PROBE, *argv).stdout.splitlines()[-1])
+    report = json.loads(bare_python(tmp_path, BARE_PROBE, *argv).stdout.splitlines()[-1])
     assert report["status"] == 0
     return [m for m in report["modules"] if m.split(".")[0] in SLOW_STDLIB]
 
