@@ -166,7 +166,7 @@ class _Table:
             return ()
         for name, text in value.items():
             where = f"{self.where}.{key}.{name}"
-            if not ENV_NAME.match(name) or name.upper().startswith("YGG_"):
+            if not re.match(ENV_NAME, name) or name.upper().startswith("YGG_"):
                 self.fail(where, "must be a variable name (letters, digits, _) not starting YGG_")
             if not isinstance(text, str) or "\0" in text:
                 self.fail(where, f"must be a string, not {text!r}")
@@ -238,7 +238,7 @@ _POOL = (
     "sim_overload",
     *_RETRY,
 )
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # compiled on first use: few pools set `env`
 
 
 def _daemon(table: _Table, base_dir: str | None) -> DaemonConfig:
