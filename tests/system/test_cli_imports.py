@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import subprocess_env
+from ygg.store import open_store
 
 HEAVY = ("asyncio", "httpx", "prometheus_client", "uvloop", "rich", "structlog", "dataclasses")
 HEAVY_OWN = ("ygg.bench", "ygg.dispatch", "ygg.backends", "ygg.daemon")
@@ -142,3 +144,24 @@ def test_a_command_with_an_unchanged_configuration_skips_the_slow_stdlib(
     os.utime(config, (past, past))
     slow_modules(tmp_path, ["list"])  # ...and once the file is older, one run caches it.
     assert slow_modules(tmp_path, argv) == []
+
+
+def test_a_submit_nudging_a_daemon_imports_neither_socket_nor_typing(tmp_path: Path) -> None:
+    config = tmp_path / "ygg.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    past = time.time() - 60
+    os.utime(config, (past, past))
+    slow_modules(tmp_path, ["list"])  # creates the queue and caches the configuration
+    address = f"\0ygg-test/{os.getpid()}/{time.monotonic_ns()}"
+    store = open_store(str(tmp_path / "queue.db"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as daemon:
+        daemon.bind(address)  # stands in for a daemon's nudge listener
+        daemon.settimeout(30)
+        store.register_daemon("here", os.getpid(), 0, address, "async", 0)
+        store.close()
+
+        done = bare_python(tmp_path, BARE_PROBE, "submit", "a task")
+        assert daemon.recv(64) == b"wake"  # the submit did nudge it
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["status"] == 0
+    assert [m for m in report["modules"] if m.split(".")[0] in ("socket", *SLOW_STDLIB)] == []
