@@ -117,6 +117,32 @@ def daemon_running(directory: Path, ygg: list[str], env: dict[str, str]) -> Iter
             daemon.wait()
 
 
+def instructions(argv: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Instructions executed (valgrind's callgrind): the same on a busy machine as on a quiet
+    one, where wall and CPU times are not."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stderr.rsplit("Collected :", 1)[1].split()[0])
+
+
+def print_instructions(directory: Path, ygg: list[str], env: dict[str, str]) -> None:
+    base = instructions([sys.executable, "-c", "pass"], directory, env)
+    print(f"\ninstructions (callgrind): python -c pass {base / 1e6:.1f} M")
+    script = ygg[1:] if ygg[0] == sys.executable else ygg  # -m ygg, or the console script
+    for name, argv in COMMANDS.items():
+        count = instructions([sys.executable, *script, *argv], directory, env)
+        print(
+            f"ygg {' '.join(argv):<43} {count / 1e6:>6.1f} M {count / base:>6.2f}  "
+            f"<= {TARGETS[name]:g}"
+        )
+
+
 def row(label: str, took: tuple[float, float], base: tuple[float, float], target: str) -> str:
     (wall, cpu), (base_wall, base_cpu) = took, base
     verdict = ""
@@ -132,6 +158,9 @@ def row(label: str, took: tuple[float, float], base: tuple[float, float], target
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (needs valgrind)"
+    )
     args = parser.parse_args()
     directory = workdir()
     ygg = ygg_command()
@@ -154,6 +183,8 @@ def main() -> None:
     with daemon_running(directory, ygg, env):
         took = medians_s(submit, directory, env, args.runs)
     print(row(" ".join(COMMANDS["submit"]) + " (a daemon runs)", took, base, ""))
+    if args.instructions:
+        print_instructions(directory, ygg, env)
     shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -80,7 +80,7 @@ def python(cwd: Path, code: str) -> subprocess.CompletedProcess[str]:
 def test_version_builds_no_command_group(tmp_path: Path) -> None:
     probe = "import sys\nfrom ygg.cli import build_parser\nbuild_parser(['--version'])\n"
     probe += "print(sorted(m for m in sys.modules if m.startswith('ygg.')))"
-    expected = "['ygg.cli', 'ygg.cli.args', 'ygg.cli.context', 'ygg.cli.parser', 'ygg.errors']"
+    expected = "['ygg.cli', 'ygg.cli.args', 'ygg.cli.context', 'ygg.cli.parser', 'ygg.cli.plain_argparse', 'ygg.errors']"
     assert python(tmp_path, probe).stdout.strip() == expected
 
 
@@ -95,7 +95,7 @@ def test_the_console_script_answers_version_before_argparse(tmp_path: Path) -> N
 
 
 # What a regular install's `ygg submit` would otherwise spend its start-up on (docs/PERFORMANCE.md).
-SLOW_STDLIB = ("tomllib", "typing", "pathlib", "urllib", "locale", "dataclasses", "json")
+SLOW_STDLIB = ("tomllib", "typing", "pathlib", "urllib", "locale", "gettext", "dataclasses", "json")
 
 
 def bare_python(cwd: Path, code: str, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -165,3 +165,12 @@ def test_a_submit_nudging_a_daemon_imports_neither_socket_nor_typing(tmp_path: P
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["status"] == 0
     assert [m for m in report["modules"] if m.split(".")[0] in ("socket", *SLOW_STDLIB)] == []
+
+
+def test_argparse_is_imported_without_gettext_and_gettext_stays_whole(tmp_path: Path) -> None:
+    probe = (
+        "import sys\nimport ygg.cli.args\nprint('gettext' in sys.modules)\n"
+        "import argparse, gettext\nprint(gettext.translation.__module__, argparse._('usage: '))"
+    )
+    before, after = bare_python(tmp_path, probe).stdout.splitlines()
+    assert (before, after) == ("False", "gettext usage: ")

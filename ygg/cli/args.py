@@ -5,21 +5,15 @@ loops (docs/ARCHITECTURE.md has the figures)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 
+from ygg.cli.plain_argparse import argparse
 from ygg.errors import InvalidInput
 
 TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
     from typing import Any, NoReturn
-
-# argparse looks every message up in gettext's catalogues as it builds a parser (each lookup
-# reads the locale settings again; the first imports `locale`): a third of the time `ygg
-# submit` spends on its parser, for catalogues Python does not ship. ygg speaks English, and
-# Parser.error reads argparse's English messages, so the messages are taken as they are.
-argparse._ = str  # type: ignore[attr-defined]
 
 # Compiled on first use (re caches them): only a command line with a mistake needs them.
 _REQUIRED = r"^the following arguments are required: (.+)$"
