@@ -98,7 +98,17 @@ def test_the_console_script_answers_version_before_argparse(tmp_path: Path) -> N
 
 
 # What a regular install's `ygg submit` would otherwise spend its start-up on (docs/PERFORMANCE.md).
-SLOW_STDLIB = ("tomllib", "typing", "pathlib", "urllib", "locale", "gettext", "dataclasses", "json")
+SLOW_STDLIB = (
+    "tomllib",
+    "typing",
+    "pathlib",
+    "urllib",
+    "locale",
+    "gettext",
+    "contextlib",
+    "dataclasses",
+    "json",
+)
 
 
 def bare_python(cwd: Path, code: str, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,6 @@ in it: credentials are read when used, never through the configuration files.
 
 from __future__ import annotations
 
-import contextlib
 import marshal
 import os
 import time
@@ -92,5 +91,7 @@ def write(main: str, key: list[Stamp], merged: dict[str, Any], sources: dict[str
             f.write(data)
         os.replace(temporary, path)
     except OSError:
+        import contextlib  # here: every command imports this module, few write an entry
+
         with contextlib.suppress(OSError):
             os.unlink(temporary)
