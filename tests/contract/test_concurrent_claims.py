@@ -28,7 +28,7 @@ from ygg.store import NewTask, Outcome, open_store
 from ygg.store.model import US, now_us
 
 PROCESSES = 8
-DEADLINE_S = 20.0
+DEADLINE_S = 60.0  # a safety bound for a loaded machine, not a speed claim
 LEASE_US = 600 * US  # nobody's lease expires during a test
 
 
@@ -146,7 +146,7 @@ def enqueue_all(db: str, tasks: list[NewTask]) -> list[int]:
         store.close()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_many_processes_claim_every_task_exactly_once(tmp_path: Path, store_url: str) -> None:
     rng = random.Random(2024)
     kinds = ["code", "chat", "batch", "general"]
@@ -215,7 +215,7 @@ def test_max_overlap() -> None:
     assert max_overlap([(0, 10), (5, 20), (6, 7), (30, 40)]) == 3
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_many_processes_never_run_more_than_slots(tmp_path: Path, store_url: str) -> None:
     total, slots = 240, 3
     ids = enqueue_all(
@@ -240,7 +240,7 @@ def test_many_processes_never_run_more_than_slots(tmp_path: Path, store_url: str
     assert peak == slots, "the pool was never full: the test did not exercise the limit"
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)
 def test_six_processes_on_a_pool_of_two_slots(tmp_path: Path, store_url: str) -> None:
     """Every claimer races for the same two slots: no task is claimed twice, none is lost, and
     never more than two run at once (on PostgreSQL: slot rows, not a count in a snapshot)."""

@@ -17,6 +17,7 @@ from ygg import nudge
 from ygg.backends import make_backend
 from ygg.config import Config
 from ygg.dispatch.breaker import CLOSED
+from ygg.dispatch.host_watch import watch_hosts
 from ygg.dispatch.leases import keep_leases, reap_expired
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import Listener, LogLimiter, hint_receiver
@@ -102,6 +103,7 @@ class Dispatcher:
         self._spawn("lease_keeper", keep_leases(self))
         self._spawn("reaper", reap_expired(self))
         self._spawn("status_logger", self._log_status())
+        self._spawn("host_watch", watch_hosts(self, self.observer.hosts))
         for runner in self.runners.values():
             self.start_runner(runner)
         await self.observer.start()

@@ -9,6 +9,7 @@ fencing tokens and outcome records — so a legacy and an async daemon can share
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -22,6 +23,7 @@ import structlog
 
 from ygg import nudge
 from ygg.config import Config
+from ygg.dispatch.host_watch import HostWatchThread
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
 from ygg.dispatch.legacy_worker import Worker
 from ygg.dispatch.liveness import own_start
@@ -79,6 +81,9 @@ class LegacyDispatcher:
         self.abandoned = False  # a write was given up on: the stop is not a clean one
         self.rounds = 0  # supervisor rounds (each through the store): what feeds the watchdog
         self._nudge_log = LogLimiter()
+        self.hosts = HostWatchThread(
+            lambda: [w.pool for w in self.workers], lambda: self.config.daemon.telemetry_s
+        )
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked or full store as the async mode does
@@ -129,12 +134,14 @@ class LegacyDispatcher:
         )
         for worker in self.workers:
             worker.thread.start()
+        self.hosts.start()
         window_s = stall_window_s(self.config.daemon.lease_s, self.config.daemon.poll_s)
         watchdog = WatchdogThread(Notifier.from_env(), lambda: self.rounds, stall_s=window_s)
         watchdog.start()
         try:
             self._supervise(store)
         finally:
+            self.hosts.stop()
             self._stop(store)
             listener.close()
             if hints is not None:
@@ -159,6 +166,7 @@ class LegacyDispatcher:
             self._restart_dead_workers()
             self._renew(store)
             self._reap(store)
+            self._record_telemetry(store)
             self.rounds += 1
             if (
                 self.until_idle
@@ -190,6 +198,12 @@ class LegacyDispatcher:
         alive, dead = judge_daemons(store.daemons(), self.owner, self.config.daemon.db)
         if self.patiently(lambda: take_back(store, alive, dead, now_us())):
             self.wake.set()
+
+    def _record_telemetry(self, store: Store) -> None:
+        """What the hosts said since the last round, recorded for `ygg status`."""
+        for pool, reading in self.hosts.take().items():
+            data = reading.to_json() if reading is not None else None
+            self.patiently(functools.partial(store.set_telemetry, self.owner, pool, data, now_us()))
 
     def _restart_dead_workers(self) -> None:
         """A pool thread that died is replaced (its task, if any, comes back with its lease);
@@ -325,10 +339,15 @@ class _Pulse:
             self._generation += 1
             self._cond.notify_all()
 
-    def wait(self, timeout_s: float) -> None:
+    def mark(self) -> int:
+        """Take this before looking for work, and pass it to wait(): a set() in between (a
+        nudge, or the stop) is then not lost while the caller was busy looking."""
         with self._cond:
-            seen = self._generation
-            self._cond.wait_for(lambda: self._generation != seen, timeout_s)
+            return self._generation
+
+    def wait(self, timeout_s: float, since: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != since, timeout_s)
 
 
 def run_legacy(

@@ -196,6 +196,8 @@ class PoolRunner:
         log_recorded(recorded, failure, now, seconds)
         outcome_name = _OUTCOME_NAMES[recorded.status]
         d.observer.metrics.attempt_finished(self.name, claim.kind, outcome_name, seconds)
+        if recorded.status == "done" and outcome is not None:
+            d.observer.metrics.usage_observed(self.name, outcome)
         if recorded.status is not None:
             self._breaker_learns(failure)
         if recorded.promoted:

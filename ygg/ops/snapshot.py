@@ -8,11 +8,11 @@ alone, and by tests.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ygg.config import Config
-from ygg.store.model import STATUSES, iso
+from ygg.store.model import STATUSES, HostReport, iso
 
 if TYPE_CHECKING:
     from ygg.store.base import Store
@@ -40,6 +40,8 @@ class PoolRow(TypedDict):
     breaker: str  # closed | half-open | open | unknown
     breaker_reason: str | None
     kinds: list[str]
+    # What the pool's host says of its load (HostTelemetry.to_json()); None: it says nothing.
+    telemetry: dict[str, Any] | None
 
 
 class RunningRow(TypedDict):
@@ -69,6 +71,7 @@ class PoolInfo:
     kinds: tuple[str, ...] = ()
     breaker: str = "closed"
     breaker_reason: str | None = None
+    telemetry: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,19 @@ def _pool_row(pool: PoolInfo, load: tuple[int, int]) -> PoolRow:
         "breaker": pool.breaker,
         "breaker_reason": pool.breaker_reason,
         "kinds": list(pool.kinds),
+        "telemetry": pool.telemetry,
     }
+
+
+def latest_telemetry(reports: Iterable[HostReport], live: set[int]) -> dict[str, dict[str, Any]]:
+    """Per pool, the latest reading any live daemon recorded of its host."""
+    latest: dict[str, HostReport] = {}
+    for report in reports:
+        if report.daemon in live and (
+            report.pool not in latest or report.since_us > latest[report.pool].since_us
+        ):
+            latest[report.pool] = report
+    return {pool: report.data for pool, report in latest.items()}
 
 
 def snapshot_from_store(store: Store, config: Config, running_limit: int = 200) -> Snapshot:
@@ -154,6 +169,7 @@ def snapshot_from_store(store: Store, config: Config, running_limit: int = 200) 
         for t in store.list_tasks(status="running", limit=running_limit)
     ]
     daemons = store.daemons()
+    telemetry = latest_telemetry(store.telemetry(), {d.id for d in daemons})
     first = daemons[0] if daemons else None
     daemon = daemon_info(
         first.pid if first else None,
@@ -164,7 +180,10 @@ def snapshot_from_store(store: Store, config: Config, running_limit: int = 200) 
     )
     return build_snapshot(
         daemon=daemon,
-        pools=pools_of(config, breaker="unknown"),
+        pools=[
+            replace(pool, telemetry=telemetry.get(pool.name))
+            for pool in pools_of(config, breaker="unknown")
+        ],
         load=load,
         counts=store.counts(),
         running=running,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ygg.config import Config
 from ygg.ops.health import probe_all
+from ygg.ops.snapshot import latest_telemetry
 from ygg.ops.waiting import why_waiting
 from ygg.store import STATUSES
 from ygg.store.model import US, BreakerState, now_us
@@ -35,6 +36,7 @@ def pool_rows(
     load: dict[str, tuple[int, int]],
     health: dict[str, str],
     breakers: list[BreakerState],
+    telemetry: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -49,6 +51,7 @@ def pool_rows(
             "breaker_reason": state[1],
             "health": health.get(name, "unknown"),
             "kinds": list(pool.kinds),
+            "telemetry": (telemetry or {}).get(name),
         }
         for name, pool in config.pools.items()
     ]
@@ -61,7 +64,8 @@ def status_report(config: Config, store: Store, *, probe: bool) -> dict[str, Any
     daemons = store.daemons()
     live = {d.id for d in daemons}
     breakers = [b for b in store.breakers() if b.daemon in live]
-    pools = pool_rows(config, load, probe_all(config) if probe else {}, breakers)
+    telemetry = latest_telemetry(store.telemetry(), live)
+    pools = pool_rows(config, load, probe_all(config) if probe else {}, breakers, telemetry)
     fallbacks = {name: pool.fallback for name, pool in config.pools.items()}
     now = now_us()
     return {
@@ -112,8 +116,41 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         for p in report["pools"]
         if p["breaker"] != "closed"
     ]
+    lines += telemetry_lines(report["pools"])
     lines.append(f"daemons: {len(report['daemons'])}")
     for d in report["daemons"]:
         refused = f"; last reload refused: {d['config_error']}" if d["config_error"] else ""
         lines.append(f"  #{d['id']} {d['mode']} pid {d['pid']} on {d['host']}{refused}")
+    return lines
+
+
+def telemetry_summary(data: dict[str, Any]) -> str:
+    """What a host says of its load, in a few words: `3/4 running, 2 waiting, KV cache 85%`."""
+    parts = []
+    if data.get("running") is not None:
+        slots = f"/{data['slots']}" if data.get("slots") else ""
+        parts.append(f"{data['running']}{slots} running")
+    if data.get("waiting") is not None:
+        parts.append(f"{data['waiting']} waiting")
+    if data.get("kv_cache_usage") is not None:
+        parts.append(f"KV cache {data['kv_cache_usage']:.0%}")
+    models = data.get("models") or []
+    parts += [f"{m['name']} {m['vram_ratio']:.0%} in GPU memory" for m in models]
+    if data.get("source") == "ollama" and not models:
+        parts.append("no model loaded")
+    return ", ".join(parts) or "nothing to report"
+
+
+def telemetry_lines(pools: list[dict[str, Any]]) -> list[str]:
+    """One line per pool whose host reports its load, then its warnings."""
+    lines = []
+    for pool in pools:
+        data = pool.get("telemetry")
+        if not data:
+            continue
+        saturated = f"; saturated: {data['saturated']}" if data.get("saturated") else ""
+        lines.append(
+            f"host of {pool['name']} ({data['source']}): {telemetry_summary(data)}{saturated}"
+        )
+        lines += [f"  warning: {w}" for w in data.get("warnings") or []]
     return lines

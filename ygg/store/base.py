@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from ygg.store.model import (
     BreakerState,
     Claim,
     Daemon,
     Head,
+    HostReport,
     NewTask,
     Outcome,
     Reaped,
@@ -146,6 +147,16 @@ class Store(Protocol):
     ) -> None: ...
 
     def breakers(self) -> list[BreakerState]: ...
+
+    def set_telemetry(
+        self, daemon_id: int, pool: str, data: Mapping[str, Any] | None, now_us: int
+    ) -> None:
+        """Records what `pool`'s host last said about its load (JSON); None forgets it."""
+        ...
+
+    def telemetry(self) -> list[HostReport]:
+        """Every daemon's last reading of every host, by pool then daemon."""
+        ...
 
     # --- the store itself ----------------------------------------------------------------
     def batch(self) -> AbstractContextManager[None]:

@@ -86,6 +86,18 @@ def storable_count(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= MAX_COUNT else None
 
 
+def storable_us(seconds: float | None) -> int | None:
+    """A duration as stored, in microseconds: None for one that is unknown or impossible
+    (negative, not a number, past what an engine keeps)."""
+    if seconds is None or not 0 <= seconds < MAX_COUNT / US:  # False for NaN too
+        return None
+    return round(seconds * US)
+
+
+def seconds_of(us: int | None) -> float | None:
+    return None if us is None else us / US
+
+
 class NewTask(Record):
     title: str
     kind: str
@@ -120,6 +132,15 @@ class Task(Record):
     tokens_in: int | None = None
     tokens_out: int | None = None
     run_after_us: int | None = None
+    first_token_s: float | None = None  # the last attempt that answered: to its first token
+    generation_s: float | None = None  # and from its first token to its last
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Output tokens per second of generation; None when the host did not tell."""
+        if not self.tokens_out or not self.generation_s:
+            return None
+        return self.tokens_out / self.generation_s
 
     def to_json(self) -> dict[str, Any]:
         """The contract's fields, then ygg's extensions."""
@@ -143,6 +164,8 @@ class Task(Record):
             "timeout": self.timeout_s,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "first_token_s": self.first_token_s,
+            "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 3),
             "retry_at": iso(self.run_after_us) if self.status == "queued" else None,
         }
 
@@ -221,6 +244,16 @@ class BreakerState(Record):
     since_us: int
 
 
+class HostReport(Record):
+    """What one pool's host last said about its load, as one daemon read it (JSON, the shape of
+    ygg.backends.telemetry.HostTelemetry.to_json); `since_us`: when it last changed."""
+
+    daemon: int
+    pool: str
+    data: dict[str, Any]
+    since_us: int
+
+
 class Head(Record):
     """The head of one kind's line: the task a pool would claim next, or the oldest waiting."""
 
@@ -293,7 +326,8 @@ def task_from_row(row: Sequence[Any], depends_on: Iterable[int]) -> Task:
     """A Task from a row of the engines' task columns, in the order both select them: id,
     title, kind, priority, status, pool, attempts, max_attempts, params (JSON), created_us,
     started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in,
-    tokens_out, run_after_us."""
+    tokens_out, run_after_us, (the dependencies, passed apart), first_token_us,
+    generation_us."""
     return Task(
         id=row[0],
         title=row[1],
@@ -316,4 +350,6 @@ def task_from_row(row: Sequence[Any], depends_on: Iterable[int]) -> Task:
         tokens_in=row[17],
         tokens_out=row[18],
         run_after_us=row[19],
+        first_token_s=seconds_of(row[21]),
+        generation_s=seconds_of(row[22]),
     )

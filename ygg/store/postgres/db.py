@@ -112,6 +112,10 @@ def atomic(method: Callable[Concatenate[D, P], T]) -> Callable[Concatenate[D, P]
     return run
 
 
+# Every table of ours: `check` reads each whole.
+TABLES = ("meta", "tasks", "deps", "slots", "daemons", "breakers", "host_telemetry")
+
+
 class Database:
     """Owns one connection; use it from one thread at a time."""
 
@@ -238,7 +242,7 @@ class Database:
     def check(self) -> None:
         """Reads every table whole; damaged data is refused (StoreRefused)."""
         with self.write() as conn:
-            for table in ("meta", "tasks", "deps", "slots", "daemons", "breakers"):
+            for table in TABLES:
                 conn.execute(f"SELECT count(*), max(length(t::text)) FROM ygg.{table} AS t")
 
     def schema_version(self) -> int:

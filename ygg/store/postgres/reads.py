@@ -17,7 +17,8 @@ TASK_COLUMNS = (
     "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
     "started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in, "
     "tokens_out, run_after_us, "
-    "ARRAY(SELECT depends_on FROM ygg.deps WHERE deps.task_id = tasks.id ORDER BY 1)"
+    "ARRAY(SELECT depends_on FROM ygg.deps WHERE deps.task_id = tasks.id ORDER BY 1), "
+    "first_token_us, generation_us"
 )
 
 

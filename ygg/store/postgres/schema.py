@@ -92,6 +92,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (daemon, pool)
     );
     """,
+    # usage: the last answer's time to its first token and from its first token to its last
+    """
+    ALTER TABLE ygg.tasks ADD COLUMN IF NOT EXISTS first_token_us bigint;
+    ALTER TABLE ygg.tasks ADD COLUMN IF NOT EXISTS generation_us bigint;
+    """,
+    # host telemetry: what each pool's host last said about its load, as each daemon read it
+    """
+    CREATE TABLE ygg.host_telemetry (
+        daemon bigint NOT NULL,
+        pool text NOT NULL,
+        data jsonb NOT NULL,
+        since_us bigint NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    );
+    """,
 )
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from ygg.store.model import BreakerState, Daemon
+from ygg.store.model import BreakerState, Daemon, HostReport, decode_json
 from ygg.store.sqlite.db import Database, reads
+
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class DaemonRegistry(Database):
@@ -48,6 +52,7 @@ class DaemonRegistry(Database):
         with self.write() as conn:
             conn.execute(f"DELETE FROM daemons WHERE id IN ({marks})", list(daemon_ids))
             conn.execute(f"DELETE FROM breakers WHERE daemon IN ({marks})", list(daemon_ids))
+            conn.execute(f"DELETE FROM host_telemetry WHERE daemon IN ({marks})", list(daemon_ids))
 
     def set_config_error(self, daemon_id: int, error: str | None) -> None:
         """Why the daemon's last reload was refused (None: the running configuration is current)."""
@@ -71,6 +76,28 @@ class DaemonRegistry(Database):
         ).fetchall()
         return [BreakerState(*row) for row in rows]
 
+    def set_telemetry(
+        self, daemon_id: int, pool: str, data: Mapping[str, Any] | None, now_us: int
+    ) -> None:
+        with self.write() as conn:
+            if data is None:
+                conn.execute(
+                    "DELETE FROM host_telemetry WHERE daemon = ? AND pool = ?", (daemon_id, pool)
+                )
+                return
+            conn.execute(
+                "INSERT OR REPLACE INTO host_telemetry (daemon, pool, data, since_us) "
+                "VALUES (?, ?, ?, ?)",
+                (daemon_id, pool, _json_text(data), now_us),
+            )
+
+    @reads
+    def telemetry(self) -> list[HostReport]:
+        rows = self.conn.execute(
+            "SELECT daemon, pool, data, since_us FROM host_telemetry ORDER BY pool, daemon"
+        ).fetchall()
+        return [HostReport(d, p, decode_json(data), since) for d, p, data, since in rows]
+
     @reads
     def daemons(self) -> list[Daemon]:
         rows = self.conn.execute(
@@ -78,3 +105,9 @@ class DaemonRegistry(Database):
             "pid_start_ticks, boot_id FROM daemons"
         ).fetchall()
         return [Daemon(*row) for row in rows]
+
+
+def _json_text(data: Mapping[str, Any] | None) -> str:
+    import json  # here: only the daemon records host telemetry; commands need no json
+
+    return json.dumps(data, ensure_ascii=False)

@@ -17,7 +17,8 @@ TASK_COLUMNS = (
     "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
     "started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in, "
     "tokens_out, run_after_us, (SELECT json_group_array(depends_on) FROM "
-    "(SELECT depends_on FROM deps WHERE deps.task_id = tasks.id ORDER BY depends_on))"
+    "(SELECT depends_on FROM deps WHERE deps.task_id = tasks.id ORDER BY depends_on)), "
+    "first_token_us, generation_us"
 )
 
 

@@ -74,6 +74,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE daemons ADD COLUMN pid_start_ticks INTEGER;
     ALTER TABLE daemons ADD COLUMN boot_id TEXT;
     """,
+    # usage: the last answer's time to its first token and from its first token to its last
+    """
+    ALTER TABLE tasks ADD COLUMN first_token_us INTEGER;
+    ALTER TABLE tasks ADD COLUMN generation_us INTEGER;
+    """,
+    # host telemetry: what each pool's host last said of its load, per daemon (JSON)
+    """
+    CREATE TABLE host_telemetry (
+        daemon INTEGER NOT NULL,
+        pool TEXT NOT NULL,
+        data TEXT NOT NULL,
+        since_us INTEGER NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    ) WITHOUT ROWID;
+    """,
 )
 
 

@@ -17,6 +17,7 @@ from ygg.store.model import (
     decode_json,
     encode_json,
     storable_text,
+    storable_us,
 )
 from ygg.store.sqlite import deps, imports
 from ygg.store.sqlite.db import db_path, marks
@@ -210,9 +211,18 @@ class SQLiteStore(TaskReads):
         with self.write() as conn:
             cursor = conn.execute(
                 "UPDATE tasks SET status = 'done', result = ?, error = NULL, tokens_in = ?, "
-                "tokens_out = ?, finished_us = ?, lease_expires_us = NULL "
-                "WHERE id = ? AND token = ? AND status = 'running'",
-                (outcome.result, outcome.tokens_in, outcome.tokens_out, now_us, task_id, token),
+                "tokens_out = ?, first_token_us = ?, generation_us = ?, finished_us = ?, "
+                "lease_expires_us = NULL WHERE id = ? AND token = ? AND status = 'running'",
+                (
+                    outcome.result,
+                    outcome.tokens_in,
+                    outcome.tokens_out,
+                    storable_us(outcome.first_token_s),
+                    storable_us(outcome.generation_s),
+                    now_us,
+                    task_id,
+                    token,
+                ),
             )
             if cursor.rowcount != 1:
                 return None
