@@ -161,3 +161,9 @@ def test_the_entry_is_named_by_the_main_file(tmp_path: Path, cache_home: Path) -
     assert one is not None and two is not None
     assert one != two and one == config_cache._entry_path("/etc/ygg/ygg.toml")
     assert Path(one).parent == cache_home / "ygg"
+
+
+def test_an_entry_is_readable_by_its_user_alone(main: Path, cache_home: Path) -> None:
+    load(str(main))
+    [entry] = entries(cache_home)
+    assert entry.stat().st_mode & 0o777 == 0o600

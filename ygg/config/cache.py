@@ -7,8 +7,9 @@ verdict. An entry is used only if every file it was read from (the main file, ea
 and the list of drop-ins) has the same inode, size, mtime and ctime as when it was read.
 Files changed within the last two seconds are not cached: a second edit within the
 file system's timestamp granularity could leave the stamps as they were ("racy git").
-Anything unreadable, corrupt or foreign is ignored and the files are read. Secrets are not
-in it: credentials are read when used, never through the configuration files.
+Anything unreadable, corrupt or foreign is ignored and the files are read. An entry is
+readable by its user alone (a pool's `env` table may hold a token); credentials files
+(ygg/config/credentials.py) are read when used, never cached.
 
     $XDG_CACHE_HOME/ygg/config-<hash of the main file's path>.marshal  (~/.cache by default)
 """
@@ -87,7 +88,8 @@ def write(main: str, key: list[Stamp], merged: dict[str, Any], sources: dict[str
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(temporary, "wb") as f:
+        # Readable by this user alone: a pool's `env` table may hold a token.
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
         os.replace(temporary, path)
     except OSError:
