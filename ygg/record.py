@@ -8,6 +8,9 @@ from the annotations, defaults from the assigned values, methods and docstring k
     class Point(Record):
         x: int
         y: int = 0
+
+The fields are read from the class body's annotations, so a module defining Records uses
+`from __future__ import annotations` (as ygg's all do): it keeps them there on every Python.
 """
 
 from __future__ import annotations
