@@ -25,6 +25,20 @@ POSTGRES_VAR = "YGG_TEST_POSTGRES"
 POSTGRES_FIXTURES = ("pg_cluster", "pg_url")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def config_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The configuration cache (ygg/config/cache.py) of every test and every command it runs
+    goes to a throwaway folder, never the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 def shared_beads() -> Path | None:
     """The folder of real exports when the extra tier is on, else None."""
     folder = os.environ.get(SHARED_BEADS_VAR)

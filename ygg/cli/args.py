@@ -5,15 +5,19 @@ loops (docs/ARCHITECTURE.md has the figures)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-from typing import Any, NoReturn
 
+from ygg.cli.plain_argparse import argparse
 from ygg.errors import InvalidInput
 
-_REQUIRED = re.compile(r"^the following arguments are required: (.+)$")
-_CHOICE = re.compile(r"^argument (\S+): invalid choice: (.+?) \(choose from (.+)\)$")
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+# Compiled on first use (re caches them): only a command line with a mistake needs them.
+_REQUIRED = r"^the following arguments are required: (.+)$"
+_CHOICE = r"^argument (\S+): invalid choice: (.+?) \(choose from (.+)\)$"
 
 
 class UsageError(InvalidInput):
@@ -40,7 +44,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        missing = _REQUIRED.match(message)
+        missing = re.match(_REQUIRED, message)
         if missing:
             names = missing[1]
             helps = [
@@ -50,7 +54,7 @@ class Parser(argparse.ArgumentParser):
             ]
             why = f" ({'; '.join(helps)})" if helps else ""
             message = f"`{self.prog}` needs {names}{why}"
-        elif choice := _CHOICE.match(message):
+        elif choice := re.match(_CHOICE, message):
             what = "command" if choice[1] == "COMMAND" else choice[1]
             message = f"unknown {what} {choice[2]}; choose from {choice[3]}"
         elif message.startswith("argument "):

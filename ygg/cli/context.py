@@ -3,12 +3,13 @@ each opened on first use. A leaf: command modules import it, it imports no comma
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from ygg.config import Config
     from ygg.errors import ConfigError, QueueNotFound
     from ygg.store.base import Store
@@ -60,6 +61,8 @@ def config_db_error(config: Config, exc: QueueNotFound) -> ConfigError:
 
 
 def emit_json(data: Any) -> None:
+    import json  # only --json needs it
+
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

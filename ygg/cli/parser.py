@@ -54,8 +54,15 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", required=True, parser_class=Parser
     )
+    named = command_named(argv) if argv else None
     for module in _groups_for(argv):
-        importlib.import_module(module).register(commands)
+        group = importlib.import_module(module)
+        # A group may build one command's parser alone (register_one): the commands called
+        # in loops build only their own.
+        if named in COMMAND_GROUPS[module] and hasattr(group, "register_one"):
+            group.register_one(commands, named)
+        else:
+            group.register(commands)
     return parser
 
 

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ygg.cli.args import Parser, seconds, whole
 from ygg.cli.context import Env, echo, emit_json
 from ygg.errors import InvalidInput
+from ygg.paths import pure
 
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 DEFAULT_LIMIT = 100
+COMMANDS = ("submit", "list", "show", "cancel", "retry")
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    for name in COMMANDS:
+        register_one(commands, name)
+
+
+def register_one(commands: argparse._SubParsersAction[Parser], name: str) -> None:
+    """Adds command `name` alone: `ygg submit` builds its own parser, not all five."""
+    if name in ("cancel", "retry"):
+        _add_by_id(commands, name)
+    else:
+        {"submit": _add_submit, "list": _add_list, "show": _add_show}[name](commands)
+
+
+def _add_submit(commands: argparse._SubParsersAction[Parser]) -> None:
     submit = commands.add_parser(
         "submit", help="enqueue one task (or many, --jsonl); prints the new ids"
     )
@@ -31,7 +46,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     prompt = submit.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", metavar="TEXT", help="prompt text, or - to read stdin")
-    prompt.add_argument("--prompt-file", metavar="FILE", type=Path, help="read the prompt")
+    prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt")
     submit.add_argument(
         "--after", metavar="ID", type=whole, action="append", default=[],
         help="run after task ID is done (repeatable)",
@@ -44,6 +59,8 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     _json(submit)
     submit.set_defaults(run=_submit)
 
+
+def _add_list(commands: argparse._SubParsersAction[Parser]) -> None:
     listing = commands.add_parser("list", help="tasks, most urgent first")
     listing.add_argument("--status", metavar="S", help="only this status")
     listing.add_argument("--kind", metavar="K", help="only this kind")
@@ -53,18 +70,22 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     _json(listing)
     listing.set_defaults(run=_list)
 
+
+def _add_show(commands: argparse._SubParsersAction[Parser]) -> None:
     show = commands.add_parser("show", help="one task, with its result or error")
     show.add_argument("task_id", metavar="ID", type=whole, help="The task's id.")
     _json(show)
     show.set_defaults(run=_show)
 
-    for name, run, what in (
-        ("cancel", _cancel, "cancel a task; a running attempt is stopped"),
-        ("retry", _retry, "put a failed, blocked or cancelled task back in line"),
-    ):
-        command = commands.add_parser(name, help=what)
-        command.add_argument("task_id", metavar="ID", type=whole, help="The task's id.")
-        command.set_defaults(run=run)
+
+def _add_by_id(commands: argparse._SubParsersAction[Parser], name: str) -> None:
+    what = {
+        "cancel": "cancel a task; a running attempt is stopped",
+        "retry": "put a failed, blocked or cancelled task back in line",
+    }
+    command = commands.add_parser(name, help=what[name])
+    command.add_argument("task_id", metavar="ID", type=whole, help="The task's id.")
+    command.set_defaults(run=_cancel if name == "cancel" else _retry)
 
 
 def _json(parser: Parser) -> None:
@@ -73,12 +94,13 @@ def _json(parser: Parser) -> None:
     )
 
 
-def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
+def _read_prompt(prompt: str | None, prompt_file: str | None) -> str:
     try:  # bytes, so nothing translates newlines or guesses an encoding from the locale
         if prompt == "-":
             data = sys.stdin.buffer.read()
         elif prompt_file is not None:
-            data = prompt_file.read_bytes()
+            with open(pure(prompt_file), "rb") as f:  # pure: messages name it as they did
+                data = f.read()
         else:
             return prompt or ""
         return data.decode("utf-8")
@@ -137,7 +159,8 @@ def _submit_jsonl(env: Env, args: Namespace) -> None:
         if args.jsonl == "-":
             lines = sys.stdin.buffer.read().splitlines()
         else:
-            lines = Path(args.jsonl).read_bytes().splitlines()
+            with open(args.jsonl, "rb") as f:
+                lines = f.read().splitlines()
     except OSError as exc:
         raise InvalidInput(f"{args.jsonl} cannot be read: {exc.strerror}.") from None
     store = env.store()

@@ -7,19 +7,27 @@ TOML keys follow the contract (`lease_seconds`, `timeout`); attribute names carr
 from __future__ import annotations
 
 import math
+import os
 import re
-from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
 
 from ygg.config.files import Layers, find_config_path, read_layers
 from ygg.errors import ConfigError
+from ygg.paths import pure
+from ygg.record import Record
+
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, NoReturn
+
+    from ygg.config.files import StrPath
 
 BACKENDS = ("ollama", "openai", "command", "sim")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class DaemonConfig(NamedTuple):
+class DaemonConfig(Record):
     db: str = "ygg.db"
     lease_s: float = 30.0
     drain_s: float = 60.0
@@ -33,14 +41,14 @@ class DaemonConfig(NamedTuple):
     telemetry_s: float = 5.0  # how often each HTTP pool's host is asked for its load; 0: never
 
 
-class RetryPolicy(NamedTuple):
+class RetryPolicy(Record):
     max_attempts: int = 3
     timeout_s: float = 600.0
     backoff_s: float = 1.0  # first retry waits up to this long (full jitter), doubling each time
     backoff_max_s: float = 60.0
 
 
-class PoolConfig(NamedTuple):
+class PoolConfig(Record):
     name: str
     backend: str
     kinds: tuple[str, ...]
@@ -69,12 +77,19 @@ class PoolConfig(NamedTuple):
         return all(getattr(self, key) == getattr(other, key) for key in keep)
 
 
-class Config(NamedTuple):
+class Config(Record):
     daemon: DaemonConfig
     defaults: RetryPolicy
     pools: dict[str, PoolConfig]
-    path: Path | None  # main file, None when running without one
+    file: str | None  # the main file (resolved), None when running without one
     layers: Layers
+
+    @property
+    def path(self) -> Path | None:
+        """The main file as a Path (`file` holds it as text, without importing pathlib)."""
+        from pathlib import Path
+
+        return None if self.file is None else Path(self.file)
 
     def kinds_served(self) -> list[str]:
         return sorted({kind for pool in self.pools.values() for kind in pool.kinds})
@@ -152,7 +167,7 @@ class _Table:
             return ()
         for name, text in value.items():
             where = f"{self.where}.{key}.{name}"
-            if not ENV_NAME.match(name) or name.upper().startswith("YGG_"):
+            if not re.match(ENV_NAME, name) or name.upper().startswith("YGG_"):
                 self.fail(where, "must be a variable name (letters, digits, _) not starting YGG_")
             if not isinstance(text, str) or "\0" in text:
                 self.fail(where, f"must be a string, not {text!r}")
@@ -225,14 +240,14 @@ _POOL = (
     "sim_overload",
     *_RETRY,
 )
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # compiled on first use: few pools set `env`
 
 
-def _daemon(table: _Table, base_dir: Path | None) -> DaemonConfig:
+def _daemon(table: _Table, base_dir: str | None) -> DaemonConfig:
     d = DaemonConfig()
     db = table.text("db", d.db)
-    if base_dir is not None and "://" not in db and not Path(db).is_absolute():
-        db = str(base_dir / db)
+    if base_dir is not None and "://" not in db and not os.path.isabs(db):
+        db = pure(os.path.join(base_dir, db))
     listen = table.text("status_listen", d.status_listen, empty_ok=True)
     if listen and (
         not re.fullmatch(r"\[?[\w.:-]+\]?:\d{1,5}", listen) or int(listen.rsplit(":", 1)[1]) > 65535
@@ -315,9 +330,10 @@ def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
     return pool
 
 
-def validate(data: dict[str, Any], layers: Layers, path: Path | None) -> Config:
+def validate(data: dict[str, Any], layers: Layers, path: StrPath | None) -> Config:
     """Turns merged TOML into a Config, or raises ConfigError naming the file and key."""
-    base_dir = path.parent if path else None
+    file = None if path is None else os.fspath(path)
+    base_dir = (os.path.dirname(file) or ".") if file else None
     daemon = _daemon(_Table(data.get("daemon", {}), "daemon", layers), base_dir)
     defaults_table = _Table(data.get("defaults", {}), "defaults", layers)
     defaults = _retry(defaults_table, RetryPolicy())
@@ -336,7 +352,7 @@ def validate(data: dict[str, Any], layers: Layers, path: Path | None) -> Config:
             guess = close_match(key, _TOP)
             hint = f" (did you mean {guess[0]!r}?)" if guess else ""
             raise ConfigError(f"{layers.file_of(key)}: [{key}] is not a known section{hint}.")
-    return Config(daemon=daemon, defaults=defaults, pools=pools, path=path, layers=layers)
+    return Config(daemon=daemon, defaults=defaults, pools=pools, file=file, layers=layers)
 
 
 def load(explicit: str | None = None, *, required: bool = True) -> Config:
@@ -348,6 +364,6 @@ def load(explicit: str | None = None, *, required: bool = True) -> Config:
                 "No configuration found (tried --config, $YGG_CONFIG, ./ygg.toml, "
                 "/etc/ygg/ygg.toml); run `ygg init` to write one."
             )
-        return Config(DaemonConfig(), RetryPolicy(), pools={}, path=None, layers=Layers())
+        return Config(DaemonConfig(), RetryPolicy(), pools={}, file=None, layers=Layers())
     layers = read_layers(path)
     return validate(layers.merged, layers, path)

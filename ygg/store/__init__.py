@@ -7,11 +7,11 @@ imported only when a URL names it, so a command pays for one engine only.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from ygg.errors import StoreError
 from ygg.store.model import FINISHED, STATUSES, Claim, NewTask, Outcome, Status, Task
 
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -6,12 +6,18 @@ costs about ten times as much to create (and `import dataclasses` more still).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterable, Sequence
 from enum import StrEnum  # `re` imports enum already: free
-from typing import Any, Literal, NamedTuple
+
+from ygg.record import Record
+
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    BreakerPhase = Literal["closed", "open", "half-open"]
 
 
 class Status(StrEnum):
@@ -28,16 +34,36 @@ class Status(StrEnum):
 
 STATUSES = tuple(Status)
 FINISHED = (Status.DONE, Status.FAILED, Status.CANCELLED, Status.BLOCKED)
-BreakerPhase = Literal["closed", "open", "half-open"]
 MAX_PRIORITY = 4
 
 US = 1_000_000
 MAX_COUNT = 2**63 - 1  # the largest integer either engine stores
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and lone UTF-16 surrogates
+_UNSTORABLE = "[\x00\ud800-\udfff]"  # NUL, lone UTF-16 surrogates (compiled on first use)
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def decode_json(text: str) -> Any:
+    """`json.loads(text)`; the values most rows hold (no params, no dependencies) are answered
+    without importing json, a tenth of `ygg list`'s start-up."""
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    import json
+
+    return json.loads(text)
+
+
+def encode_json(value: Any) -> str:
+    """`json.dumps(value)`, with `{}` written without importing json (see decode_json)."""
+    if isinstance(value, dict) and not value:
+        return "{}"
+    import json
+
+    return json.dumps(value)
 
 
 def iso(us: int | None) -> str | None:
@@ -52,7 +78,7 @@ def iso(us: int | None) -> str | None:
 def storable_text(text: str) -> str:
     """`text` as every engine can keep it: a lone surrogate (JSON may carry "\\ud83d") or a
     NUL becomes U+FFFD. Text that is already storable is returned as it is."""
-    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+    return re.sub(_UNSTORABLE, "\ufffd", text) if re.search(_UNSTORABLE, text) else text
 
 
 def storable_count(value: int | None) -> int | None:
@@ -72,7 +98,7 @@ def seconds_of(us: int | None) -> float | None:
     return None if us is None else us / US
 
 
-class NewTask(NamedTuple):
+class NewTask(Record):
     title: str
     kind: str
     priority: int = 2
@@ -84,7 +110,7 @@ class NewTask(NamedTuple):
     external_id: str | None = None
 
 
-class Task(NamedTuple):
+class Task(Record):
     id: int
     title: str
     kind: str
@@ -144,7 +170,7 @@ class Task(NamedTuple):
         }
 
 
-class Claim(NamedTuple):
+class Claim(Record):
     """A task handed to one owner under a lease; `token` fences every later write."""
 
     task_id: int
@@ -160,7 +186,7 @@ class Claim(NamedTuple):
     created_us: int = 0  # when it was submitted: the queue-wait metric starts here
 
 
-class Outcome(NamedTuple):
+class Outcome(Record):
     """How an attempt ended, as the dispatcher reports it to the store."""
 
     result: str | None = None
@@ -179,7 +205,7 @@ class Outcome(NamedTuple):
         )
 
 
-class Daemon(NamedTuple):
+class Daemon(Record):
     id: int
     hostname: str
     pid: int
@@ -192,7 +218,7 @@ class Daemon(NamedTuple):
     boot_id: str | None = None  # the boot those ticks count from
 
 
-class Reaped(NamedTuple):
+class Reaped(Record):
     """A task taken back from a dead owner, and the attempt that was interrupted."""
 
     task_id: int
@@ -200,7 +226,7 @@ class Reaped(NamedTuple):
     attempt: int
 
 
-class Renewal(NamedTuple):
+class Renewal(Record):
     """What a lease renewal found: the tasks the owner still holds, and the rows it held
     without a live attempt that were taken back."""
 
@@ -208,7 +234,7 @@ class Renewal(NamedTuple):
     orphans: list[Reaped]
 
 
-class BreakerState(NamedTuple):
+class BreakerState(Record):
     """One daemon's circuit breaker for one pool, as last recorded."""
 
     daemon: int
@@ -218,7 +244,7 @@ class BreakerState(NamedTuple):
     since_us: int
 
 
-class HostReport(NamedTuple):
+class HostReport(Record):
     """What one pool's host last said about its load, as one daemon read it (JSON, the shape of
     ygg.backends.telemetry.HostTelemetry.to_json); `since_us`: when it last changed."""
 
@@ -228,7 +254,7 @@ class HostReport(NamedTuple):
     since_us: int
 
 
-class PoolLimit(NamedTuple):
+class PoolLimit(Record):
     """A pool's limit as the store holds it: one for every daemon on the queue.
 
     `configured` is the `slots` of the configuration that set it last (an adaptive pool's
@@ -263,7 +289,7 @@ def check_limit(pool: str, limit: int, configured: int | None) -> None:
             )
 
 
-class Head(NamedTuple):
+class Head(Record):
     """The head of one kind's line: the task a pool would claim next, or the oldest waiting."""
 
     kind: str
@@ -275,14 +301,14 @@ class Head(NamedTuple):
     blockers: tuple[int, ...] = ()  # waiting: the unfinished tasks it depends on
 
 
-class Upsert(NamedTuple):
+class Upsert(Record):
     """One task of an import: inserted, or updated by its `external_id`."""
 
     task: NewTask  # its external_id is required; its depends_on is ignored
     after: tuple[str, ...] = ()  # external ids: earlier in the batch, or already stored
 
 
-class UpsertResult(NamedTuple):
+class UpsertResult(Record):
     imported: list[str]
     updated: list[str]
     unchanged: list[str]
@@ -294,7 +320,7 @@ class UpsertResult(NamedTuple):
 UPDATABLE = ("waiting", "queued")  # an imported task is updated only until it has started
 
 
-class Imported(NamedTuple):
+class Imported(Record):
     """A task an import finds already stored under its external id."""
 
     id: int
@@ -347,7 +373,7 @@ def task_from_row(row: Sequence[Any], depends_on: Iterable[int]) -> Task:
         attempts=row[6],
         max_attempts=row[7],
         depends_on=tuple(depends_on),
-        params=json.loads(row[8]),
+        params=decode_json(row[8]),
         created_us=row[9],
         started_us=row[10],
         finished_us=row[11],

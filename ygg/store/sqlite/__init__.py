@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ygg.store.sqlite.db import db_path
 from ygg.store.sqlite.store import SQLiteStore
 
 __all__ = ["SQLiteStore", "db_path"]
 
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
     from ygg.store.base import Store
 

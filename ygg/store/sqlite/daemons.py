@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from ygg.store.model import BreakerState, Daemon, HostReport
+from ygg.store.model import BreakerState, Daemon, HostReport, decode_json
 from ygg.store.sqlite.db import Database, reads
+
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class DaemonRegistry(Database):
@@ -87,7 +89,7 @@ class DaemonRegistry(Database):
             conn.execute(
                 "INSERT OR REPLACE INTO host_telemetry (daemon, pool, data, since_us) "
                 "VALUES (?, ?, ?, ?)",
-                (daemon_id, pool, json.dumps(data, ensure_ascii=False), now_us),
+                (daemon_id, pool, _json_text(data), now_us),
             )
 
     @reads
@@ -95,7 +97,7 @@ class DaemonRegistry(Database):
         rows = self.conn.execute(
             "SELECT daemon, pool, data, since_us FROM host_telemetry ORDER BY pool, daemon"
         ).fetchall()
-        return [HostReport(d, p, json.loads(data), since) for d, p, data, since in rows]
+        return [HostReport(d, p, decode_json(data), since) for d, p, data, since in rows]
 
     @reads
     def daemons(self) -> list[Daemon]:
@@ -104,3 +106,9 @@ class DaemonRegistry(Database):
             "pid_start_ticks, boot_id FROM daemons"
         ).fetchall()
         return [Daemon(*row) for row in rows]
+
+
+def _json_text(data: Mapping[str, Any] | None) -> str:
+    import json  # here: only the daemon records host telemetry; commands need no json
+
+    return json.dumps(data, ensure_ascii=False)

@@ -10,12 +10,10 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from collections.abc import Callable, Sequence
 
 from ygg.errors import QueueNotFound, StoreBusy, StoreError, StoreFull, StoreRefused
+from ygg.paths import parent
 from ygg.store.sqlite.schema import APPLICATION_ID, MIGRATIONS, statements
 
 SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
@@ -44,9 +42,13 @@ def damaged(path: str, exc: BaseException | str) -> StoreRefused:
     )
 
 
-D = TypeVar("D", bound="Database")
-P = ParamSpec("P")
-T = TypeVar("T")
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+    D = TypeVar("D", bound="Database")
+    P = ParamSpec("P")
+    T = TypeVar("T")
 
 
 def reads(method: Callable[Concatenate[D, P], T]) -> Callable[Concatenate[D, P], T]:
@@ -119,36 +121,15 @@ class Database:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Write:
         """A write transaction (BEGIN IMMEDIATE). A nested call is a savepoint inside the outer
         transaction: if it raises, only its own changes are undone (a batch of operations in one
         transaction must not keep half of a failed one)."""
-        if self._depth:
-            yield from self._savepoint()
-            return
-        self._begin()
-        self._depth = 1
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException as exc:
-            if self.conn.in_transaction:  # SQLite may have rolled back already (disk full)
-                self.conn.execute("ROLLBACK")
-            # A lock, a full disk or a damaged file: not a bug of ours, so it is said plainly.
-            if isinstance(exc, sqlite3.OperationalError) or (
-                isinstance(exc, sqlite3.DatabaseError) and is_damage(exc)
-            ):
-                raise _wrap(self.path, exc, "the write") from None
-            raise
-        finally:
-            self._depth = 0
+        return Write(self)
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> Batch:
         """The store interface's batch: one transaction; nested, a savepoint."""
-        with self.write():
-            yield
+        return Batch(Write(self))
 
     @reads
     def check(self) -> None:
@@ -161,22 +142,6 @@ class Database:
     def schema_version(self) -> int:
         version: int = self.conn.execute("PRAGMA user_version").fetchone()[0]
         return version
-
-    def _savepoint(self) -> Iterator[sqlite3.Connection]:
-        name = f"nested{self._depth}"
-        self.conn.execute(f"SAVEPOINT {name}")
-        self._depth += 1
-        try:
-            yield self.conn
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
-            raise
-        else:
-            self.conn.execute(f"RELEASE {name}")
-        finally:
-            self._depth -= 1
 
     def _begin(self) -> None:
         # sqlite's busy handler already waits up to busy_timeout_s; this loop only covers the
@@ -209,6 +174,77 @@ class Database:
                 conn.execute(f"PRAGMA user_version = {number}")
 
 
+class Write:
+    """`Database.write()`. A class, not @contextmanager: `import contextlib` is 2% of every
+    `ygg list`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.savepoint: str | None = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self.db
+        if db._depth:
+            self.savepoint = f"nested{db._depth}"
+            db.conn.execute(f"SAVEPOINT {self.savepoint}")
+            db._depth += 1
+        else:
+            db._begin()
+            db._depth = 1
+        return db.conn
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if self.savepoint is not None:
+            self._end_savepoint(self.savepoint, failed=exc is not None)
+            return
+        db = self.db
+        try:
+            if exc is None:
+                try:
+                    db.conn.execute("COMMIT")
+                except BaseException as failure:
+                    self._undo(failure)
+                    raise
+            else:
+                self._undo(exc)
+        finally:
+            db._depth = 0
+
+    def _undo(self, exc: BaseException) -> None:
+        db = self.db
+        if db.conn.in_transaction:  # SQLite may have rolled back already (disk full)
+            db.conn.execute("ROLLBACK")
+        # A lock, a full disk or a damaged file: not a bug of ours, so it is said plainly.
+        if isinstance(exc, sqlite3.OperationalError) or (
+            isinstance(exc, sqlite3.DatabaseError) and is_damage(exc)
+        ):
+            raise _wrap(db.path, exc, "the write") from None
+
+    def _end_savepoint(self, name: str, *, failed: bool) -> None:
+        db = self.db
+        try:
+            if not failed:
+                db.conn.execute(f"RELEASE {name}")
+            elif db.conn.in_transaction:
+                db.conn.execute(f"ROLLBACK TO {name}")
+                db.conn.execute(f"RELEASE {name}")
+        finally:
+            db._depth -= 1
+
+
+class Batch:
+    """`Database.batch()`: a Write that hands out nothing."""
+
+    def __init__(self, write: Write) -> None:
+        self.write = write
+
+    def __enter__(self) -> None:
+        self.write.__enter__()
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        self.write.__exit__(kind, exc, tb)
+
+
 def marks(values: Sequence[Any]) -> str:
     """The `?, ?, ?` for an IN list of `values`."""
     return ",".join("?" * len(values))
@@ -221,8 +257,8 @@ def db_path(url: str) -> str:
         raise StoreError(f"{url.partition('://')[0]}://...: not a SQLite file.")
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") - 1 :]
-    directory = Path(url).parent
-    if not directory.is_dir():
+    directory = parent(url)
+    if not os.path.isdir(directory):
         raise QueueNotFound(
             f"{url}: the directory {directory} does not exist; create it first (ygg creates "
             "the queue file, not the directories above it)."
@@ -231,7 +267,7 @@ def db_path(url: str) -> str:
 
 
 def _cannot_open(path: str, exc: sqlite3.Error) -> StoreError:
-    directory = Path(path).parent
+    directory = parent(path)
     try:
         read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
     except OSError:

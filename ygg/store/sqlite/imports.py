@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from ygg.errors import InvalidInput
 from ygg.store.model import Imported, NewTask, Upsert, UpsertResult, upsert_change
 from ygg.store.sqlite import deps
 
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
 if TYPE_CHECKING:
     from ygg.store.sqlite.store import SQLiteStore
 

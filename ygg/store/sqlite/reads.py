@@ -3,11 +3,10 @@ method runs outside any write transaction (`@reads`), so a scan never holds the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 from ygg.errors import TaskNotFound
-from ygg.store.model import Head, Task, task_from_row
+from ygg.store.model import Head, Task, decode_json, task_from_row
 from ygg.store.sqlite import heads
 from ygg.store.sqlite.db import marks, reads
 from ygg.store.sqlite.limits import LimitRegistry
@@ -32,7 +31,7 @@ class TaskReads(LimitRegistry):
         ).fetchone()
         if row is None:
             raise TaskNotFound(f"No task {task_id}.")
-        return task_from_row(row, json.loads(row[20]))
+        return task_from_row(row, decode_json(row[20]))
 
     @reads
     def list_tasks(
@@ -49,7 +48,7 @@ class TaskReads(LimitRegistry):
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self.conn.execute(sql + " ORDER BY priority, id LIMIT ?", [*args, limit]).fetchall()
-        return [task_from_row(row, json.loads(row[20])) for row in rows]
+        return [task_from_row(row, decode_json(row[20])) for row in rows]
 
     @reads
     def counts(self) -> dict[str, int]:

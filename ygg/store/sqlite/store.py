@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
 
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store.model import (
@@ -16,12 +14,18 @@ from ygg.store.model import (
     Renewal,
     Upsert,
     UpsertResult,
+    decode_json,
+    encode_json,
     storable_text,
     storable_us,
 )
 from ygg.store.sqlite import deps, imports
 from ygg.store.sqlite.db import db_path, marks
 from ygg.store.sqlite.reads import TaskReads
+
+TYPE_CHECKING = False  # not typing's: `import typing` costs every command start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class SQLiteStore(TaskReads):
@@ -42,7 +46,7 @@ class SQLiteStore(TaskReads):
                     task.priority,
                     status,
                     task.prompt,
-                    json.dumps(task.params),
+                    encode_json(task.params),
                     task.max_attempts,
                     task.timeout_s,
                     now_us,
@@ -91,7 +95,7 @@ class SQLiteStore(TaskReads):
                     t.kind,
                     t.priority,
                     t.prompt,
-                    json.dumps(t.params),
+                    encode_json(t.params),
                     t.max_attempts,
                     t.timeout_s,
                     now_us,
@@ -156,7 +160,7 @@ class SQLiteStore(TaskReads):
                 [pool, owner, now_us + lease_us, now_us, *ids],
             ).fetchall()
         claims = [
-            Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10])
+            Claim(r[0], r[1], r[2], r[3], r[4], r[5], decode_json(r[6]), r[7], r[8], r[9], r[10])
             for r in rows
         ]
         claims.sort(key=lambda c: (c.priority, c.task_id))
