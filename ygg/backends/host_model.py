@@ -12,14 +12,23 @@ an amount of work in seconds at full speed; its progress follows the rate of the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+
+from typing import NamedTuple
 
 from ygg.backends.base import AttemptFailed
 from ygg.config import PoolConfig
 
 SPILL_SLOWDOWN = 4.0  # past capacity, "slow": every request runs this many times slower
-STEP_S = 0.01  # progress is re-rated at least this often
+STEP_S = 0.01  # progress is re-rated at least this often (thread mode)
+PREFILL_SHARE = 0.2  # of a request's work, what comes before its first token
+
+
+class Served(NamedTuple):
+    first_token_s: float  # from the request's start to its first token
+    generation_s: float  # from the first token to the last
 
 
 class HostModel:
@@ -30,6 +39,8 @@ class HostModel:
         self.running = 0
         self.peak = 0
         self._lock = threading.Lock()
+        self._waiters: set[asyncio.Event] = set()  # requests served in async mode
+        self._speed = 1.0  # the rate they last saw
 
     def rate(self, running: int) -> float:
         """How fast each of `running` requests progresses (1.0: full speed)."""
@@ -41,7 +52,9 @@ class HostModel:
     def enter(self) -> None:
         with self._lock:
             if self.capacity and self.overload == "503" and self.running >= self.capacity:
-                raise AttemptFailed("sim host answered HTTP 503: at capacity", retryable=True)
+                raise AttemptFailed(
+                    "sim host answered HTTP 503: at capacity", retryable=True, overloaded=True
+                )
             self.running += 1
             self.peak = max(self.peak, self.running)
 
@@ -55,16 +68,48 @@ class HostModel:
         sleep_s = min(STEP_S, remaining_s / speed)
         return sleep_s, sleep_s * speed
 
-    async def serve(self, work_s: float) -> None:
-        """Holds a place on the host until `work_s` of work is done (async mode)."""
+    async def serve(self, work_s: float, tokens: int = 1) -> Served:
+        """Holds a place on the host until `work_s` of work is done (async mode); the first of
+        `tokens` comes after PREFILL_SHARE of the work (reading the prompt), the rest evenly.
+
+        Exact processor sharing: each request sleeps until it would finish at the rate of the
+        moment, and is woken to re-rate whenever a request comes or goes and the rate changes.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         self.enter()
+        wake = asyncio.Event()
+        self._waiters.add(wake)
+        self._rerate()
+        first_token_at: float | None = None
+        first_work_s = work_s * PREFILL_SHARE if tokens > 1 else work_s
+        remaining_s = work_s
         try:
-            while work_s > 1e-9:
-                sleep_s, done = self.step_s(work_s)
-                await asyncio.sleep(sleep_s)
-                work_s -= done
+            while remaining_s > 1e-9:
+                speed, since = self.rate(self.running), loop.time()
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining_s / speed):
+                        await wake.wait()
+                done_s = min((loop.time() - since) * speed, remaining_s)
+                if first_token_at is None and work_s - remaining_s + done_s >= first_work_s:
+                    first_token_at = since + (first_work_s - (work_s - remaining_s)) / speed
+                remaining_s -= done_s
         finally:
+            self._waiters.discard(wake)
             self.leave()
+            self._rerate()
+        ended = loop.time()
+        first_s = (first_token_at or ended) - started
+        return Served(first_token_s=first_s, generation_s=ended - started - first_s)
+
+    def _rerate(self) -> None:
+        """Wakes every request to re-rate, if the rate changed since they last looked."""
+        speed = self.rate(self.running)
+        if speed != self._speed:
+            self._speed = speed
+            for wake in self._waiters:
+                wake.set()
 
     def serve_blocking(self, work_s: float, stop: threading.Event, deadline: float) -> bool:
         """The same on a thread; False if `stop` was set or the deadline passed first."""

@@ -145,6 +145,7 @@ class Observer:
                 r.config.kinds,
                 r.breaker.state,
                 r.breaker.reason,
+                r.limit,
             )
             for r in d.runners.values()
         ]

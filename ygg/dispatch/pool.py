@@ -15,6 +15,7 @@ from ygg.backends import AttemptFailed, Backend, Job
 from ygg.config import PoolConfig
 from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from ygg.dispatch.outcome import log_recorded, record
+from ygg.dispatch.pool_limit import PoolLimit
 from ygg.ops.web.events import pool_event, task_event
 from ygg.store.base import Store
 from ygg.store.model import US, Claim, Outcome
@@ -50,6 +51,8 @@ class PoolRunner:
         self.wake.set()
         self.closing = False  # removed by a reload: finish what runs, claim nothing more
         self.task: asyncio.Task[None] | None = None  # the claim loop
+        self.adaptive = PoolLimit(config)  # its slots, or what adaptive slots learn
+        self.limit = self.adaptive.value  # what it may run at once now (apply_limit)
 
     def reconfigure(self, config: PoolConfig) -> None:
         """A reload changed slots, kinds or limits; the backend (resized for new attempts) and
@@ -58,6 +61,17 @@ class PoolRunner:
         self.backend.reconfigure(config)
         self.breaker.failures_to_open = config.breaker_failures
         self.breaker.cooldown_s = config.breaker_cooldown_s
+        self.adaptive.reconfigure(config)
+        self.apply_limit(self.adaptive.value)
+        self.wake.set()
+
+    def apply_limit(self, limit: int) -> None:
+        """The one place a new limit takes effect: claims from now on stay within it, running
+        attempts finish."""
+        if limit != self.limit:
+            log.info("pool_limit_changed", pool=self.name, limit=limit, was=self.limit,
+                     reason=self.adaptive.reason)  # fmt: skip
+        self.limit = limit
         self.wake.set()
 
     @property
@@ -69,7 +83,7 @@ class PoolRunner:
         while not (self.d.stopping or self.closing):
             self.wake.clear()
             running = len(self.attempts)
-            free = self.breaker.claim_limit(running, self.config.slots - running)
+            free = self.breaker.claim_limit(running, self.limit - running)
             claimed = await self._claim(free) if free > 0 else 0
             if claimed and claimed == free:
                 continue  # the queue may hold more
@@ -89,7 +103,7 @@ class PoolRunner:
             config.name,
             kinds,
             free,
-            slots=config.slots,
+            slots=self.limit,
             owner=owner,
             lease_us=lease_us,
             now_us=now,
@@ -145,7 +159,9 @@ class PoolRunner:
             async with asyncio.timeout(timeout_s):
                 outcome = await self.backend.run(job)
         except TimeoutError:
-            failure = AttemptFailed(f"timed out after {timeout_s:g} s", retryable=True)
+            failure = AttemptFailed(
+                f"timed out after {timeout_s:g} s", retryable=True, overloaded=True
+            )
         except AttemptFailed as exc:
             failure = exc
         except asyncio.CancelledError:
@@ -182,6 +198,8 @@ class PoolRunner:
         failure: AttemptFailed | None,
     ) -> None:
         claim, d = attempt.claim, self.d
+        if self.adaptive.learn(outcome, failure, len(self.attempts)):
+            self.apply_limit(self.adaptive.value)
         now = d.now_us()
         # Once submitted, the write happens even if a forced stop cancels us while we wait.
         written = d.store.submit(record, claim, self.config, outcome, failure, now)

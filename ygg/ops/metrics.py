@@ -225,7 +225,9 @@ def _snapshot_metrics(snap: Snapshot) -> Iterable[Metric]:
     yield tasks
     slots = GaugeMetricFamily("ygg_pool_slots", "Configured slots.", labels=["pool"])
     limit = GaugeMetricFamily(
-        "ygg_pool_limit", "Tasks the pool may run at once now (its slots).", labels=["pool"]
+        "ygg_pool_limit",
+        "Tasks the pool may run at once now (its slots, or an adaptive pool's current limit).",
+        labels=["pool"],
     )
     running = GaugeMetricFamily(
         "ygg_pool_running", "Tasks running in the pool, across all daemons.", labels=["pool"]

@@ -34,7 +34,7 @@ class PoolRow(TypedDict):
     host: str
     backend: str
     slots: int
-    limit: int  # what it may run at once now: its slots (adaptive slots will move it)
+    limit: int  # what it may run at once now: its slots, or an adaptive pool's current limit
     running: int  # across every daemon on the queue
     queued: int  # queued tasks of the kinds it serves (including those in a retry backoff)
     breaker: str  # closed | half-open | open | unknown
@@ -69,6 +69,7 @@ class PoolInfo:
     kinds: tuple[str, ...] = ()
     breaker: str = "closed"
     breaker_reason: str | None = None
+    limit: int | None = None  # what it may run at once now; None: its slots
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _pool_row(pool: PoolInfo, load: tuple[int, int]) -> PoolRow:
         "host": pool.host,
         "backend": pool.backend,
         "slots": pool.slots,
-        "limit": pool.slots,
+        "limit": pool.slots if pool.limit is None else pool.limit,
         "running": load[0],
         "queued": load[1],
         "breaker": pool.breaker,

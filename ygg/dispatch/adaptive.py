@@ -1,0 +1,181 @@
+"""Adaptive slots: how many attempts a pool may run at once, learned from how its host answers.
+
+Pure (no I/O, no clock): the pool feeds it each finished attempt and each overload sign, and
+applies the limit it gives. The ideas come from Netflix's concurrency-limits and the
+Kubernetes inference gateway's saturation detector:
+
+- Vegas: a host that batches runs each request at full speed up to its knee; past it, the
+  requests share its throughput, so the time per output token grows by running / knee. With the
+  unloaded time per token as baseline, `limit * (1 - baseline / now)` estimates how many
+  requests wait for the batch: about 0 at or below the knee, about `limit - knee` above it.
+  Above half a request the limit goes down by that many (so one window finds the knee from
+  above); below it the limit goes up.
+- Time to first token as the second signal: a host with a fixed number of decoding slots
+  (llama.cpp's --parallel) queues the extra requests before their first token, which the time
+  per token never shows; a first token much later than the baseline's means the host queues.
+- Never the end-to-end latency: it grows with the answer's length, not with the load.
+- AIMD's back-off on a hard signal: a 429, a 503 or a timeout says "too many" outright, and
+  the limit drops below what was running when it came; so does the host's own saturation
+  report (vLLM requests waiting or KV cache full, Ollama spilling to the CPU).
+- Stability: a level that proved too many is not tried again for a while, and that while
+  doubles each time it proves too many again. At steady state the limit sits at the knee and
+  now and then probes one above, for one window.
+- Slow start (TCP, Gradient2's fast ramp): until the first sign of load the limit grows by
+  half of itself per window, so a pool converges within a minute.
+
+Decisions are taken once a window of completions is in: at least `window` and at least the
+limit (so every slot has spoken), after skipping the completions that started under the
+previous limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tuning:
+    window: int = 4  # completions per decision, at least (and at least the limit)
+    queued_max: float = 0.5  # Vegas: more requests than this waiting for the batch is too many
+    first_token_ratio: float = 2.0  # first token later than this times its baseline: queueing
+    hold_windows: int = 8  # a level that proved too many is not tried for this many windows
+    hold_max_windows: int = 128  # ... doubling on each repeat, up to this
+    baseline_drift: float = 0.02  # per window, the baselines rise this much toward newer figures
+
+
+@dataclass
+class _Window:
+    skip: int  # completions still to ignore: they started under the previous limit
+    count: int = 0
+    per_token_s: float = 0.0  # sums, for the means
+    first_token_s: float = 0.0
+    first_token_count: int = 0
+    saturated: bool = False  # a host-saturation hint was acted on in this window
+
+
+class AdaptiveLimit:
+    """The limit of one pool, between `min_limit` and `max_limit`; starts at `min_limit`."""
+
+    def __init__(self, min_limit: int, max_limit: int, tuning: Tuning | None = None) -> None:
+        if not 1 <= min_limit <= max_limit:
+            raise ValueError(f"need 1 <= min_limit <= max_limit, not {min_limit}, {max_limit}")
+        self.min_limit, self.max_limit = min_limit, max_limit
+        self.tuning = tuning or Tuning()
+        self.limit = min_limit
+        self.slow_start = True
+        self.reason = "start"  # why the limit last moved
+        self.per_token_base: float | None = None
+        self.first_token_base: float | None = None
+        self._too_many: dict[int, tuple[int, int]] = {}  # level -> (windows left, next hold)
+        self._window = _Window(skip=0)
+
+    # --- inputs ------------------------------------------------------------------------------
+    def succeeded(self, per_token_s: float | None, first_token_s: float | None = None) -> bool:
+        """One attempt finished well; says whether the limit moved. `per_token_s`: its
+        generation time over its output tokens; either figure may be unknown (None)."""
+        w = self._window
+        if w.skip > 0:
+            w.skip -= 1
+            return False
+        if per_token_s is not None and per_token_s > 0 and math.isfinite(per_token_s):
+            w.count += 1
+            w.per_token_s += per_token_s
+            if first_token_s is not None and first_token_s >= 0 and math.isfinite(first_token_s):
+                w.first_token_count += 1
+                w.first_token_s += first_token_s
+        if w.count < max(self.tuning.window, self.limit):
+            return False
+        return self._decide()
+
+    def overloaded(self, running: int, reason: str) -> bool:
+        """The host refused (429, 503) or timed out while `running` attempts (this one
+        included) were out: fewer than that is the most it takes now."""
+        level = min(self.limit, max(running, 1))
+        return self._back_off(level, level - 1, reason)
+
+    def host_saturated(self, reason: str | None) -> bool:
+        """The host's own load report (None: not saturated). Acted on once per window, since
+        a host keeps saying it until the limit has taken effect."""
+        if reason is None or self._window.saturated:
+            return False
+        moved = self._back_off(self.limit, self.limit - 1, f"host: {reason}")
+        self._window.saturated = True
+        return moved
+
+    # --- decisions ---------------------------------------------------------------------------
+    def _decide(self) -> bool:
+        w, t = self._window, self.tuning
+        per_token = w.per_token_s / w.count
+        first_token = w.first_token_s / w.first_token_count if w.first_token_count else None
+        self._tick_holds()
+        queued = self._queued(per_token)
+        late = self._late(first_token)
+        self.per_token_base = _follow(self.per_token_base, per_token, t.baseline_drift)
+        if first_token is not None:
+            self.first_token_base = _follow(self.first_token_base, first_token, t.baseline_drift)
+        if queued > t.queued_max:
+            return self._back_off(self.limit, self.limit - max(1, round(queued)), "per_token")
+        if late:
+            return self._back_off(self.limit, self.limit - 1, "first_token")
+        # This level runs well now: what proved too many at or below it is forgotten.
+        self._too_many = {lvl: v for lvl, v in self._too_many.items() if lvl > self.limit}
+        return self._grow()
+
+    def _queued(self, per_token_s: float) -> float:
+        """Vegas: how many requests wait for the batch, from the slow-down per token."""
+        base = self.per_token_base
+        if base is None or per_token_s <= base:
+            return 0.0
+        return self.limit * (1.0 - base / per_token_s)
+
+    def _late(self, first_token_s: float | None) -> bool:
+        base = self.first_token_base
+        if first_token_s is None or base is None or base <= 0:
+            return False
+        return first_token_s > self.tuning.first_token_ratio * base
+
+    def _grow(self) -> bool:
+        step = max(1, self.limit // 2) if self.slow_start else 1
+        target = min(self.limit + step, self.max_limit)
+        while target > self.limit and self._held(target):
+            target -= 1  # the next level proved too many lately: grow up to below it
+        return self._move(target, "slow_start" if self.slow_start else "probe")
+
+    def _back_off(self, level: int, target: int, reason: str) -> bool:
+        """`level` proved too many: hold it (and above) for a while, go to `target`."""
+        self.slow_start = False
+        windows, hold = self._too_many.get(level, (0, self.tuning.hold_windows))
+        self._too_many[level] = (hold, min(hold * 2, self.tuning.hold_max_windows))
+        return self._move(min(target, self.limit - 1), reason)
+
+    def _held(self, level: int) -> bool:
+        return any(left > 0 for lvl, (left, _) in self._too_many.items() if lvl <= level)
+
+    def rebound(self, min_limit: int, max_limit: int) -> None:
+        """A reload changed `min_slots` or `slots`: the limit stays, inside the new bounds."""
+        if not 1 <= min_limit <= max_limit:
+            raise ValueError(f"need 1 <= min_limit <= max_limit, not {min_limit}, {max_limit}")
+        self.min_limit, self.max_limit = min_limit, max_limit
+        self.limit = max(min_limit, min(max_limit, self.limit))
+
+    def _tick_holds(self) -> None:
+        for level, (left, hold) in list(self._too_many.items()):
+            self._too_many[level] = (max(left - 1, 0), hold)
+
+    def _move(self, target: int, reason: str) -> bool:
+        target = max(self.min_limit, min(self.max_limit, target))
+        before = self.limit
+        # A new window either way; after a move, what runs now started under the old limit.
+        self._window = _Window(skip=before if target != before else 0)
+        if target == before:
+            return False
+        self.limit, self.reason = target, reason
+        return True
+
+
+def _follow(base: float | None, value: float, drift: float) -> float:
+    """The lowest figure seen, rising slowly toward newer ones (a host may become slower)."""
+    if base is None or value < base:
+        return value
+    return min(value, base * (1.0 + drift))
