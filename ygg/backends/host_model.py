@@ -23,7 +23,7 @@ from ygg.config import PoolConfig
 
 SPILL_SLOWDOWN = 4.0  # past capacity, "slow": every request runs this many times slower
 STEP_S = 0.01  # progress is re-rated at least this often (thread mode)
-PREFILL_SHARE = 0.2  # of a request's work, what comes before its first token
+PREFILL_TOKENS = 10  # reading the prompt takes as long as writing this many tokens
 
 
 class Served(NamedTuple):
@@ -70,20 +70,21 @@ class HostModel:
 
     async def serve(self, work_s: float, tokens: int = 1) -> Served:
         """Holds a place on the host until `work_s` of work is done (async mode); the first of
-        `tokens` comes after PREFILL_SHARE of the work (reading the prompt), the rest evenly.
+        `tokens` comes after the work of PREFILL_TOKENS (reading the prompt), the rest evenly.
 
         Exact processor sharing: each request sleeps until it would finish at the rate of the
         moment, and is woken to re-rate whenever a request comes or goes and the rate changes.
+        The times it reports are the model's, as a real host reports its own timings: a wake-up
+        that comes late on a busy machine does not count as slow decoding.
         """
         loop = asyncio.get_running_loop()
-        started = loop.time()
         self.enter()
         wake = asyncio.Event()
         self._waiters.add(wake)
         self._rerate()
-        first_token_at: float | None = None
-        first_work_s = work_s * PREFILL_SHARE if tokens > 1 else work_s
-        remaining_s = work_s
+        first_s: float | None = None
+        first_work_s = work_s * prefill_share(tokens)
+        remaining_s, modelled_s = work_s, 0.0
         try:
             while remaining_s > 1e-9:
                 speed, since = self.rate(self.running), loop.time()
@@ -92,16 +93,16 @@ class HostModel:
                     async with asyncio.timeout(remaining_s / speed):
                         await wake.wait()
                 done_s = min((loop.time() - since) * speed, remaining_s)
-                if first_token_at is None and work_s - remaining_s + done_s >= first_work_s:
-                    first_token_at = since + (first_work_s - (work_s - remaining_s)) / speed
+                if first_s is None and work_s - remaining_s + done_s >= first_work_s:
+                    first_s = modelled_s + (first_work_s - (work_s - remaining_s)) / speed
                 remaining_s -= done_s
+                modelled_s += done_s / speed
         finally:
             self._waiters.discard(wake)
             self.leave()
             self._rerate()
-        ended = loop.time()
-        first_s = (first_token_at or ended) - started
-        return Served(first_token_s=first_s, generation_s=ended - started - first_s)
+        first_s = modelled_s if first_s is None else first_s
+        return Served(first_token_s=first_s, generation_s=modelled_s - first_s)
 
     def _rerate(self) -> None:
         """Wakes every request to re-rate, if the rate changed since they last looked."""
@@ -123,6 +124,12 @@ class HostModel:
             return True
         finally:
             self.leave()
+
+
+def prefill_share(tokens: int) -> float:
+    """The share of a request's work done before its first token: reading the prompt takes as
+    long as PREFILL_TOKENS, then each of the other tokens takes one token's time."""
+    return PREFILL_TOKENS / (PREFILL_TOKENS + max(tokens, 1) - 1)
 
 
 def host_model(pool: PoolConfig) -> HostModel | None:

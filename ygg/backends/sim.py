@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ygg.backends.base import AttemptFailed, Job
-from ygg.backends.host_model import PREFILL_SHARE, Served, host_model
+from ygg.backends.host_model import Served, host_model, prefill_share
 from ygg.config import PoolConfig
 from ygg.store.model import Outcome
 
@@ -52,7 +52,7 @@ class SimBackend:
             return sim_outcome(job, await self.host.serve(seconds, tokens), tokens)
         if seconds > 0:
             await asyncio.sleep(seconds)
-        first_s = seconds * PREFILL_SHARE if tokens > 1 else seconds
+        first_s = seconds * prefill_share(tokens)
         return sim_outcome(job, Served(first_s, seconds - first_s), tokens)
 
     async def health(self) -> bool:

@@ -8,8 +8,9 @@ Kubernetes inference gateway's saturation detector:
   requests share its throughput, so the time per output token grows by running / knee. With the
   unloaded time per token as baseline, `limit * (1 - baseline / now)` estimates how many
   requests wait for the batch: about 0 at or below the knee, about `limit - knee` above it.
-  Above half a request the limit goes down by that many (so one window finds the knee from
-  above); below it the limit goes up.
+  Below half a request the limit goes up; above one and a half it goes down by the excess (so
+  one window finds the knee from above); in between it holds at about one past the knee, as
+  Vegas keeps a few packets queued: the host always has the next request when one ends.
 - Time to first token as the second signal: a host with a fixed number of decoding slots
   (llama.cpp's --parallel) queues the extra requests before their first token, which the time
   per token never shows; a first token much later than the baseline's means the host queues.
@@ -20,8 +21,8 @@ Kubernetes inference gateway's saturation detector:
 - Stability: a level that proved too many is not tried again for a while, and that while
   doubles each time it proves too many again. At steady state the limit sits at the knee and
   now and then probes one above, for one window.
-- Slow start (TCP, Gradient2's fast ramp): until the first sign of load the limit grows by
-  half of itself per window, so a pool converges within a minute.
+- Slow start (TCP): until the first sign of load the limit doubles each window, so a pool
+  converges within a minute; the overshoot is undone in one step by the Vegas estimate.
 
 Decisions are taken once a window of completions is in: at least `window` and at least the
 limit (so every slot has spoken), after skipping the completions that started under the
@@ -31,26 +32,32 @@ previous limit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Tuning:
     window: int = 4  # completions per decision, at least (and at least the limit)
-    queued_max: float = 0.5  # Vegas: more requests than this waiting for the batch is too many
+    # Vegas: how many requests may wait for the batch. Below `grow_below` the host has room;
+    # above `shrink_above`, too many wait. In between (about one waiting) the limit holds: one
+    # request ready at the host covers the moment between one of ours ending and the next.
+    grow_below: float = 0.5
+    shrink_above: float = 1.5
     first_token_ratio: float = 2.0  # first token later than this times its baseline: queueing
     hold_windows: int = 8  # a level that proved too many is not tried for this many windows
     hold_max_windows: int = 128  # ... doubling on each repeat, up to this
-    baseline_drift: float = 0.02  # per window, the baselines rise this much toward newer figures
+    history: int = 24  # the baselines are the least of this many windows' figures
+    probe_down_every: int = 12  # holding, one window in this many runs one slot lower (BBR's
+    # ProbeRTT): it re-measures the unloaded figures, so the baselines follow a slower host
 
 
 @dataclass
 class _Window:
     skip: int  # completions still to ignore: they started under the previous limit
-    count: int = 0
-    per_token_s: float = 0.0  # sums, for the means
-    first_token_s: float = 0.0
-    first_token_count: int = 0
+    per_token_s: list[float] = field(default_factory=list)
+    first_token_s: list[float] = field(default_factory=list)
     saturated: bool = False  # a host-saturation hint was acted on in this window
 
 
@@ -65,8 +72,8 @@ class AdaptiveLimit:
         self.limit = min_limit
         self.slow_start = True
         self.reason = "start"  # why the limit last moved
-        self.per_token_base: float | None = None
-        self.first_token_base: float | None = None
+        self._history: deque[tuple[float, float | None]] = deque(maxlen=self.tuning.history)
+        self._steady_windows = 0
         self._too_many: dict[int, tuple[int, int]] = {}  # level -> (windows left, next hold)
         self._window = _Window(skip=0)
 
@@ -79,12 +86,10 @@ class AdaptiveLimit:
             w.skip -= 1
             return False
         if per_token_s is not None and per_token_s > 0 and math.isfinite(per_token_s):
-            w.count += 1
-            w.per_token_s += per_token_s
+            w.per_token_s.append(per_token_s)
             if first_token_s is not None and first_token_s >= 0 and math.isfinite(first_token_s):
-                w.first_token_count += 1
-                w.first_token_s += first_token_s
-        if w.count < max(self.tuning.window, self.limit):
+                w.first_token_s.append(first_token_s)
+        if len(w.per_token_s) < max(self.tuning.window, self.limit):
             return False
         return self._decide()
 
@@ -105,26 +110,44 @@ class AdaptiveLimit:
 
     # --- decisions ---------------------------------------------------------------------------
     def _decide(self) -> bool:
+        # Medians: one attempt held up by something else (a pause, a long prompt) is no trend.
         w, t = self._window, self.tuning
-        per_token = w.per_token_s / w.count
-        first_token = w.first_token_s / w.first_token_count if w.first_token_count else None
+        per_token = statistics.median(w.per_token_s)
+        first_token = statistics.median(w.first_token_s) if w.first_token_s else None
         self._tick_holds()
+        self._history.append((per_token, first_token))
         queued = self._queued(per_token)
         late = self._late(first_token)
-        self.per_token_base = _follow(self.per_token_base, per_token, t.baseline_drift)
-        if first_token is not None:
-            self.first_token_base = _follow(self.first_token_base, first_token, t.baseline_drift)
-        if queued > t.queued_max:
-            return self._back_off(self.limit, self.limit - max(1, round(queued)), "per_token")
+        if queued > t.shrink_above:
+            excess = max(1, round(queued - (t.grow_below + t.shrink_above) / 2))
+            return self._back_off(self.limit, self.limit - excess, "per_token")
         if late:
             return self._back_off(self.limit, self.limit - 1, "first_token")
+        if queued >= t.grow_below:
+            return self._hold()
         # This level runs well now: what proved too many at or below it is forgotten.
         self._too_many = {lvl: v for lvl, v in self._too_many.items() if lvl > self.limit}
         return self._grow()
 
+    @property
+    def per_token_base(self) -> float | None:
+        return min((p for p, _ in self._history), default=None)
+
+    @property
+    def first_token_base(self) -> float | None:
+        return min((f for _, f in self._history if f is not None), default=None)
+
+    def _hold(self) -> bool:
+        """About one request waits: stay, but now and then run a window one lower."""
+        self._steady_windows += 1
+        if self._steady_windows >= self.tuning.probe_down_every:
+            self._steady_windows = 0
+            return self._move(self.limit - 1, "probe_down")
+        return self._move(self.limit, self.reason)
+
     def _queued(self, per_token_s: float) -> float:
         """Vegas: how many requests wait for the batch, from the slow-down per token."""
-        base = self.per_token_base
+        base = self.per_token_base  # this window's figure included
         if base is None or per_token_s <= base:
             return 0.0
         return self.limit * (1.0 - base / per_token_s)
@@ -136,7 +159,7 @@ class AdaptiveLimit:
         return first_token_s > self.tuning.first_token_ratio * base
 
     def _grow(self) -> bool:
-        step = max(1, self.limit // 2) if self.slow_start else 1
+        step = self.limit if self.slow_start else 1
         target = min(self.limit + step, self.max_limit)
         while target > self.limit and self._held(target):
             target -= 1  # the next level proved too many lately: grow up to below it
@@ -172,10 +195,3 @@ class AdaptiveLimit:
             return False
         self.limit, self.reason = target, reason
         return True
-
-
-def _follow(base: float | None, value: float, drift: float) -> float:
-    """The lowest figure seen, rising slowly toward newer ones (a host may become slower)."""
-    if base is None or value < base:
-        return value
-    return min(value, base * (1.0 + drift))
