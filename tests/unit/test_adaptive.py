@@ -1,6 +1,6 @@
 """The adaptive-slots controller on its own, fed synthetic hosts: it climbs to the knee, holds
-there (one past it: one request ready at the host), backs off on 503s, timeouts and the host's
-own saturation report."""
+there (one past it, one request ready at the host, unless that doubles every request's time), backs
+off on 503s, timeouts and the host's own saturation report."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def run(controller: AdaptiveLimit, knee: int, completions: int) -> list[int]:
 
 
 @pytest.mark.parametrize("knee", [2, 4, 8, 13])
-def test_it_starts_at_the_floor_and_converges_to_the_knee(knee: int) -> None:
+def test_it_starts_at_the_floor_and_holds_one_past_the_knee(knee: int) -> None:
     controller = AdaptiveLimit(1, 16)
     assert controller.limit == 1
     limits = run(controller, knee, 2000)
@@ -40,6 +40,16 @@ def test_it_starts_at_the_floor_and_converges_to_the_knee(knee: int) -> None:
     assert set(tail) == {knee, knee + 1}  # moves by at most one around the knee
     assert tail.count(knee + 1) > 0.75 * len(tail)  # mostly one past it; a window lower now
     # and then re-measures the unloaded time per token
+
+
+@pytest.mark.parametrize("knee", [1])
+def test_on_a_knee_of_one_it_sits_at_the_knee_and_seldom_probes_past_it(knee: int) -> None:
+    controller = AdaptiveLimit(1, 16)
+    limits = run(controller, knee, 6000)
+    tail = limits[1000:]
+    assert set(tail) == {knee, knee + 1}
+    assert tail.count(knee) > 0.9 * len(tail)
+    assert 0 < limits[-2000:].count(knee + 1) < 0.03 * 2000
 
 
 def test_it_holds_steady_on_a_host_without_a_knee_at_its_ceiling() -> None:
@@ -56,6 +66,7 @@ def test_a_host_that_becomes_slower_is_learnt_not_taken_for_a_queue() -> None:
         controller.succeeded(2 * per_token(controller.limit, 4), 0.1)
         slower.append(controller.limit)
     assert set(slower[-1000:]) == {4, 5}
+    assert slower[-1000:].count(5) > 750  # one past the knee, as before
 
 
 def test_a_503_drops_below_what_was_running_and_is_not_retried_at_once() -> None:
@@ -122,11 +133,19 @@ def test_unknown_figures_are_not_evidence() -> None:
 
 def test_decisions_wait_for_a_window_of_completions() -> None:
     controller = AdaptiveLimit(1, 16, Tuning(window=5))
+    # slow start: two completions at a limit of 1, then the one running at the change is
+    # skipped and two more (half the new limit, at least two) decide
+    assert [controller.succeeded(BASE_S) for _ in range(2)] == [False, True]
+    assert controller.limit == 2
+    assert [controller.succeeded(BASE_S) for _ in range(3)] == [False, False, True]
+    assert controller.limit == 4
+    controller.overloaded(running=4, reason="HTTP 503")  # slow start ends
+    assert controller.limit == 3
+    # now: skip the 4 that ran under the old limit, then a window of max(5, 3)
+    moved = [controller.succeeded(BASE_S) for _ in range(4 + 5)]
+    assert not any(moved) and controller.limit == 3  # room, once: not enough to grow
     moved = [controller.succeeded(BASE_S) for _ in range(5)]
-    assert moved == [False] * 4 + [True] and controller.limit == 2
-    # the next decision skips the completion that started under the old limit, then waits 5
-    moved = [controller.succeeded(BASE_S) for _ in range(6)]
-    assert moved == [False] * 5 + [True]
+    assert moved == [False] * 4 + [False]  # 4 is held after the 503
 
 
 def test_bounds_are_checked_and_a_reload_keeps_the_limit_inside_new_ones() -> None:

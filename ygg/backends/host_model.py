@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import threading
 import time
-
 from typing import NamedTuple
 
 from ygg.backends.base import AttemptFailed

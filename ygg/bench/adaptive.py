@@ -23,7 +23,7 @@ from ygg import api
 from ygg.backends.host_model import PREFILL_TOKENS
 from ygg.config import Config, load
 from ygg.store import open_store
-from ygg.store.model import US, now_us
+from ygg.store.model import US, NewTask, Task, now_us
 
 CEILING = 16  # the adaptive pool's slots; the fixed runs try 1 .. CEILING
 TOKENS_PER_S = 50  # a simulated host's tokens per simulated second, at full speed
@@ -69,6 +69,7 @@ class SettingRun:
     duration_s: float
     latencies_s: tuple[float, ...]  # of every task done, start of its last attempt to finish
     limits: tuple[tuple[float, int], ...] = ()  # (time, limit) samples of an adaptive run
+    tokens_out: int = 0  # of the tasks done
 
     @property
     def throughput(self) -> float:
@@ -142,21 +143,21 @@ def workload(model: HostShape, duration_s: float, seed: int = 13) -> list[int]:
     return [rng.randint(*TOKENS) for _ in range(count)]
 
 
-def submit(config: Config, work: list[int], scale: float) -> None:
-    tasks = [
-        api.new_task(
-            config,
-            title=f"answer {i + 1}",
-            kind=KIND,
-            params={"seconds": repr(work_s(tokens) * scale), "tokens": str(tokens)},
-        )
-        for i, tokens in enumerate(work)
-    ]
-    store = open_store(config.daemon.db, synchronous="normal")
-    try:
-        store.enqueue_many(tasks, now_us())
-    finally:
-        store.close()
+def sim_tasks(work: list[int], scale: float) -> Callable[[Config], list[NewTask]]:
+    """The answers of `work`, each as a sim task of its tokens and scaled seconds."""
+
+    def tasks(config: Config) -> list[NewTask]:
+        return [
+            api.new_task(
+                config,
+                title=f"answer {i + 1}",
+                kind=KIND,
+                params={"seconds": repr(work_s(tokens) * scale), "tokens": str(tokens)},
+            )
+            for i, tokens in enumerate(work)
+        ]
+
+    return tasks
 
 
 async def _dispatch(config: Config, run_s: float, sample_s: float) -> list[tuple[float, int]]:
@@ -184,49 +185,55 @@ async def _dispatch(config: Config, run_s: float, sample_s: float) -> list[tuple
     return samples
 
 
-def read_back(config: Config, scale: float, duration_s: float) -> tuple[int, list[float], float]:
-    """Tasks done within `duration_s` of the first start, their latencies, and that start."""
+def read_back(config: Config, scale: float, duration_s: float) -> tuple[list[Task], float]:
+    """The tasks done within `duration_s` of the first start, and that start (wall seconds)."""
     store = open_store(config.daemon.db, synchronous="normal")
     try:
-        done = store.list_tasks(status="done", limit=1_000_000)
-        first = store.list_tasks(limit=1_000_000)
+        every = store.list_tasks(limit=1_000_000)
     finally:
         store.close()
-    starts = [t.started_us for t in first if t.started_us]
-    origin = min(starts, default=0)
+    origin = min((t.started_us for t in every if t.started_us), default=0)
     end = origin + duration_s * scale * US
-    spans = [(t.started_us or 0, t.finished_us or 0) for t in done]
-    latencies = [(f - s) / (US * scale) for s, f in spans if f <= end]
-    return len(latencies), latencies, origin / US
+    done = [t for t in every if t.status == "done" and (t.finished_us or 0) <= end]
+    return done, origin / US
 
 
-def run_setting(
-    model: HostShape,
-    setting: int | None,
+def run_once(
+    label: str,
+    config_text: str,
+    tasks: Callable[[Config], list[NewTask]],
     scale: float,
     duration_s: float,
-    work: list[int],
-    ceiling: int = CEILING,
 ) -> SettingRun:
-    """One run: `setting` fixed slots, or None for adaptive slots up to `ceiling`."""
+    """One run in a fresh directory: the configuration, the tasks queued, the dispatcher for
+    `duration_s` simulated seconds after its first claim; the limit sampled as it goes."""
     from ygg.logs import configure
 
     configure("json", level=logging.CRITICAL)  # the dispatcher's events stay off the report
-    with tempfile.TemporaryDirectory(prefix=f"ygg-bench-adaptive-{model.name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ygg-bench-adaptive-") as tmp:
         path = Path(tmp) / "ygg.toml"
-        path.write_text(config_text(model, setting, scale, ceiling), encoding="utf-8")
+        path.write_text(config_text, encoding="utf-8")
         config = load(str(path))
-        submit(config, work, scale)
-        # A little longer than the stretch measured: start-up comes first.
+        store = open_store(config.daemon.db, synchronous="normal")
+        try:
+            store.enqueue_many(tasks(config), now_us())
+        finally:
+            store.close()
         samples = asyncio.run(_dispatch(config, duration_s * scale + 0.05, SAMPLE_S * scale))
-        done, latencies, origin_s = read_back(config, scale, duration_s)
+        done, origin_s = read_back(config, scale, duration_s)
     limits = tuple(
         (round((at - origin_s) / scale, 2), limit)
         for at, limit in samples
         if origin_s <= at <= origin_s + duration_s * scale
     )
-    label = "adaptive" if setting is None else str(setting)
-    return SettingRun(label, done, duration_s, tuple(latencies), limits if setting is None else ())
+    return SettingRun(
+        label,
+        len(done),
+        duration_s,
+        tuple(((t.finished_us or 0) - (t.started_us or 0)) / (US * scale) for t in done),
+        limits if label == "adaptive" else (),
+        sum(t.tokens_out or 0 for t in done),
+    )
 
 
 @dataclass(frozen=True)
@@ -239,15 +246,21 @@ class ModelResult:
 def run_model(
     model: HostShape,
     scale: float,
-    duration_s: float,
+    fixed_s: float,
+    adaptive_s: float,
     ceiling: int = CEILING,
     progress: Callable[[str], None] | None = None,
 ) -> ModelResult:
-    work = workload(model, duration_s)
+    """Every fixed setting for `fixed_s`, then adaptive slots for `adaptive_s` (its
+    convergence counted), on the same list of answers."""
+    work = workload(model, max(fixed_s, adaptive_s))
+    tasks = sim_tasks(work, scale)
     fixed = []
     for slots in range(1, ceiling + 1):
-        fixed.append(run_setting(model, slots, scale, duration_s, work))
-    adaptive = run_setting(model, None, scale, duration_s, work, ceiling)
+        text = config_text(model, slots, scale)
+        fixed.append(run_once(str(slots), text, tasks, scale, fixed_s))
+    text = config_text(model, None, scale, ceiling)
+    adaptive = run_once("adaptive", text, tasks, scale, adaptive_s)
     if progress:
         progress(
             f"{model.name}: adaptive {adaptive.throughput:.2f} tasks/s, "

@@ -10,7 +10,10 @@ Kubernetes inference gateway's saturation detector:
   requests wait for the batch: about 0 at or below the knee, about `limit - knee` above it.
   Below half a request the limit goes up; above one and a half it goes down by the excess (so
   one window finds the knee from above); in between it holds at about one past the knee, as
-  Vegas keeps a few packets queued: the host always has the next request when one ends.
+  Vegas keeps a few packets queued: the host always has the next request when one ends. But
+  not if that one request slows every other by more than `slowdown_max` (a knee of 1): then
+  the limit stays at the knee. Past slow start, growing takes `grow_after` windows in a row
+  that find room, so one lucky window does not move it.
 - Time to first token as the second signal: a host with a fixed number of decoding slots
   (llama.cpp's --parallel) queues the extra requests before their first token, which the time
   per token never shows; a first token much later than the baseline's means the host queues.
@@ -25,8 +28,8 @@ Kubernetes inference gateway's saturation detector:
   converges within a minute; the overshoot is undone in one step by the Vegas estimate.
 
 Decisions are taken once a window of completions is in: at least `window` and at least the
-limit (so every slot has spoken), after skipping the completions that started under the
-previous limit.
+limit (so every slot has spoken; half that in slow start), after skipping the completions that
+started under the previous limit.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class Tuning:
     # request ready at the host covers the moment between one of ours ending and the next.
     grow_below: float = 0.5
     shrink_above: float = 1.5
+    # ... unless that one costs every request more than this much time per token (on a host
+    # whose knee is 1, one more request doubles every request's time)
+    slowdown_max: float = 0.5
+    grow_after: int = 2  # past slow start, windows in a row that find room before growing
     first_token_ratio: float = 2.0  # first token later than this times its baseline: queueing
     hold_windows: int = 8  # a level that proved too many is not tried for this many windows
     hold_max_windows: int = 128  # ... doubling on each repeat, up to this
@@ -74,6 +81,7 @@ class AdaptiveLimit:
         self.reason = "start"  # why the limit last moved
         self._history: deque[tuple[float, float | None]] = deque(maxlen=self.tuning.history)
         self._steady_windows = 0
+        self._room_windows = 0  # windows in a row that found room
         self._too_many: dict[int, tuple[int, int]] = {}  # level -> (windows left, next hold)
         self._window = _Window(skip=0)
 
@@ -89,7 +97,7 @@ class AdaptiveLimit:
             w.per_token_s.append(per_token_s)
             if first_token_s is not None and first_token_s >= 0 and math.isfinite(first_token_s):
                 w.first_token_s.append(first_token_s)
-        if len(w.per_token_s) < max(self.tuning.window, self.limit):
+        if len(w.per_token_s) < self._window_size():
             return False
         return self._decide()
 
@@ -123,11 +131,16 @@ class AdaptiveLimit:
             return self._back_off(self.limit, self.limit - excess, "per_token")
         if late:
             return self._back_off(self.limit, self.limit - 1, "first_token")
+        if self._slowdown(per_token) > t.slowdown_max:
+            return self._back_off(self.limit, self.limit - 1, "slowdown")
         if queued >= t.grow_below:
             return self._hold()
         # This level runs well now: what proved too many at or below it is forgotten.
         self._too_many = {lvl: v for lvl, v in self._too_many.items() if lvl > self.limit}
-        return self._grow()
+        self._room_windows += 1
+        if self.slow_start or self._room_windows >= t.grow_after:
+            return self._grow()
+        return self._move(self.limit, self.reason)
 
     @property
     def per_token_base(self) -> float | None:
@@ -139,11 +152,19 @@ class AdaptiveLimit:
 
     def _hold(self) -> bool:
         """About one request waits: stay, but now and then run a window one lower."""
+        self._room_windows = 0
         self._steady_windows += 1
         if self._steady_windows >= self.tuning.probe_down_every:
             self._steady_windows = 0
             return self._move(self.limit - 1, "probe_down")
         return self._move(self.limit, self.reason)
+
+    def _window_size(self) -> int:
+        """Completions per decision: every slot heard from; in slow start half as many (the
+        estimate only has to say "room" or "far too many" then)."""
+        if self.slow_start:
+            return max(2, self.limit // 2)
+        return max(self.tuning.window, self.limit)
 
     def _queued(self, per_token_s: float) -> float:
         """Vegas: how many requests wait for the batch, from the slow-down per token."""
@@ -151,6 +172,10 @@ class AdaptiveLimit:
         if base is None or per_token_s <= base:
             return 0.0
         return self.limit * (1.0 - base / per_token_s)
+
+    def _slowdown(self, per_token_s: float) -> float:
+        base = self.per_token_base
+        return 0.0 if base is None or base <= 0 else per_token_s / base - 1.0
 
     def _late(self, first_token_s: float | None) -> bool:
         base = self.first_token_base
@@ -168,7 +193,8 @@ class AdaptiveLimit:
     def _back_off(self, level: int, target: int, reason: str) -> bool:
         """`level` proved too many: hold it (and above) for a while, go to `target`."""
         self.slow_start = False
-        windows, hold = self._too_many.get(level, (0, self.tuning.hold_windows))
+        self._room_windows = 0
+        _, hold = self._too_many.get(level, (0, self.tuning.hold_windows))
         self._too_many[level] = (hold, min(hold * 2, self.tuning.hold_max_windows))
         return self._move(min(target, self.limit - 1), reason)
 
@@ -189,6 +215,8 @@ class AdaptiveLimit:
     def _move(self, target: int, reason: str) -> bool:
         target = max(self.min_limit, min(self.max_limit, target))
         before = self.limit
+        if target != before:
+            self._room_windows = 0
         # A new window either way; after a move, what runs now started under the old limit.
         self._window = _Window(skip=before if target != before else 0)
         if target == before:

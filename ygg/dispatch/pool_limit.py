@@ -3,10 +3,14 @@ from each finished attempt (ygg.dispatch.adaptive holds the rules; this only tra
 
 from __future__ import annotations
 
+import structlog
+
 from ygg.backends import AttemptFailed
 from ygg.config import PoolConfig
 from ygg.dispatch.adaptive import AdaptiveLimit
 from ygg.store.model import Outcome
+
+log = structlog.get_logger("ygg.dispatch")
 
 
 class PoolLimit:
@@ -33,9 +37,21 @@ class PoolLimit:
     def learn(self, outcome: Outcome | None, failure: AttemptFailed | None, running: int) -> bool:
         """One attempt ended, with `running` attempts out (this one included); says whether
         the limit moved."""
-        controller = self.controller
-        if controller is None:
+        if self.controller is None:
             return False
+        try:
+            return self._learn(self.controller, outcome, failure, running)
+        except Exception:  # a controller bug must not cost the attempt its outcome
+            log.exception("adaptive_limit_failed")
+            return False
+
+    @staticmethod
+    def _learn(
+        controller: AdaptiveLimit,
+        outcome: Outcome | None,
+        failure: AttemptFailed | None,
+        running: int,
+    ) -> bool:
         if failure is not None:
             return failure.overloaded and controller.overloaded(running, failure.message)
         if outcome is None:
