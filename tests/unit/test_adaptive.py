@@ -123,12 +123,17 @@ def test_a_late_first_token_means_the_host_queues() -> None:
     assert set(limits[300:]) <= {3, 4} and limits[300:].count(3) > 0.9 * 300
 
 
-def test_unknown_figures_are_not_evidence() -> None:
+def test_a_host_without_timings_gets_aimd_on_its_errors() -> None:
     controller = AdaptiveLimit(1, 16)
-    for _ in range(100):
-        assert not controller.succeeded(None, None)
-        assert not controller.succeeded(float("nan"), None)
-    assert controller.limit == 1
+    limits = []
+    for _ in range(400):  # no time per token: successes grow it, 503s past 5 cut it
+        if controller.limit > 5:
+            controller.overloaded(controller.limit, "HTTP 503")
+        else:
+            controller.succeeded(None if len(limits) % 2 else float("nan"), None)
+        limits.append(controller.limit)
+    assert limits[0] == 1 and max(limits) == 8  # slow start doubles: 1, 2, 4, 8
+    assert set(limits[200:]) <= {5, 6} and limits[200:].count(5) > 0.9 * 200
 
 
 def test_decisions_wait_for_a_window_of_completions() -> None:

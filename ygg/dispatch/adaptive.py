@@ -18,6 +18,7 @@ Kubernetes inference gateway's saturation detector:
   (llama.cpp's --parallel) queues the extra requests before their first token, which the time
   per token never shows; a first token much later than the baseline's means the host queues.
 - Never the end-to-end latency: it grows with the answer's length, not with the load.
+- AIMD on a host that reports no timings: a window of successes grows the limit by one.
 - AIMD's back-off on a hard signal: a 429, a 503 or a timeout says "too many" outright, and
   the limit drops below what was running when it came; so does the host's own saturation
   report (vLLM requests waiting or KV cache full, Ollama spilling to the CPU).
@@ -27,9 +28,10 @@ Kubernetes inference gateway's saturation detector:
 - Slow start (TCP): until the first sign of load the limit doubles each window, so a pool
   converges within a minute; the overshoot is undone in one step by the Vegas estimate.
 
-Decisions are taken once a window of completions is in: at least `window` and at least the
-limit (so every slot has spoken; half that in slow start), after skipping the completions that
-started under the previous limit.
+Decisions are taken once a window of completions is in: at least `window` and two per slot of
+the limit (every slot has spoken, twice, so a stall of the machine is not read as the host's;
+in slow start half the limit is enough), after skipping the completions that started under the
+previous limit.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Tuning:
-    window: int = 4  # completions per decision, at least (and at least the limit)
+    window: int = 4  # completions per decision, at least
+    window_per_slot: int = 2  # ... and at least this many per slot of the limit
     # Vegas: how many requests may wait for the batch. Below `grow_below` the host has room;
     # above `shrink_above`, too many wait. In between (about one waiting) the limit holds: one
     # request ready at the host covers the moment between one of ours ending and the next.
@@ -65,6 +68,7 @@ class _Window:
     skip: int  # completions still to ignore: they started under the previous limit
     per_token_s: list[float] = field(default_factory=list)
     first_token_s: list[float] = field(default_factory=list)
+    untimed: int = 0  # completions without a time per token
     saturated: bool = False  # a host-saturation hint was acted on in this window
 
 
@@ -97,8 +101,12 @@ class AdaptiveLimit:
             w.per_token_s.append(per_token_s)
             if first_token_s is not None and first_token_s >= 0 and math.isfinite(first_token_s):
                 w.first_token_s.append(first_token_s)
-        if len(w.per_token_s) < self._window_size():
+        else:
+            w.untimed += 1
+        if len(w.per_token_s) + w.untimed < self._window_size():
             return False
+        if len(w.per_token_s) < w.untimed:  # a host that reports no timings: AIMD on errors
+            return self._room(self.tuning)
         return self._decide()
 
     def overloaded(self, running: int, reason: str) -> bool:
@@ -135,6 +143,9 @@ class AdaptiveLimit:
             return self._back_off(self.limit, self.limit - 1, "slowdown")
         if queued >= t.grow_below:
             return self._hold()
+        return self._room(t)
+
+    def _room(self, t: Tuning) -> bool:
         # This level runs well now: what proved too many at or below it is forgotten.
         self._too_many = {lvl: v for lvl, v in self._too_many.items() if lvl > self.limit}
         self._room_windows += 1
@@ -164,7 +175,7 @@ class AdaptiveLimit:
         estimate only has to say "room" or "far too many" then)."""
         if self.slow_start:
             return max(2, self.limit // 2)
-        return max(self.tuning.window, self.limit)
+        return max(self.tuning.window, self.tuning.window_per_slot * self.limit)
 
     def _queued(self, per_token_s: float) -> float:
         """Vegas: how many requests wait for the batch, from the slow-down per token."""
