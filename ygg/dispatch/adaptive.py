@@ -51,9 +51,9 @@ class Tuning:
     # request ready at the host covers the moment between one of ours ending and the next.
     grow_below: float = 0.5
     shrink_above: float = 1.5
-    # ... unless that one costs every request more than this much time per token (on a host
-    # whose knee is 1, one more request doubles every request's time)
-    slowdown_max: float = 0.5
+    # ... unless that one costs every request more than this much time per token: one more
+    # request that nearly doubles every request's time adds next to nothing (a knee of 1)
+    slowdown_max: float = 0.8
     grow_after: int = 2  # past slow start, windows in a row that find room before growing
     first_token_ratio: float = 2.0  # first token later than this times its baseline: queueing
     hold_windows: int = 8  # a level that proved too many is not tried for this many windows
