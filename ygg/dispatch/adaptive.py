@@ -21,10 +21,13 @@ Kubernetes inference gateway's saturation detector:
 - AIMD on a host that reports no timings: a window of successes grows the limit by one.
 - AIMD's back-off on a hard signal: a 429, a 503 or a timeout says "too many" outright, and
   the limit drops below what was running when it came; so does the host's own saturation
-  report (vLLM requests waiting or KV cache full, Ollama spilling to the CPU).
+  report (the inference gateway's detector: vLLM requests waiting or KV cache above ~0.8,
+  Ollama spilling to the CPU), given as `host_saturated(reason)` once per window at most.
 - Stability: a level that proved too many is not tried again for a while, and that while
-  doubles each time it proves too many again. At steady state the limit sits at the knee and
-  now and then probes one above, for one window.
+  doubles each time it proves too many again. At steady state the limit holds one past the
+  knee and every `probe_down_every` windows runs one window a slot lower to re-measure the
+  unloaded figures (BBR's ProbeRTT); below a hard limit (a 503) it sits just under it and
+  tries one more after each hold. Either way it moves by one around its value.
 - Slow start (TCP): until the first sign of load the limit doubles each window, so a pool
   converges within a minute; the overshoot is undone in one step by the Vegas estimate.
 
