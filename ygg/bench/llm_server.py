@@ -1,7 +1,7 @@
 """`ygg bench adaptive --llm-server URL`: adaptive slots against a few fixed slot counts on a
 real OpenAI-compatible server (llama.cpp's llama-server, see ../shared/tools/llm-server), in
-real time. The server's own timings (`timings.predicted_ms`) give the time per token; the
-request's time less that gives the time before the first token, queueing included."""
+real time. The streamed answer gives the time to first token (queueing for one of the server's
+slots included) and the time per token."""
 
 from __future__ import annotations
 
