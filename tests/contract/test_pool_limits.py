@@ -141,3 +141,22 @@ def test_a_limit_set_in_a_batch_that_fails_is_undone(store: Store) -> None:
     with pytest.raises(RuntimeError):
         failing_batch()
     assert store.pool_limits()["p"].limit == 2
+
+
+def test_a_starting_daemon_keeps_a_limit_adaptive_control_learnt(store: Store) -> None:
+    """state_slots: an adaptive pool keeps a learnt limit under the same ceiling (a restart must
+    not throw away what another daemon learnt); a plain pool takes the file's slots; a changed
+    ceiling, or a learnt limit below the floor, starts again from the daemon's own limit."""
+    from ygg.dispatch.limits import state_slots
+
+    first = state_slots(store, 1, {"p": 8, "q": 2}, NOW, adaptive={"p": (1, 1)})
+    assert (first["p"].limit, first["p"].source, first["p"].configured) == (1, "adaptive", 8)
+    assert first["q"] == PoolLimit("q", 2, 2, "config", 1, NOW)
+    store.set_pool_limit("p", 5, daemon_id=1, now_us=NOW + 1, source="adaptive")
+
+    second = state_slots(store, 2, {"p": 8, "q": 3}, NOW + 2, adaptive={"p": (1, 1)})
+    assert (second["p"].limit, second["p"].set_by) == (5, 1)  # learnt: kept
+    assert second["q"].limit == 3  # a plain pool: the last file to speak sets it
+    assert (state_slots(store, 2, {"p": 8}, NOW + 3, adaptive={"p": (6, 6)})["p"].limit) == 6
+    assert state_slots(store, 2, {"p": 4}, NOW + 4, adaptive={"p": (1, 2)})["p"].limit == 2
+    assert state_slots(store, 2, {"p": 4}, NOW + 5)["p"].source == "config"  # no longer adaptive

@@ -13,6 +13,7 @@ from tests.conftest import MakeConfig
 from ygg.backends.base import AttemptFailed, Job
 from ygg.backends.host_model import SPILL_SLOWDOWN, HostModel, host_model
 from ygg.backends.sim import SimBackend
+from ygg.store.model import Outcome
 
 
 def test_full_speed_up_to_the_knee_then_shared_throughput() -> None:
@@ -88,3 +89,36 @@ def test_the_blocking_model_stops_when_told() -> None:
     stop.set()
     assert not host.serve_blocking(10.0, stop, time.monotonic() + 60)
     assert host.running == 0
+
+
+def test_the_sim_backend_reports_its_hosts_timings(make_config: MakeConfig) -> None:
+    """Alone, a request runs at full speed; beside another on a knee of 1, at half speed: its
+    first token and its generation take twice as long (the model's times, not the clock's)."""
+    pool = make_config('[pools.s]\nbackend = "sim"\nkinds = ["k"]\nsim_knee = 1\n').pools["s"]
+    backend = SimBackend(pool)
+    tokens = 31  # the first after 10 tokens' time (the prompt), then 30 more
+    answer = Job(1, 1, "k", 2, "t", "", {"seconds": "0.08", "tokens": str(tokens)})
+
+    async def alone_then_together() -> tuple[object, list[object]]:
+        alone = await backend.run(answer)
+        together = await asyncio.gather(backend.run(answer), backend.run(answer))
+        return alone, list(together)
+
+    alone, together = asyncio.run(alone_then_together())
+    assert isinstance(alone, Outcome) and alone.tokens_out == tokens
+    assert alone.first_token_s == pytest.approx(0.08 * 10 / 40, rel=1e-6)
+    assert alone.generation_s == pytest.approx(0.08 * 30 / 40, rel=1e-6)
+    for outcome in together:
+        assert isinstance(outcome, Outcome)
+        # twice as long, less what either ran alone before the other came (a busy machine
+        # may start the second a little late)
+        assert 1.5 * alone.generation_s < outcome.generation_s <= 2.0001 * alone.generation_s
+        assert outcome.first_token_s <= 2.0001 * alone.first_token_s
+
+
+def test_without_a_host_model_the_timings_follow_the_sleep(make_config: MakeConfig) -> None:
+    backend = SimBackend(make_config('[pools.s]\nbackend = "sim"\nkinds = ["k"]\n').pools["s"])
+    outcome = asyncio.run(backend.run(Job(1, 1, "k", 2, "t", "", {"seconds": "0", "tokens": "5"})))
+    assert (outcome.tokens_out, outcome.first_token_s, outcome.generation_s) == (5, 0.0, 0.0)
+    with pytest.raises(AttemptFailed, match="tokens"):
+        asyncio.run(backend.run(Job(1, 1, "k", 2, "t", "", {"tokens": "many"})))

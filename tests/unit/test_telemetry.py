@@ -147,7 +147,7 @@ def test_llamacpp_metrics_deferred_requests_mean_saturation() -> None:
     assert idle.saturation() is None
     busy = parse_llamacpp_metrics(llamacpp_metrics(2, 3, kv_ratio=0.5).encode())
     assert busy is not None and busy.kv_cache_usage == 0.5
-    assert busy.saturation() == "3 requests deferred in the host"
+    assert busy.saturation() == busy.pressure() == "3 requests deferred in the host"
 
 
 def test_llamacpp_slots_all_busy_mean_saturation() -> None:
@@ -156,6 +156,8 @@ def test_llamacpp_slots_all_busy_mean_saturation() -> None:
     assert half.saturation() is None
     full = parse_llamacpp_slots(_bytes(llamacpp_slots(2, 2)))
     assert full is not None and full.saturation() == "all 2 slots busy"
+    # ...but no pressure for adaptive slots: every slot busy, nothing queued, is their aim
+    assert full.pressure() is None
 
 
 def test_llamacpp_slots_must_all_look_like_slots() -> None:

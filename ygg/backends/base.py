@@ -50,7 +50,8 @@ class AttemptFailed(YggError):
 
     `retryable`: worth another attempt (connection trouble, timeouts, 5xx, 429). `unreachable`:
     the host was never reached, so the attempt is not charged. `retry_after_s`: the host asked
-    us to wait at least this long.
+    us to wait at least this long. `overloaded`: the host said it has too much to do (429,
+    503, a timeout): adaptive slots back off.
     """
 
     def __init__(
@@ -60,8 +61,10 @@ class AttemptFailed(YggError):
         retryable: bool,
         unreachable: bool = False,
         retry_after_s: float | None = None,
+        overloaded: bool = False,
     ) -> None:
         super().__init__(message)
+        self.overloaded = overloaded
         self.retryable = retryable or unreachable
         self.unreachable = unreachable
         self.retry_after_s = retry_after_s

@@ -51,7 +51,8 @@ def classify(exc: httpx.HTTPError, host: str) -> AttemptFailed:
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return AttemptFailed(f"{host} cannot be reached: {exc}", retryable=True, unreachable=True)
     if isinstance(exc, httpx.TimeoutException):
-        return AttemptFailed(f"{host} timed out: {type(exc).__name__}", retryable=True)
+        message = f"{host} timed out: {type(exc).__name__}"
+        return AttemptFailed(message, retryable=True, overloaded=True)
     return AttemptFailed(f"{host} connection failed: {exc or type(exc).__name__}", retryable=True)
 
 

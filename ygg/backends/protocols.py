@@ -96,7 +96,10 @@ def check_status(status: int, headers: dict[str, str], body: bytes, host: str) -
         raise AttemptFailed(message + " (redirects are not followed)", retryable=False)
     retryable = status == 429 or status >= 500
     raise AttemptFailed(
-        message, retryable=retryable, retry_after_s=retry_after_s(headers.get("retry-after"))
+        message,
+        retryable=retryable,
+        retry_after_s=retry_after_s(headers.get("retry-after")),
+        overloaded=status in (429, 503),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ygg.backends.base import AttemptFailed, Job
-from ygg.backends.host_model import host_model
+from ygg.backends.host_model import Served, host_model, prefill_share
 from ygg.config import PoolConfig
 from ygg.store.model import Outcome
 
@@ -21,10 +21,24 @@ def sim_seconds(job: Job, pool: PoolConfig) -> float:
     return max(seconds, 0.0)
 
 
-def sim_outcome(job: Job) -> Outcome:
+def sim_tokens(job: Job) -> int:
+    """The answer's length in tokens: param `tokens`, else 1."""
+    raw = job.params.get("tokens", 1)
+    try:
+        return max(int(raw), 1)
+    except (TypeError, ValueError):
+        raise AttemptFailed(
+            f"param tokens must be a whole number, not {raw!r}", retryable=False
+        ) from None
+
+
+def sim_outcome(job: Job, served: Served | None = None, tokens: int = 1) -> Outcome:
     if str(job.params.get("fail", "")).lower() == "true":
         raise AttemptFailed("simulated failure (param fail=true)", retryable=True)
-    return Outcome(result=f"sim: {job.title}", tokens_in=len(job.prompt.split()), tokens_out=1)
+    timing = {} if served is None else served._asdict()
+    return Outcome(
+        result=f"sim: {job.title}", tokens_in=len(job.prompt.split()), tokens_out=tokens, **timing
+    )
 
 
 class SimBackend:
@@ -33,12 +47,13 @@ class SimBackend:
         self.host = host_model(pool)  # None: every request takes its `seconds`, however many
 
     async def run(self, job: Job) -> Outcome:
-        seconds = sim_seconds(job, self.pool)
+        seconds, tokens = sim_seconds(job, self.pool), sim_tokens(job)
         if self.host is not None:
-            await self.host.serve(seconds)
-        elif seconds > 0:
+            return sim_outcome(job, await self.host.serve(seconds, tokens), tokens)
+        if seconds > 0:
             await asyncio.sleep(seconds)
-        return sim_outcome(job)
+        first_s = seconds * prefill_share(tokens)
+        return sim_outcome(job, Served(first_s, seconds - first_s), tokens)
 
     async def health(self) -> bool:
         return True

@@ -57,6 +57,12 @@ class HostTelemetry:
 
     def saturation(self) -> str | None:
         """Why the host itself says it is saturated, in one phrase; None if it does not."""
+        busy = self.slots and self.running is not None and self.running >= self.slots
+        return self.pressure() or (f"all {self.slots} slots busy" if busy else None)
+
+    def pressure(self) -> str | None:
+        """What should make adaptive slots back off: the host queues, spills or runs out of KV
+        cache. (All its slots busy with nothing queued is where adaptive slots want it.)"""
         if self.spilled_to_cpu:
             return f"model {', '.join(self.spilled_to_cpu)} spills to the CPU"
         if self.waiting:
@@ -64,8 +70,6 @@ class HostTelemetry:
             return f"{self.waiting} requests {what} in the host"
         if self.kv_cache_usage is not None and self.kv_cache_usage >= KV_CACHE_SATURATED:
             return f"KV cache {self.kv_cache_usage:.0%} full"
-        if self.slots and self.running is not None and self.running >= self.slots:
-            return f"all {self.slots} slots busy"
         return None
 
     def to_json(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from argparse import Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ygg.cli import bench_adaptive
 from ygg.cli.args import Parser, seconds, whole
 from ygg.cli.context import Env, echo, emit_json
 from ygg.errors import InvalidInput, YggError
@@ -60,11 +61,13 @@ def _subtitle(scale: float) -> list[str]:
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
     bench = commands.add_parser(
-        "bench", help="time simulated scenarios under the legacy and the async dispatcher"
+        "bench",
+        help="time simulated scenarios under the legacy and the async dispatcher; "
+        "`ygg bench adaptive`: adaptive slots against fixed ones",
     )
     bench.add_argument(
         "names", metavar="SCENARIO", nargs="*",
-        help="scenarios to run (default: all; a wrong name lists them)",
+        help="scenarios to run (default: all; a wrong name lists them), or adaptive alone",
     )  # fmt: skip
     bench.add_argument(
         "--scale", metavar="S", type=seconds, default=None,
@@ -79,6 +82,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "--tasks", metavar="N", type=whole, default=None,
         help="how many tasks the throughput scenario runs",
     )  # fmt: skip
+    bench_adaptive.add_arguments(bench)
     bench.set_defaults(run=_bench)
 
     demo = commands.add_parser(
@@ -96,14 +100,17 @@ def _bench(env: Env, args: Namespace) -> None:
     from ygg.bench.scenarios import DEFAULT_THROUGHPUT_TASKS
     from ygg.bench.svg import svg_timelines
 
+    svg: Path | None = args.svg
+    if svg is not None:
+        _check_writable(svg)
+    if bench_adaptive.wants_adaptive(args):
+        bench_adaptive.run(env, args, svg)
+        return
     scale = DEFAULT_SCALE if args.scale is None else args.scale
     check_scale(scale)
     modes = modes_of(args.mode)
     tasks = DEFAULT_THROUGHPUT_TASKS if args.tasks is None else args.tasks
     chosen = scenarios(args.names, tasks=tasks)
-    svg: Path | None = args.svg
-    if svg is not None:
-        _check_writable(svg)
     results = run_suite(chosen, modes, scale, _progress)
     if svg is not None:
         title = "ygg bench: legacy and async dispatchers"

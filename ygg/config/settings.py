@@ -69,6 +69,8 @@ class PoolConfig(Record):
     sim_knee: int = 0  # concurrent requests past which each one slows (batched decoding)
     sim_capacity: int = 0  # past this many, the host answers 503 or spills to the CPU
     sim_overload: str = "slow"  # "503" | "slow"
+    adaptive: bool = False  # slots is a ceiling; the limit moves by how the host answers
+    min_slots: int = 1  # where an adaptive pool starts, and its floor
 
     def same_host_as(self, other: PoolConfig) -> bool:
         """Whether a reload can keep this pool's backend (and its connections) for `other`."""
@@ -150,6 +152,14 @@ class _Table:
             self.fail(f"{self.where}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
         if not value.strip() and not empty_ok:
             self.fail(f"{self.where}.{key}", "must not be empty")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(f"{self.where}.{key}", f"must be true or false, not {value!r}")
         return value
 
     def strings(self, key: str) -> tuple[str, ...]:
@@ -238,6 +248,8 @@ _POOL = (
     "sim_knee",
     "sim_capacity",
     "sim_overload",
+    "adaptive",
+    "min_slots",
     *_RETRY,
 )
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # compiled on first use: few pools set `env`
@@ -325,7 +337,13 @@ def _pool(name: str, table: _Table, defaults: RetryPolicy) -> PoolConfig:
         sim_knee=table.integer("sim_knee", default["sim_knee"], minimum=0),
         sim_capacity=table.integer("sim_capacity", default["sim_capacity"], minimum=0),
         sim_overload=table.text("sim_overload", default["sim_overload"], ("503", "slow")),
+        adaptive=table.flag("adaptive", default["adaptive"]),
+        min_slots=table.integer("min_slots", default["min_slots"]),
     )
+    if pool.min_slots > pool.slots:
+        table.fail(
+            f"{where}.min_slots", f"must be at most slots ({pool.slots}), not {pool.min_slots}"
+        )
     table.done(_POOL)
     return pool
 

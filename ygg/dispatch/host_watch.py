@@ -127,6 +127,8 @@ async def watch_hosts(d: Shared, watch: HostWatch) -> None:
             changes = await watch.refresh(pools, time.monotonic(), d.config.daemon.telemetry_s)
             for pool, reading in changes.items():
                 d.fire(_record(d, pool, reading.to_json() if reading is not None else None))
+                if reading is not None and pool in d.runners:
+                    d.runners[pool].host_said(reading.pressure())  # adaptive slots back off
             wait_s = min(watch.next_due_s() - time.monotonic(), TICK_S)
             await asyncio.sleep(max(wait_s, 0.05))
     finally:

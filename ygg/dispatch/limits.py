@@ -33,17 +33,36 @@ log = structlog.get_logger("ygg.dispatch")
 
 
 def state_slots(
-    store: Store, owner: int, slots: Mapping[str, int], now_us: int
+    store: Store,
+    owner: int,
+    slots: Mapping[str, int],
+    now_us: int,
+    adaptive: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, PoolLimit]:
-    """This daemon's file sets every one of its pools' limits, in one transaction."""
+    """This daemon's file sets every one of its pools' limits, in one transaction.
+
+    `adaptive`: per adaptive pool, its floor and the limit its controller holds now. Such a
+    pool keeps a limit adaptive control already stored under the same ceiling (another
+    daemon learnt it; a restart must not throw that away), else starts from ours."""
+    adaptive = adaptive or {}
     with store.batch():
         store.declare_slots(owner, slots)
-        return {
-            pool: store.set_pool_limit(
-                pool, n, daemon_id=owner, now_us=now_us, configured=n, source="config"
+        stored = store.pool_limits() if adaptive else {}
+        out = {}
+        for pool, n in slots.items():
+            old = stored.get(pool)
+            if pool in adaptive and old is not None and _learnt(old, adaptive[pool][0], n):
+                out[pool] = old
+                continue
+            limit, source = (adaptive[pool][1], "adaptive") if pool in adaptive else (n, "config")
+            out[pool] = store.set_pool_limit(
+                pool, limit, daemon_id=owner, now_us=now_us, configured=n, source=source
             )
-            for pool, n in slots.items()
-        }
+        return out
+
+
+def _learnt(stored: PoolLimit, floor: int, ceiling: int) -> bool:
+    return stored.source == "adaptive" and stored.configured == ceiling and floor <= stored.limit
 
 
 class LimitView:
@@ -83,7 +102,12 @@ def own_slots(d: Shared) -> dict[str, int]:
 
 async def publish(d: Shared) -> None:
     """Start and reload: our file's slots become every daemon's limits; the peers hear of it."""
-    limits = await d.store.call(state_slots, d.owner, own_slots(d), d.now_us())
+    adaptive = {
+        name: (r.config.min_slots, r.adaptive.value)
+        for name, r in d.runners.items()
+        if r.config.adaptive
+    }
+    limits = await d.store.call(state_slots, d.owner, own_slots(d), d.now_us(), adaptive)
     apply(d, limits)
     nudge.send(d.peers, nudge.PEERS)  # they read the limits again at once
 

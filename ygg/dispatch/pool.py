@@ -13,8 +13,11 @@ import structlog
 from ygg import logs
 from ygg.backends import AttemptFailed, Backend, Job
 from ygg.config import PoolConfig
+from ygg.dispatch import limits
 from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from ygg.dispatch.outcome import log_recorded, record
+from ygg.dispatch.pool_limit import AdaptiveSlots
+from ygg.errors import YggError
 from ygg.ops.web.events import pool_event, task_event
 from ygg.store.base import Store
 from ygg.store.model import US, Claim, Outcome
@@ -50,9 +53,10 @@ class PoolRunner:
         self.wake.set()
         self.closing = False  # removed by a reload: finish what runs, claim nothing more
         self.task: asyncio.Task[None] | None = None  # the claim loop
-        # The pool's limit as the store last said (dispatch/limits.py): how many to ask for.
-        # The store enforces it whatever this says; until it is read, our own slots.
-        self.limit = config.slots
+        self.adaptive = AdaptiveSlots(config)  # an adaptive pool's controller, else its slots
+        # How many to ask for: the store's limit as last heard (dispatch/limits.py), which the
+        # store enforces whatever this says; until it is read, what this daemon would set.
+        self.limit = self.adaptive.value
 
     def reconfigure(self, config: PoolConfig) -> None:
         """A reload changed slots, kinds or limits; the backend (resized for new attempts) and
@@ -61,16 +65,43 @@ class PoolRunner:
         self.backend.reconfigure(config)
         self.breaker.failures_to_open = config.breaker_failures
         self.breaker.cooldown_s = config.breaker_cooldown_s
+        self.adaptive.reconfigure(config)
+        self.apply_limit(self.adaptive.value)
         self.wake.set()
 
-    def follow(self, limit: int) -> None:
-        """The stored limit changed (a reload anywhere, or adaptive control): claim up to it."""
+    def apply_limit(self, limit: int) -> None:
+        """The one place a new limit takes effect here: claims from now on stay within it,
+        running attempts finish."""
         if limit != self.limit:
-            log.info("pool_limit_changed", pool=self.name, limit=limit, was=self.limit)
+            log.info("pool_limit_changed", pool=self.name, limit=limit, was=self.limit,
+                     reason=self.adaptive.reason)  # fmt: skip
             self.limit = limit
             self.wake.set()
             if self.d.observer.events.streams:
                 self._announce_pool()
+
+    def follow(self, limit: int) -> None:
+        """The stored limit changed (a reload anywhere, or adaptive control on any daemon):
+        claim up to it; an adaptive pool's controller goes on from there."""
+        self.adaptive.adopt(limit)
+        self.apply_limit(limit)
+
+    def limit_moved(self) -> None:
+        """Our controller moved the limit: it applies here at once, and every daemon on the
+        queue follows once the store has it."""
+        self.apply_limit(self.adaptive.value)
+        self.d.fire(self._share_limit(self.adaptive.value))
+
+    async def _share_limit(self, limit: int) -> None:
+        try:
+            await limits.change(self.d, self.name, limit)
+        except YggError as exc:  # the store waits out transient trouble; this is the rest
+            log.error("pool_limit_unshared", pool=self.name, limit=limit, error=exc.message)
+
+    def host_said(self, pressure: str | None) -> None:
+        """The host's own report of its load (host telemetry): an adaptive pool backs off."""
+        if self.adaptive.host_saturated(pressure):
+            self.limit_moved()
 
     @property
     def name(self) -> str:
@@ -101,7 +132,7 @@ class PoolRunner:
             config.name,
             kinds,
             free,
-            slots=config.slots,
+            slots=self.limit,
             owner=owner,
             lease_us=lease_us,
             now_us=now,
@@ -159,7 +190,9 @@ class PoolRunner:
             async with asyncio.timeout(timeout_s):
                 outcome = await self.backend.run(job)
         except TimeoutError:
-            failure = AttemptFailed(f"timed out after {timeout_s:g} s", retryable=True)
+            failure = AttemptFailed(
+                f"timed out after {timeout_s:g} s", retryable=True, overloaded=True
+            )
         except AttemptFailed as exc:
             failure = exc
         except asyncio.CancelledError:
@@ -196,6 +229,8 @@ class PoolRunner:
         failure: AttemptFailed | None,
     ) -> None:
         claim, d = attempt.claim, self.d
+        if self.adaptive.learn(outcome, failure, len(self.attempts)):
+            self.limit_moved()
         now = d.now_us()
         # Once submitted, the write happens even if a forced stop cancels us while we wait.
         written = d.store.submit(record, claim, self.config, outcome, failure, now)
