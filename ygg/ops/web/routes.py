@@ -147,10 +147,10 @@ def api_routes(
 def _events_route(events: EventHub) -> Handler:
     async def stream(request: Request) -> Response:
         try:
-            queue = events.subscribe()
+            client = events.subscribe()
         except TooManyStreams as exc:
             return error(503, f"Too many event streams: {exc}.")
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        return StreamingResponse(events.stream(queue), 200, headers, "text/event-stream")
+        return StreamingResponse(events.stream(client), 200, headers, "text/event-stream")
 
     return stream
