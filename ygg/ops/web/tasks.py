@@ -16,6 +16,7 @@ from ygg.config import Config
 from ygg.errors import InvalidInput
 from ygg.ops.status import status_report
 from ygg.ops.web.events import EventHub, task_event
+from ygg.ops.web.status_cache import StatusCache
 from ygg.store.base import Store
 from ygg.store.model import MAX_COUNT, STATUSES
 
@@ -32,6 +33,7 @@ class TaskApi:
         self._open, self._config, self._events = open_store, config, events
         self._store: Store | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ygg-web-store")
+        self._status = StatusCache(self._read_status)
 
     async def _run(self, work: Callable[[Store], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -43,8 +45,15 @@ class TaskApi:
         return self._store
 
     async def status(self, *, probe: bool = False) -> dict[str, Any]:
+        """The report of `ygg status --json`; without a probe, at most about a second old."""
+        if not probe:
+            return await self._status.get()
         config = self._config()
-        return await self._run(lambda store: status_report(config, store, probe=probe))
+        return await self._run(lambda store: status_report(config, store, probe=True))
+
+    async def _read_status(self) -> dict[str, Any]:
+        config = self._config()
+        return await self._run(lambda store: status_report(config, store, probe=False))
 
     async def list_tasks(
         self, status: str | None, kind: str | None, limit: int
@@ -66,15 +75,24 @@ class TaskApi:
 
     async def submit(self, data: Any) -> dict[str, Any]:
         new = api.task_from_json(self._config(), data)  # validated before anything is stored
-        task = await self._run(lambda store: api.submit(store, new, stored=self._announce))
+        try:
+            task = await self._run(lambda store: api.submit(store, new, stored=self._announce))
+        finally:
+            self._status.drop()
         return task.to_json()
 
     async def cancel(self, task_id: int) -> dict[str, Any]:
-        task, _ = await self._run(lambda store: api.cancel(store, task_id))
+        try:
+            task, _ = await self._run(lambda store: api.cancel(store, task_id))
+        finally:
+            self._status.drop()
         return task.to_json()
 
     async def retry(self, task_id: int) -> dict[str, Any]:
-        task = await self._run(lambda store: api.retry(store, task_id, stored=self._announce))
+        try:
+            task = await self._run(lambda store: api.retry(store, task_id, stored=self._announce))
+        finally:
+            self._status.drop()
         return task.to_json()
 
     def _announce(self, store: Store, task_id: int) -> None:
