@@ -20,8 +20,8 @@ import sys
 import tempfile
 import threading
 import time
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 import httpx
 

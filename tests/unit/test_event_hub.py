@@ -24,7 +24,11 @@ def test_frames_keep_every_event_whatever_its_strings_hold() -> None:
     ]
     assert decoded(frames(events)) == events
     assert [e.split(b"\n")[0] for e in frames(events).split(b"\n\n")[:-1]] == [
-        b"event: task", b"event: queue", b"event: task", b"event: odd", b"event: pool"
+        b"event: task",
+        b"event: queue",
+        b"event: task",
+        b"event: odd",
+        b"event: pool",
     ]
 
 
@@ -41,7 +45,10 @@ def test_a_flush_hands_one_batch_to_every_stream_with_the_latest_pool_state() ->
         batch = first.take()
         assert batch == second.take()  # the same bytes, encoded once
         assert [(e["type"], e.get("id"), e.get("running")) for e in decoded(batch)] == [
-            ("task", 1, None), ("task", 2, None), ("task", 3, None), ("pool", None, 3)
+            ("task", 1, None),
+            ("task", 2, None),
+            ("task", 3, None),
+            ("pool", None, 3),
         ]
 
     asyncio.run(scenario())

@@ -31,7 +31,7 @@ class TooManyStreams(Exception):
 class Subscriber:
     """One stream's backlog: encoded batches not yet handed to its socket."""
 
-    __slots__ = ("backlog", "backlog_bytes", "ready", "dropped")
+    __slots__ = ("backlog", "backlog_bytes", "dropped", "ready")
 
     def __init__(self) -> None:
         self.backlog: list[bytes] = []
@@ -133,7 +133,9 @@ class EventHub:
     def unsubscribe(self, client: Subscriber) -> None:
         self._clients.discard(client)
 
-    async def stream(self, client: Subscriber, *, keepalive_s: float = 15.0) -> AsyncIterator[bytes]:
+    async def stream(
+        self, client: Subscriber, *, keepalive_s: float = 15.0
+    ) -> AsyncIterator[bytes]:
         """The SSE body for one subscriber: `event: <type>` and `data: <json>` per event, a
         comment line now and then so proxies and the client see the stream is alive."""
         try:
