@@ -23,13 +23,16 @@ import structlog
 from ygg import nudge
 from ygg.config import Config
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
+from ygg.dispatch.legacy_web import LegacyWeb
 from ygg.dispatch.legacy_worker import Worker
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter, hint_receiver
 from ygg.dispatch.reload import bound_at_start, plan
 from ygg.errors import StoreBusy, StoreFull, StoreUnavailable, YggError
-from ygg.ops.progress import stall_window_s
+from ygg.ops.http_status import check_listen, status_token
+from ygg.ops.progress import Progress, stall_window_s
 from ygg.ops.sdnotify import Notifier, WatchdogThread
+from ygg.ops.web.events import EventHub
 from ygg.store import listen_for_hints, open_store, queue_path
 from ygg.store.model import US, now_us
 from ygg.store.writer import STOPPED_UNRECORDED, UNAVAILABLE_RETRY_S, StoreAbandoned
@@ -79,6 +82,13 @@ class LegacyDispatcher:
         self.abandoned = False  # a write was given up on: the stop is not a clean one
         self.rounds = 0  # supervisor rounds (each through the store): what feeds the watchdog
         self._nudge_log = LogLimiter()
+        # The web side, as the async mode has it: checked before anything starts.
+        self.events = EventHub()  # what /api/events streams; fed by the workers
+        daemon = config.daemon
+        self.progress = Progress(max_age_s=stall_window_s(daemon.lease_s, daemon.poll_s))
+        self.token = status_token()
+        if daemon.status_listen:
+            check_listen(daemon.status_listen, self.token)
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked or full store as the async mode does
@@ -129,13 +139,21 @@ class LegacyDispatcher:
         )
         for worker in self.workers:
             worker.thread.start()
+        self.progress.expect("supervisor")
+        listen = self.config.daemon.status_listen
+        web = LegacyWeb(self, listen, self.token) if listen else None
+        if web is not None:
+            web.start()
         window_s = stall_window_s(self.config.daemon.lease_s, self.config.daemon.poll_s)
         watchdog = WatchdogThread(Notifier.from_env(), lambda: self.rounds, stall_s=window_s)
         watchdog.start()
         try:
             self._supervise(store)
         finally:
+            self.progress.stopped = True
             self._stop(store)
+            if web is not None:
+                web.stop()
             listener.close()
             if hints is not None:
                 hints.close()
@@ -160,6 +178,7 @@ class LegacyDispatcher:
             self._renew(store)
             self._reap(store)
             self.rounds += 1
+            self.progress.beat("supervisor")
             if (
                 self.until_idle
                 and all(w.running is None for w in self.workers)

@@ -35,6 +35,10 @@ class TaskApi:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ygg-web-store")
         self._status = StatusCache(self._read_status)
 
+    async def read(self, work: Callable[[Store], T]) -> T:
+        """Runs `work` on this API's store thread (for a daemon with no store thread to spare)."""
+        return await self._run(work)
+
     async def _run(self, work: Callable[[Store], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: work(self._opened()))
