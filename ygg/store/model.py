@@ -291,3 +291,25 @@ def task_from_row(row: Sequence[Any], depends_on: Iterable[int]) -> Task:
         tokens_out=row[18],
         run_after_us=row[19],
     )
+
+
+class Finished(NamedTuple):
+    """A finished task as the dashboard's timeline draws it (its last attempt)."""
+
+    task_id: int
+    pool: str | None
+    status: str
+    created_us: int
+    started_us: int | None
+    finished_us: int
+
+
+class HistoryRow(NamedTuple):
+    """Finished tasks of one pool, status and time bucket, with their queue waits."""
+
+    pool: str | None
+    status: str
+    bucket: int  # (finished_us - since_us) // bucket_us
+    tasks: int
+    wait_avg_s: float | None  # from submit to the last attempt's start
+    wait_max_s: float | None

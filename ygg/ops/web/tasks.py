@@ -15,10 +15,11 @@ from ygg import api
 from ygg.config import Config
 from ygg.errors import InvalidInput
 from ygg.ops.status import status_report
+from ygg.ops.web import history
 from ygg.ops.web.events import EventHub, task_event
 from ygg.ops.web.status_cache import StatusCache
 from ygg.store.base import Store
-from ygg.store.model import MAX_COUNT, STATUSES
+from ygg.store.model import MAX_COUNT, STATUSES, US, now_us
 
 T = TypeVar("T")
 
@@ -98,6 +99,20 @@ class TaskApi:
         finally:
             self._status.drop()
         return task.to_json()
+
+    async def history(self, minutes: int) -> dict[str, Any]:
+        now = now_us()
+        since_us, bucket_us = history.window(now, minutes)
+        rows = await self._run(lambda store: store.history(since_us, bucket_us))
+        return history.history_document(rows, now, since_us, bucket_us)
+
+    async def timeline(self, minutes: int) -> dict[str, Any]:
+        now = now_us()
+        since_us = now - minutes * 60 * US
+        rows = await self._run(
+            lambda store: store.finished_since(since_us, history.TIMELINE_LIMIT)
+        )
+        return history.timeline_document(rows, now, since_us)
 
     def _announce(self, store: Store, task_id: int) -> None:
         """On the store thread, before the daemons are woken: so watchers hear `queued`

@@ -92,6 +92,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (daemon, pool)
     );
     """,
+    # 2 (history): finished tasks by when they finished, for the dashboard's last hour
+    """
+    CREATE INDEX IF NOT EXISTS tasks_finished ON ygg.tasks (finished_us)
+        WHERE finished_us IS NOT NULL;
+    """,
 )
 
 

@@ -7,7 +7,8 @@ import json
 from collections.abc import Mapping, Sequence
 
 from ygg.errors import TaskNotFound
-from ygg.store.model import Head, Task, task_from_row
+from ygg.store import history
+from ygg.store.model import Finished, Head, HistoryRow, Task, task_from_row
 from ygg.store.sqlite import heads
 from ygg.store.sqlite.daemons import DaemonRegistry
 from ygg.store.sqlite.db import marks, reads
@@ -96,3 +97,13 @@ class TaskReads(DaemonRegistry):
     @reads
     def queue_heads(self) -> list[Head]:
         return heads.queue_heads(self)
+
+    @reads
+    def finished_since(self, since_us: int, limit: int) -> list[Finished]:
+        sql = history.FINISHED_SINCE.format(tasks="tasks INDEXED BY tasks_finished")
+        return history.finished_rows(self.conn.execute(sql, (since_us, limit)))
+
+    @reads
+    def history(self, since_us: int, bucket_us: int) -> list[HistoryRow]:
+        sql = history.HISTORY.format(tasks="tasks INDEXED BY tasks_finished")
+        return history.history_rows(self.conn.execute(sql, (since_us, bucket_us, since_us)))

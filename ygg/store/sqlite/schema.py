@@ -74,6 +74,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE daemons ADD COLUMN pid_start_ticks INTEGER;
     ALTER TABLE daemons ADD COLUMN boot_id TEXT;
     """,
+    # 4 (history): finished tasks by when they finished, for the dashboard's last hour
+    """
+    CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_us)
+        WHERE finished_us IS NOT NULL;
+    """,
 )
 
 
