@@ -99,7 +99,8 @@ def test_invalid_input_is_400_and_stores_nothing(tmp_path: Path) -> None:
 def test_the_look_back_endpoints_answer_from_finished_tasks(tmp_path: Path) -> None:
     with web_daemon(tmp_path) as web, web.client() as http:
         task = http.post("/api/tasks", json={"title": "quick"}).json()
-        assert wait_until(lambda: http.get(f"/api/tasks/{task['id']}").json()["status"] == "done")
+        path = f"/api/tasks/{task['id']}"
+        assert wait_until(lambda: http.get(path).json()["status"] == "done", 15)
         hour = http.get("/api/history").json()
         bars = hour["pools"]["sim"]
         assert len(bars) == 12 and sum(bar["done"] for bar in bars) == 1
