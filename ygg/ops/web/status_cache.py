@@ -54,6 +54,7 @@ class StatusCache:
         if self._reading is None:
             read = self._read(self._generation, time.monotonic())
             self._reading = asyncio.create_task(read, name="ygg-status-read")
+            self._reading.add_done_callback(_seen)
         return self._reading
 
     async def _read(self, generation: int, started: float) -> Report:
@@ -65,3 +66,10 @@ class StatusCache:
         if generation == self._generation:
             self._report, self._taken_at = report, started
         return report
+
+
+def _seen(task: asyncio.Task[Report]) -> None:
+    # A read behind a stale answer that fails has no one waiting for it: the next request
+    # reads again (and hears the error), so the error is only marked as seen here.
+    if not task.cancelled():
+        task.exception()
