@@ -102,7 +102,8 @@ def test_pools_running_tasks_and_live_updates(
     finished = '#hour-charts [data-hour-pool="cloud"] svg.hour-chart rect[data-value="1"]'
     expect(page.locator(finished).first).to_be_attached(timeout=WAIT_MS)  # the quick one
     # YGG_DASHBOARD_SCREENSHOT=docs/dashboard.png renews the README's picture.
-    page.screenshot(path=os.environ.get("YGG_DASHBOARD_SCREENSHOT") or tmp_path / "page.png")
+    shot = os.environ.get("YGG_DASHBOARD_SCREENSHOT") or tmp_path / "page.png"
+    page.screenshot(path=shot, full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than it
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
