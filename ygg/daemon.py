@@ -72,3 +72,35 @@ def run_daemon(
     # the journal, which is what one needs to know why it was stuck.
     faulthandler.enable()
     uvloop.run(_serve(config, until_idle, reload_config))
+
+
+def run_legacy(
+    config: Config,
+    *,
+    until_idle: bool = False,
+    reload_config: Callable[[], Config] | None = None,
+) -> None:
+    """Runs the legacy dispatcher (`ygg loop --legacy`) until it is stopped; the same signals
+    as the async mode: a second SIGTERM/SIGINT cuts the drain short, SIGHUP reloads."""
+    from ygg.dispatch.legacy import LegacyDispatcher  # the async mode never loads it
+
+    legacy = LegacyDispatcher(config, until_idle=until_idle, reload_config=reload_config)
+    seen = 0
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen > 1:
+            legacy.forced.set()
+        legacy.request_stop()
+
+    def on_hangup(_signum: int, _frame: object) -> None:
+        legacy.reload_requested.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
+    try:
+        legacy.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -73,7 +73,7 @@ def open_page(
 def test_pools_running_tasks_and_live_updates(
     web: WebDaemon, browser: sync_api.Browser, tmp_path: Path
 ) -> None:
-    run_ygg(web.config, "submit", "first long job")
+    first = int(run_ygg(web.config, "submit", "first long job").stdout.split()[0])
     page, hosts = open_page(browser, web, TOKEN)
     expect = sync_api.expect
     expect(page.locator('[data-pool="gpu"]')).to_be_visible(timeout=WAIT_MS)
@@ -90,8 +90,22 @@ def test_pools_running_tasks_and_live_updates(
     expect(page.locator("#recent-rows")).to_contain_text("quick one", timeout=WAIT_MS)
     run_ygg(web.config, "submit", "third waits")
     expect(page.locator("#queue-rows")).to_contain_text("third waits", timeout=WAIT_MS)
+    # The timeline: the running task as a bar in a lane of its pool, the quick one finished.
+    lane_bar = f'#timeline-chart g.lane[data-lane-pool="gpu"] rect.bar.running[data-task="{first}"]'
+    expect(page.locator(lane_bar)).to_have_count(1, timeout=WAIT_MS)
+    assert page.locator('#timeline-chart g.lane[data-lane-pool="gpu"]').count() == 2  # its slots
+    quick_bar = '#timeline-chart g.lane[data-lane-pool="cloud"] rect.bar.done'
+    expect(page.locator(quick_bar)).to_have_count(1, timeout=WAIT_MS)
+    # The last hour: two small charts per pool, bars for each five minutes.
+    for pool in ("gpu", "cloud"):
+        charts = page.locator(f'#hour-charts [data-hour-pool="{pool}"] svg.hour-chart')
+        expect(charts).to_have_count(2, timeout=WAIT_MS)
+        assert charts.first.locator("rect").count() == 12
+    finished = '#hour-charts [data-hour-pool="cloud"] svg.hour-chart rect[data-value="1"]'
+    expect(page.locator(finished).first).to_be_attached(timeout=WAIT_MS)  # the quick one
     # YGG_DASHBOARD_SCREENSHOT=docs/dashboard.png renews the README's picture.
-    page.screenshot(path=os.environ.get("YGG_DASHBOARD_SCREENSHOT") or tmp_path / "page.png")
+    shot = os.environ.get("YGG_DASHBOARD_SCREENSHOT") or tmp_path / "page.png"
+    page.screenshot(path=shot, full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than it
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width

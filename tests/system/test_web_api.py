@@ -94,3 +94,21 @@ def test_invalid_input_is_400_and_stores_nothing(tmp_path: Path) -> None:
         assert http.get("/api/tasks?status=nope").status_code == 400
         assert http.get("/api/tasks?limit=x").status_code == 400
         assert http.get("/api/tasks").json() == []
+
+
+def test_the_look_back_endpoints_answer_from_finished_tasks(tmp_path: Path) -> None:
+    with web_daemon(tmp_path) as web, web.client() as http:
+        task = http.post("/api/tasks", json={"title": "quick"}).json()
+        path = f"/api/tasks/{task['id']}"
+        assert wait_until(lambda: http.get(path).json()["status"] == "done", 15)
+        hour = http.get("/api/history").json()
+        bars = hour["pools"]["sim"]
+        assert len(bars) == 12 and sum(bar["done"] for bar in bars) == 1
+        assert bars[-1]["wait_max_s"] is not None
+        timeline = http.get("/api/timeline?minutes=5").json()
+        assert [(a["id"], a["pool"], a["status"]) for a in timeline["attempts"]] == [
+            (task["id"], "sim", "done")
+        ]
+        refused = http.get("/api/history?minutes=0")
+        assert refused.status_code == 400 and "minutes" in refused.json()["error"]
+        assert http.get("/api/timeline", headers={"Authorization": "Bearer no"}).status_code == 401

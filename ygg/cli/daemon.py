@@ -57,7 +57,7 @@ def _loop(env: Env, args: Namespace) -> None:
     config = read_config(env)
     configure(config.daemon.log_format, level=config.daemon.log_level)
     if args.legacy:
-        from ygg.dispatch.legacy import run_legacy
+        from ygg.daemon import run_legacy
 
         run_legacy(config, until_idle=args.until_idle, reload_config=lambda: read_config(env))
         return

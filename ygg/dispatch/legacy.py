@@ -12,7 +12,6 @@ import contextlib
 import functools
 import gc
 import os
-import signal
 import socket
 import threading
 import time
@@ -25,14 +24,17 @@ from ygg import nudge
 from ygg.config import Config
 from ygg.dispatch.host_watch import HostWatchThread
 from ygg.dispatch.leases import judge_daemons, log_orphans, spare_after_outage, take_back
+from ygg.dispatch.legacy_web import LegacyWeb
 from ygg.dispatch.legacy_worker import Pulse, Worker
 from ygg.dispatch.limits import LimitView, state_slots
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter, hint_receiver
 from ygg.dispatch.reload import bound_at_start, plan
 from ygg.errors import StoreBusy, StoreUnavailable, YggError
-from ygg.ops.progress import stall_window_s
+from ygg.ops.http_status import check_listen, status_token
+from ygg.ops.progress import Progress, stall_window_s
 from ygg.ops.sdnotify import Notifier, WatchdogThread
+from ygg.ops.web.events import EventHub
 from ygg.store import listen_for_hints, open_store, queue_path
 from ygg.store.model import US, now_us
 from ygg.store.outage import Outage
@@ -88,6 +90,13 @@ class LegacyDispatcher:
             lambda: [w.pool for w in self.workers], lambda: self.config.daemon.telemetry_s
         )
         self.limit_view = LimitView()
+        # The web side, as the async mode has it: checked before anything starts.
+        self.events = EventHub()  # what /api/events streams; fed by the workers
+        daemon = config.daemon
+        self.progress = Progress(max_age_s=stall_window_s(daemon.lease_s, daemon.poll_s))
+        self.token = status_token()
+        if daemon.status_listen:
+            check_listen(daemon.status_listen, self.token)
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked, full or unreachable store as the
@@ -139,18 +148,7 @@ class LegacyDispatcher:
             log.info("dispatcher_stopped", reason="stopped before the store was reached")
             return
         listener = BlockingListener(self._on_nudge, queue_path(self.config.daemon.db))
-        started = own_start(os.getpid())
-        self.owner = store.register_daemon(
-            socket.gethostname(),
-            os.getpid(),
-            started.wall_us,
-            listener.address,
-            "legacy",
-            now_us(),
-            pid_start_ticks=started.ticks,
-            boot_id=started.boot_id,
-        )
-        self._state_slots(store)
+        self._register(store, listener.address)
         log.info(
             "dispatcher_started",
             owner=self.owner,
@@ -164,6 +162,11 @@ class LegacyDispatcher:
         for worker in self.workers:
             worker.thread.start()
         self.hosts.start()
+        self.progress.expect("supervisor")
+        listen = self.config.daemon.status_listen
+        web = LegacyWeb(self, listen, self.token) if listen else None
+        if web is not None:
+            web.start()
         window_s = stall_window_s(self.config.daemon.lease_s, self.config.daemon.poll_s)
         watchdog = WatchdogThread(
             Notifier.from_env(), lambda: self.rounds + self.outage.progress(), stall_s=window_s
@@ -173,13 +176,31 @@ class LegacyDispatcher:
             self._supervise(store)
         finally:
             self.hosts.stop()
+            self.progress.stopped = True
             self._stop(store)
+            if web is not None:
+                web.stop()
             listener.close()
             if hints is not None:
                 hints.close()
             watchdog.stop()
         if self.abandoned:
             raise StoreAbandoned(STOPPED_UNRECORDED)
+
+    def _register(self, store: Store, address: str) -> None:
+        """Joins the queue's daemons, and states our file's slots."""
+        started = own_start(os.getpid())
+        self.owner = store.register_daemon(
+            socket.gethostname(),
+            os.getpid(),
+            started.wall_us,
+            address,
+            "legacy",
+            now_us(),
+            pid_start_ticks=started.ticks,
+            boot_id=started.boot_id,
+        )
+        self._state_slots(store)
 
     def _supervise(self, store: Store) -> None:
         """Renews leases, reaps dead owners' tasks, restarts pool threads that died, and notices
@@ -200,6 +221,7 @@ class LegacyDispatcher:
             self._reap(store)
             self._record_telemetry(store)
             self.rounds += 1
+            self.progress.beat("supervisor")
             if (
                 self.until_idle
                 and all(w.running is None for w in self.workers)
@@ -370,31 +392,3 @@ class LegacyDispatcher:
             self.patiently(lambda: store.unregister_daemon(self.owner))
         store.close()
         log.info("dispatcher_stopped")
-
-
-def run_legacy(
-    config: Config,
-    *,
-    until_idle: bool = False,
-    reload_config: Callable[[], Config] | None = None,
-) -> None:
-    legacy = LegacyDispatcher(config, until_idle=until_idle, reload_config=reload_config)
-    seen = 0
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal seen
-        seen += 1
-        if seen > 1:
-            legacy.forced.set()
-        legacy.request_stop()
-
-    def on_hangup(_signum: int, _frame: object) -> None:
-        legacy.reload_requested.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
-    try:
-        legacy.run()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

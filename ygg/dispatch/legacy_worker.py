@@ -13,6 +13,7 @@ from ygg import logs
 from ygg.backends.base import AttemptFailed, Job
 from ygg.backends.blocking import BlockingBackend, Interrupted
 from ygg.config import PoolConfig
+from ygg.dispatch.legacy_web import announce
 from ygg.dispatch.outcome import log_recorded, record
 from ygg.store.model import Claim, Outcome, now_us
 from ygg.store.writer import StoreAbandoned
@@ -92,6 +93,7 @@ class Worker:
     def _attempt(self, store: Store, claim: Claim) -> None:
         self.backend.reset()  # before `running` is set: a stop from then on is not lost
         self.running = Running(claim)
+        announce(self, claim.task_id, "running", attempt=claim.attempt, kind=claim.kind)
         log.debug("task_started", kind=claim.kind, priority=claim.priority)
         timeout_s = claim.timeout_s or self.pool.retry.timeout_s
         job = Job.of(claim, self.legacy.config.daemon.db, self.legacy.owner, timeout_s)
@@ -109,6 +111,9 @@ class Worker:
             failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
         running, self.running = self.running, None
         now = now_us()
+        if running.stop_reason is not None:
+            stopped = "cancelled" if running.stop_reason == "cancelled" else None
+            announce(self, claim.task_id, stopped)
         if running.stop_reason == "shutdown":
             block = self.legacy.config.daemon.on_shutdown == "block"
             self.legacy.patiently(
@@ -123,6 +128,7 @@ class Worker:
             lambda: record(store, claim, self.pool, outcome, failure, now)
         )
         log_recorded(recorded, failure, now, time.monotonic() - started)
+        announce(self, claim.task_id, recorded.status)
         if recorded.promoted:
             self.legacy.wake.set()
 

@@ -160,11 +160,13 @@ class PoolRunner:
             self._announce_pool()
 
     def _announce_pool(self) -> None:
+        self.d.observer.events.publish_pool(self.name, self._pool_state)
+
+    def _pool_state(self) -> dict[str, object]:
         running, breaker = len(self.attempts), self.breaker
-        event = pool_event(
+        return pool_event(
             self.name, running, self.config.slots, breaker.state, breaker.reason, self.limit
         )
-        self.d.observer.events.publish(event)
 
     def stop_attempt(self, task_id: int, reason: str) -> bool:
         attempt = self.attempts.get(task_id)

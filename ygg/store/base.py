@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from ygg.store.history import Finished, HistoryRow
 from ygg.store.model import (
     BreakerState,
     Claim,
@@ -121,6 +122,14 @@ class Store(Protocol):
 
     def pool_load(self, pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[int, int]]:
         """Per pool: (running, queued and ready for its kinds)."""
+        ...
+
+    def finished_since(self, since_us: int, limit: int) -> list[Finished]:
+        """Tasks finished (done, failed, cancelled) at or after `since_us`, newest first."""
+        ...
+
+    def history(self, since_us: int, bucket_us: int) -> list[HistoryRow]:
+        """Tasks finished since `since_us`, counted per pool, status and bucket of time."""
         ...
 
     def has_pending(self, kinds: Sequence[str]) -> bool: ...

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from ygg.errors import InvalidInput, StoreUnavailable, TaskNotFound
+from ygg.ops.web import history
 from ygg.ops.web.events import EventHub, TooManyStreams, task_event
 from ygg.ops.web.tasks import TaskApi
 
@@ -138,19 +139,37 @@ def api_routes(
         Route("/api/tasks/{task_id}", answers(show), methods=["GET"]),
         Route("/api/tasks/{task_id}/cancel", answers(cancel), methods=["POST"]),
         Route("/api/tasks/{task_id}/retry", answers(retry), methods=["POST"]),
+        *history_routes(tasks),
     ]
     if events is not None:
         routes.append(Route("/api/events", _events_route(events), methods=["GET"]))
     return routes
 
 
+def history_routes(tasks: TaskApi) -> list[BaseRoute]:
+    """The dashboard's look back: the last hour per pool, and the timeline's attempts."""
+
+    async def look_back(request: Request) -> Response:
+        minutes = history.minutes_of(request.query_params.get("minutes"), 60)
+        return JSONResponse(await tasks.history(minutes))
+
+    async def timeline(request: Request) -> Response:
+        minutes = history.minutes_of(request.query_params.get("minutes"), 10)
+        return JSONResponse(await tasks.timeline(minutes))
+
+    return [
+        Route("/api/history", answers(look_back), methods=["GET"]),
+        Route("/api/timeline", answers(timeline), methods=["GET"]),
+    ]
+
+
 def _events_route(events: EventHub) -> Handler:
     async def stream(request: Request) -> Response:
         try:
-            queue = events.subscribe()
+            client = events.subscribe()
         except TooManyStreams as exc:
             return error(503, f"Too many event streams: {exc}.")
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        return StreamingResponse(events.stream(queue), 200, headers, "text/event-stream")
+        return StreamingResponse(events.stream(client), 200, headers, "text/event-stream")
 
     return stream

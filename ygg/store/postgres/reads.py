@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ygg.errors import TaskNotFound
+from ygg.store import history
+from ygg.store.history import Finished, HistoryRow
 from ygg.store.model import Head, Task, task_from_row
 from ygg.store.postgres.deps import Conn
 from ygg.store.postgres.limits import LimitRegistry
@@ -76,6 +78,17 @@ class TaskReads(LimitRegistry):
             name: (running.get(name, 0), sum(queued.get(kind, 0) for kind in kinds))
             for name, kinds in pools.items()
         }
+
+    def finished_since(self, since_us: int, limit: int) -> list[Finished]:
+        sql = history.FINISHED_SINCE.format(tasks="ygg.tasks").replace("?", "%s")
+        with self.read() as conn:
+            return history.finished_rows(conn.execute(sql, (since_us, limit)).fetchall())
+
+    def history(self, since_us: int, bucket_us: int) -> list[HistoryRow]:
+        sql = history.HISTORY.format(tasks="ygg.tasks").replace("?", "%s")
+        with self.read() as conn:
+            rows = conn.execute(sql, (since_us, bucket_us, since_us)).fetchall()
+        return history.history_rows(rows)
 
     def has_pending(self, kinds: Sequence[str]) -> bool:
         """Whether anything is running, or queued for one of `kinds` (now or after a backoff)."""

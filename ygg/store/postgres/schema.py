@@ -127,6 +127,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE ygg.slots ADD COLUMN lim integer;
     """,
+    # 5: finished tasks by when they finished, for the dashboard's last hour
+    """
+    CREATE INDEX IF NOT EXISTS tasks_finished ON ygg.tasks (finished_us)
+        WHERE finished_us IS NOT NULL;
+    """,
 )
 
 

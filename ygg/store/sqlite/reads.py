@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ygg.errors import TaskNotFound
+from ygg.store import history
+from ygg.store.history import Finished, HistoryRow
 from ygg.store.model import Head, Task, decode_json, task_from_row
 from ygg.store.sqlite import heads
 from ygg.store.sqlite.db import marks, reads
@@ -96,3 +98,13 @@ class TaskReads(LimitRegistry):
     @reads
     def queue_heads(self) -> list[Head]:
         return heads.queue_heads(self)
+
+    @reads
+    def finished_since(self, since_us: int, limit: int) -> list[Finished]:
+        sql = history.FINISHED_SINCE.format(tasks="tasks INDEXED BY tasks_finished")
+        return history.finished_rows(self.conn.execute(sql, (since_us, limit)))
+
+    @reads
+    def history(self, since_us: int, bucket_us: int) -> list[HistoryRow]:
+        sql = history.HISTORY.format(tasks="tasks INDEXED BY tasks_finished")
+        return history.history_rows(self.conn.execute(sql, (since_us, bucket_us, since_us)))

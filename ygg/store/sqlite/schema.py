@@ -107,6 +107,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (daemon, pool)
     ) WITHOUT ROWID;
     """,
+    # 7: finished tasks by when they finished, for the dashboard's last hour
+    """
+    CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_us)
+        WHERE finished_us IS NOT NULL;
+    """,
 )
 
 
