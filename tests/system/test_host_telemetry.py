@@ -157,3 +157,36 @@ def test_the_legacy_mode_records_what_its_hosts_say(
         log = events(daemons.log_of(daemon))
     assert not [e for e in log if e["level"] in ("error", "critical")]
     assert set(telemetry(status_json(config)).values()) == {None}
+
+
+def test_an_adaptive_pool_backs_off_when_its_host_says_requests_wait(tmp_path: Path) -> None:
+    """Host telemetry feeds adaptive slots: once the limit has grown, a vLLM host that starts
+    reporting requests waiting in it makes the pool back off, with the host's reason."""
+    with FakeHost("openai") as vllm:
+        vllm.serve("/metrics", vllm_metrics(0, 0, 0.1))
+        vllm.first_token_s = vllm.token_gap_s = 0.005
+        pools = (
+            f'\n[pools.vllm]\nbackend = "openai"\nurl = "{vllm.url}/v1"\nmodel = "m"\n'
+            'kinds = ["work"]\nslots = 8\nadaptive = true\nmin_slots = 1\n'
+        )
+        daemon = "telemetry_seconds = 0.2\npoll_seconds = 1"
+        config = write_config(tmp_path, pools, daemon=daemon)
+        batch = tmp_path / "tasks.jsonl"
+        lines = [json.dumps({"title": f"t{i}", "kind": "work", "prompt": "say a few words"})
+                 for i in range(400)]  # fmt: skip
+        batch.write_text("\n".join(lines) + "\n")
+        assert run_ygg(config, "submit", "--jsonl", str(batch)).returncode == 0
+        with DaemonSet(config) as daemons:
+            daemon_process = daemons.start()
+
+            def moves() -> list[dict[str, Any]]:
+                log = daemons.log_of(daemon_process)
+                return [e for e in events(log) if e["event"] == "pool_limit_changed"]
+
+            assert wait_until(lambda: any(m["limit"] >= 2 for m in moves()), 60), moves()
+            vllm.serve("/metrics", vllm_metrics(2, 3, 0.5))  # now requests queue in the host
+            assert wait_until(lambda: any(m["reason"].startswith("host:") for m in moves()), 30)
+            assert daemons.stop(daemon_process) == 0
+    backed = [m for m in moves() if m["reason"].startswith("host:")]
+    assert backed[0]["limit"] < backed[0]["was"]
+    assert "3 requests waiting in the host" in backed[0]["reason"]
