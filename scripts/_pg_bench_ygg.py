@@ -32,8 +32,8 @@ PROCESS_TIMEOUT_S = 600.0
 _FILL = """
 INSERT INTO ygg.tasks (title, kind, priority, status, params, max_attempts, created_us,
     run_after_us)
-SELECT 't' || g, (%(kinds)s::text[])[1 + g %% cardinality(%(kinds)s::text[])], (g / 20) %% %(priorities)s,
-    'queued', '{"seconds": "0"}', 3, %(now)s, %(after)s::bigint
+SELECT 't' || g, (%(kinds)s::text[])[1 + g %% cardinality(%(kinds)s::text[])],
+    (g / 20) %% %(priorities)s, 'queued', '{"seconds": "0"}', 3, %(now)s, %(after)s::bigint
 FROM generate_series(0, %(n)s - 1) AS g
 """
 

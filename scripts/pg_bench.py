@@ -71,7 +71,9 @@ class Bench:
         samples = ygg_side.submit_to_start_ms(self.database(), self.args.latency_tasks)
         p50, p99 = statistics.median(samples), ygg_side.percentile(samples, 0.99)
         note = f"{len(samples)} tasks, max {max(samples):.2f} ms; target p50 ≤ 5, p99 ≤ 25"
-        self.rows.append(("submit→start through NOTIFY, p50 / p99", f"{p50:.2f} / {p99:.2f} ms", note))
+        self.rows.append(
+            ("submit→start through NOTIFY, p50 / p99", f"{p50:.2f} / {p99:.2f} ms", note)
+        )
 
     def depths(self) -> None:
         results = []
@@ -81,11 +83,13 @@ class Bench:
             results.append(ygg_side.claim_depth(self.database(), depth, claims))
         for r in results:
             ratio = r.claim_p50_ms / results[0].claim_p50_ms
-            self.rows.append((
-                f"claim at {r.depth:,} queued: p50 / p99 (claim+complete p50)",
-                f"{r.claim_p50_ms:.2f} / {r.claim_p99_ms:.2f} ms ({r.round_trip_p50_ms:.2f})",
-                f"p50 {ratio:.2f}× the first depth; target ≤ 2×",
-            ))
+            self.rows.append(
+                (
+                    f"claim at {r.depth:,} queued: p50 / p99 (claim+complete p50)",
+                    f"{r.claim_p50_ms:.2f} / {r.claim_p99_ms:.2f} ms ({r.round_trip_p50_ms:.2f})",
+                    f"p50 {ratio:.2f}x the first depth; target ≤ 2x",
+                )
+            )
 
     def competitors(self) -> None:
         python = compare.ensure_venv(self.args.venv)
@@ -118,16 +122,16 @@ class Bench:
     def ratios(self) -> None:
         ygg1 = self.rates.get("ygg pg 1", 0.0)
         for key, target in (
-            ("pgqueuer", " (target ≥ 2×)"), ("pgqueuer limit", ""), ("procrastinate", ""),
+            ("pgqueuer", " (target ≥ 2x)"), ("pgqueuer limit", ""), ("procrastinate", ""),
             ("ygg sqlite", ""),
         ):  # fmt: skip
             if self.rates.get(key):
                 ratio = ygg1 / self.rates[key]
-                self.rows.append((f"ratio: ygg 1 daemon ÷ {key}", f"{ratio:.2f}×", target.strip()))
+                self.rows.append((f"ratio: ygg 1 daemon ÷ {key}", f"{ratio:.2f}x", target.strip()))
         for daemons in (2, 4):
             if ygg1 and self.rates.get(f"ygg pg {daemons}"):
                 ratio = self.rates[f"ygg pg {daemons}"] / ygg1
-                self.rows.append((f"ratio: ygg {daemons} daemons ÷ 1 daemon", f"{ratio:.2f}×", ""))
+                self.rows.append((f"ratio: ygg {daemons} daemons ÷ 1 daemon", f"{ratio:.2f}x", ""))
 
 
 def table(rows: list[Row]) -> str:

@@ -156,6 +156,16 @@ class Outcome(NamedTuple):
         )
 
 
+class Completion(NamedTuple):
+    """One success for Store.complete_many: the attempt (task and fencing token), its outcome
+    and when it ended."""
+
+    task_id: int
+    token: int
+    outcome: Outcome
+    now_us: int
+
+
 class Daemon(NamedTuple):
     id: int
     hostname: str

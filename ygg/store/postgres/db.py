@@ -25,6 +25,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from ygg.errors import (
+    BatchUndone,
     StoreBusy,
     StoreConflict,
     StoreConnectionLost,
@@ -122,6 +123,10 @@ class Database:
         self.where = describe(url)
         self.clock = clock
         self.depth = 0
+        # In a batch(savepoints=False): nested writes share the transaction without a savepoint
+        # each (two round trips saved per operation), and one that fails undoes the batch.
+        self._savepoints = True
+        self._undone = False
         self._db_now: int | None = None  # the database's clock, read once per transaction
         self._notify: set[str] = set()  # sent once the outermost transaction has committed
         self._conn: psycopg.Connection[Any] | None = None
@@ -174,8 +179,13 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[psycopg.Connection[Any]]:
-        """A transaction; nested, a savepoint that undoes only its own changes if it raises."""
+        """A transaction; nested, a savepoint that undoes only its own changes if it raises
+        (in a batch without savepoints, a part of the batch's transaction: see batch())."""
         conn = self.conn
+        if self.depth and not self._savepoints:
+            with self._shared(conn):
+                yield conn
+            return
         self.depth += 1
         committed = False
         try:
@@ -218,10 +228,39 @@ class Database:
             raise self._translate(exc, "reading the queue") from None
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """The store interface's batch: one transaction; nested, a savepoint."""
-        with self.write():
+    def _shared(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """A nested write with no savepoint: if it raises, the transaction may hold half of
+        it (or be aborted), so the batch is marked to be undone whole."""
+        self.depth += 1
+        try:
             yield
+        except psycopg.Error as exc:
+            self._undone = True
+            raise self._translate(exc, "the operation") from None
+        except BaseException:
+            self._undone = True
+            raise
+        finally:
+            self.depth -= 1
+
+    @contextmanager
+    def batch(self, *, savepoints: bool = True) -> Iterator[None]:
+        """The store interface's batch: one transaction; nested, a savepoint. Outermost with
+        `savepoints=False`, the operations inside get no savepoint of their own (each costs
+        two round trips to the server); if any of them raised, even one its caller caught,
+        everything is rolled back and BatchUndone raised, to run the batch again with them."""
+        if savepoints or self.depth:
+            with self.write():
+                yield
+            return
+        self._savepoints, self._undone = False, False
+        try:
+            with self.write():
+                yield
+                if self._undone:
+                    raise BatchUndone(f"{self.where}: an operation of the batch failed.")
+        finally:
+            self._savepoints = True
 
     def now(self, conn: psycopg.Connection[Any], now_us: int) -> int:
         """The time an operation happens at: the caller's `now_us`, or (clock="database") the

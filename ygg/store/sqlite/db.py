@@ -145,8 +145,10 @@ class Database:
             self._depth = 0
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """The store interface's batch: one transaction; nested, a savepoint."""
+    def batch(self, *, savepoints: bool = True) -> Iterator[None]:
+        """The store interface's batch: one transaction; nested, a savepoint. (`savepoints`
+        is ignored: a SQLite savepoint costs no round trip, so every operation keeps one.)"""
+        del savepoints
         with self.write():
             yield
 

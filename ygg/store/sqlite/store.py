@@ -10,6 +10,7 @@ from typing import Any
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store.model import (
     Claim,
+    Completion,
     NewTask,
     Outcome,
     Reaped,
@@ -213,6 +214,16 @@ class SQLiteStore(TaskReads):
             if cursor.rowcount != 1:
                 return None
             return deps.promote(conn, task_id)
+
+    def complete_many(self, items: Sequence[Completion]) -> list[list[str] | None]:
+        """complete() for each item, in one transaction (SQLite has no round trips to save)."""
+        with self.write():
+            done = [self.complete(*item) for item in items]
+        first = next((i for i, kinds in enumerate(done) if kinds is not None), None)
+        if first is None:
+            return done
+        promoted = [kind for kinds in done if kinds for kind in kinds]
+        return [promoted if i == first else None if k is None else [] for i, k in enumerate(done)]
 
     def fail(
         self,
