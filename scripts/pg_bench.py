@@ -1,11 +1,12 @@
 """ygg on PostgreSQL beside procrastinate and pgqueuer, on one throwaway cluster, in one run.
 
-    .venv/bin/python scripts/pg_bench.py [--tasks 5000] [--slots 10] [--depths 1000,1000000]
+    .venv/bin/python scripts/pg_bench.py [--tasks 5000] [--slots 10,64] [--depths 1000,1000000]
 
 Starts its own PostgreSQL 15 cluster (tests/support/pg.py: fsync off, 127.0.0.1) and measures,
 each case on a fresh database of that cluster:
-- drain: N sim tasks of 0 s, one pool of `--slots` slots (the limit held across every daemon
-  by its slot rows), 1, 2 and 4 `ygg loop --until-idle` processes; and one daemon on SQLite;
+- drain: N sim tasks of 0 s, one pool of `--slots` slots (10, then 64; the limit held across
+  every daemon by its slot rows), 1, 2 and 4 `ygg loop --until-idle` processes; and one daemon
+  on SQLite;
 - submit→start: an idle daemon, this process enqueueing one task at a time (NOTIFY wakes it);
 - claim latency at each depth: one claim+complete at a time straight through the store;
 - procrastinate and pgqueuer (with and without its concurrency limit) draining the same N
@@ -51,16 +52,20 @@ class Bench:
         return time.monotonic()
 
     def drains(self) -> None:
-        n, slots = self.args.tasks, self.args.slots
-        for daemons in (1, 2, 4):
-            self.step(f"ygg drain, {daemons} daemon(s)")
-            result = ygg_side.drain_pg(self.database(), daemons, n, slots)
-            self._drain_row(f"ygg, PostgreSQL, {daemons} daemon(s), {slots} slots", result)
-            self.rates[f"ygg pg {daemons}"] = result.rate
-        self.step("ygg drain, SQLite")
-        result = ygg_side.drain_sqlite(n, slots)
-        self._drain_row(f"ygg, SQLite, 1 daemon, {slots} slots", result)
-        self.rates["ygg sqlite"] = result.rate
+        n = self.args.tasks
+        for slots in self.slot_settings():
+            for daemons in (1, 2, 4):
+                self.step(f"ygg drain, {daemons} daemon(s), {slots} slots")
+                result = ygg_side.drain_pg(self.database(), daemons, n, slots)
+                self._drain_row(f"ygg, PostgreSQL, {daemons} daemon(s), {slots} slots", result)
+                self.rates[f"ygg pg {daemons} {slots}"] = result.rate
+            self.step(f"ygg drain, SQLite, {slots} slots")
+            result = ygg_side.drain_sqlite(n, slots)
+            self._drain_row(f"ygg, SQLite, 1 daemon, {slots} slots", result)
+            self.rates[f"ygg sqlite {slots}"] = result.rate
+
+    def slot_settings(self) -> list[int]:
+        return [int(s) for s in self.args.slots.split(",")]
 
     def _drain_row(self, label: str, result: ygg_side.DrainResult) -> None:
         note = f"{result.done}/{result.tasks} done in {result.span_s:.2f} s"
@@ -94,9 +99,10 @@ class Bench:
     def competitors(self) -> None:
         python = compare.ensure_venv(self.args.venv)
         self.rows.append(("competitors' versions", compare.versions(python), ""))
+        limit = self.slot_settings()[0]
         options = argparse.Namespace(
             jobs=self.args.tasks, timeout_s=self.args.timeout_s, no_analyze=False,
-            concurrency=self.args.slots, limit=self.args.slots, pgqueuer_drivers="asyncpg",
+            concurrency=limit, limit=limit, pgqueuer_drivers="asyncpg",
         )  # fmt: skip
         for n, case in enumerate(compare.cases(options)):
             self.step(f"{case.script} {' '.join(case.args)}")
@@ -120,18 +126,20 @@ class Bench:
         self.rates[key] = rate
 
     def ratios(self) -> None:
-        ygg1 = self.rates.get("ygg pg 1", 0.0)
-        for key, target in (
-            ("pgqueuer", " (target ≥ 2x)"), ("pgqueuer limit", ""), ("procrastinate", ""),
-            ("ygg sqlite", ""),
-        ):  # fmt: skip
-            if self.rates.get(key):
-                ratio = ygg1 / self.rates[key]
-                self.rows.append((f"ratio: ygg 1 daemon ÷ {key}", f"{ratio:.2f}x", target.strip()))
-        for daemons in (2, 4):
-            if ygg1 and self.rates.get(f"ygg pg {daemons}"):
-                ratio = self.rates[f"ygg pg {daemons}"] / ygg1
-                self.rows.append((f"ratio: ygg {daemons} daemons ÷ 1 daemon", f"{ratio:.2f}x", ""))
+        for slots in self.slot_settings():
+            ygg1 = self.rates.get(f"ygg pg 1 {slots}", 0.0)
+            for key, target in (
+                ("pgqueuer", "target ≥ 2x"), ("pgqueuer limit", ""), ("procrastinate", ""),
+                (f"ygg sqlite {slots}", ""),
+            ):  # fmt: skip
+                if ygg1 and self.rates.get(key):
+                    ratio = f"{ygg1 / self.rates[key]:.2f}x"
+                    self.rows.append((f"ratio: ygg 1 daemon, {slots} slots ÷ {key}", ratio, target))
+            for daemons in (2, 4):
+                if ygg1 and self.rates.get(f"ygg pg {daemons} {slots}"):
+                    ratio = f"{self.rates[f'ygg pg {daemons} {slots}'] / ygg1:.2f}x"
+                    label = f"ratio: ygg {daemons} daemons ÷ 1 daemon, {slots} slots"
+                    self.rows.append((label, ratio, ""))
 
 
 def table(rows: list[Row]) -> str:
@@ -145,7 +153,9 @@ def table(rows: list[Row]) -> str:
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=5000, help="drained by every system")
-    parser.add_argument("--slots", type=int, default=10, help="ygg's pool; pgqueuer's limit")
+    parser.add_argument(
+        "--slots", default="10,64", help="ygg's pool, each in turn; the first: pgqueuer's limit"
+    )
     parser.add_argument("--latency-tasks", type=int, default=200)
     parser.add_argument("--depths", default="1000,1000000")
     parser.add_argument("--claims", type=int, default=1000, help="claims timed at each depth")

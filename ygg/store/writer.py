@@ -81,7 +81,7 @@ class StoreThread:
         assert self._loop is not None, "StoreThread.start() was not awaited"
         future: asyncio.Future[T] = self._loop.create_future()
         if not self._pending:
-            self._loop.call_soon(self._hand_over)
+            self._loop.call_soon(self._hand_over_next)
         self._pending.append((lambda store: _on(store, method)(*args, **kwargs), future))
         return future
 
@@ -96,13 +96,21 @@ class StoreThread:
         assert self._loop is not None, "StoreThread.start() was not awaited"
         future: asyncio.Future[T] = self._loop.create_future()
         if not self._pending:
-            self._loop.call_soon(self._hand_over)
+            self._loop.call_soon(self._hand_over_next)
         self._pending.append((_Each(many, item), future))
         return future
 
+    def _hand_over_next(self) -> None:
+        """One loop iteration later: the attempts that just queued their outcomes have woken
+        their pools, whose claims run in the iteration after theirs; handing over then puts
+        those claims in the same batch (one transaction) as the outcomes that freed the slots."""
+        assert self._loop is not None
+        self._loop.call_soon(self._hand_over)
+
     def _hand_over(self) -> None:
         pending, self._pending = self._pending, []
-        self._queue.put(pending)
+        if pending:  # stop() may have handed them over already
+            self._queue.put(pending)
 
     async def call(
         self, method: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs

@@ -189,7 +189,8 @@ class Database:
         self.depth += 1
         committed = False
         try:
-            with conn.transaction():
+            outermost = self.depth == 1 and self.clock == "database"
+            with self._begun(conn) if outermost else conn.transaction():
                 yield conn
             committed = self.depth == 1
         except psycopg.Error as exc:
@@ -201,6 +202,27 @@ class Database:
                 pending, self._notify = self._notify, set()
                 if committed and pending:
                     self._send_notifications(conn, pending)
+
+    @contextmanager
+    def _begun(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """The outermost transaction on the database's clock: BEGIN and the clock's reading in
+        one round trip, not two (the daemon's batches are bound by round trips, not by the
+        server's work). Nested writes inside are savepoints as ever (psycopg makes one of
+        a transaction() entered while a transaction is open)."""
+        cursor = conn.execute(f"BEGIN; {DB_NOW_US}")
+        cursor.nextset()
+        row = cursor.fetchone()
+        assert row is not None
+        self._db_now = int(row[0])
+        try:
+            yield
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                self.close()  # the next operation starts afresh, with nothing half-done
+            raise
+        conn.execute("COMMIT")
 
     def notify(self, message: str) -> None:
         """Tells the daemons listening on this database (listen.py) `message` — a nudge's text
