@@ -55,10 +55,10 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def write_config(directory: Path, db: str, slots: int, log_level: str = "warning") -> Path:
+def write_config(directory: Path, db: str, slots: int, poll_s: float = 2.0) -> Path:
     text = (
         f'[daemon]\ndb = "{db}"\nsynchronous = "normal"\nlog_format = "json"\n'
-        f'log_level = "{log_level}"\nlease_seconds = 30\n\n'
+        f'log_level = "warning"\nlease_seconds = 30\npoll_seconds = {poll_s}\n\n'
         f'[pools.sim]\nbackend = "sim"\nseconds = 0\nslots = {slots}\nkinds = ["{DRAIN_KIND}"]\n'
     )
     path = directory / "ygg.toml"
@@ -101,17 +101,21 @@ def _listening(conn: psycopg.Connection[Any], daemons: int) -> bool:
 def drain_pg(url: str, daemons: int, tasks: int, slots: int) -> DrainResult:
     """`daemons` processes of `ygg loop --until-idle` on one pool of `slots` slots. The tasks
     wait (run_after) until every daemon is registered and listening, then are released at once
-    with a NOTIFY, so that no daemon starts ahead of the others."""
+    with a NOTIFY, so that no daemon starts ahead of the others. The rate is taken from the
+    first start to the last finish the queue recorded."""
     directory = Path(tempfile.mkdtemp(prefix="ygg-pgbench-"))
-    config = write_config(directory, url, slots)
+    # A long safety poll: the daemons look at the queue when told (NOTIFY), not before.
+    config = write_config(directory, url, slots, poll_s=60.0)
     fill(url, [DRAIN_KIND], tasks, after_us=now_us() + LATER_US)
     procs = [_daemon(config, until_idle=True) for _ in range(daemons)]
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             wait_for(lambda: _listening(conn, daemons), 60, "every daemon listening")
-            with conn.transaction():
-                conn.execute("UPDATE ygg.tasks SET run_after_us = NULL WHERE status = 'queued'")
-                conn.execute("NOTIFY ygg, 'wake'")
+            # Released, then vacuumed (the update left a dead version of every row, which a
+            # freshly filled queue, as the competitors' are, does not have), then announced.
+            conn.execute("UPDATE ygg.tasks SET run_after_us = NULL WHERE status = 'queued'")
+            conn.execute("VACUUM ANALYZE ygg.tasks")
+            conn.execute("NOTIFY ygg, 'wake'")
             for proc in procs:
                 _finish(proc)
             row = conn.execute(
