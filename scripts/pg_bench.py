@@ -82,9 +82,13 @@ class Bench:
 
     def depths(self) -> None:
         results = []
-        for depth in (int(d) for d in self.args.depths.split(",")):
-            self.step(f"claim latency at {depth:,} queued")
-            claims = min(self.args.claims, max(depth * 3 // 20 - 1, 1))
+        depths = [int(d) for d in self.args.depths.split(",")]
+        # As many claims at every depth, as many as the shallowest queue holds for the pool
+        # (3 kinds of 20): each claim skips the other kinds' tasks ahead of it, more with
+        # every claim made, so equal counts keep depth the only difference.
+        claims = min(self.args.claims, max(min(depths) * 3 // 20 - 1, 1))
+        for depth in depths:
+            self.step(f"claim latency at {depth:,} queued ({claims} claims)")
             results.append(ygg_side.claim_depth(self.database(), depth, claims))
         for r in results:
             ratio = r.claim_p50_ms / results[0].claim_p50_ms
