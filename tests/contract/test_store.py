@@ -257,19 +257,21 @@ def test_claim_never_exceeds_slots_across_owners(store: Store) -> None:
 
 
 def test_lowering_slots_counts_what_still_runs(store: Store) -> None:
-    """A pool's slots lowered from 3 to 2 (a reload) while 3 run: nothing more starts until
-    fewer than 2 run, whichever of them finish first."""
+    """A pool's limit lowered from 3 to 2 (a reload) while 3 run: nothing more starts until
+    fewer than 2 run, whichever of them finish first. The claimers' own `slots` count for
+    nothing once the store holds a limit."""
     ids = [submit(store, f"t{i}", kind="k") for i in range(6)]
     first = claim(store, ["k"], limit=3, slots=3)
     assert [c.task_id for c in first] == ids[:3]
-    assert claim(store, ["k"], limit=5, slots=2) == []
+    store.set_pool_limit("p", 2, daemon_id=None, now_us=NOW)
+    assert claim(store, ["k"], limit=5, slots=3) == []
     done = first[0]  # the one holding the lowest slot
     assert store.complete(done.task_id, done.token, Outcome(), NOW) == []
-    assert claim(store, ["k"], limit=5, slots=2) == []  # still two running
+    assert claim(store, ["k"], limit=5, slots=3) == []  # still two running
     last = first[2]
     assert store.complete(last.task_id, last.token, Outcome(), NOW) == []
-    assert [c.task_id for c in claim(store, ["k"], limit=5, slots=2)] == ids[3:4]
-    assert claim(store, ["k"], limit=5, slots=2) == []
+    assert [c.task_id for c in claim(store, ["k"], limit=5, slots=3)] == ids[3:4]
+    assert claim(store, ["k"], limit=5, slots=3) == []
     assert store.pool_load({"p": ["k"]}) == {"p": (2, 2)}
 
 
@@ -348,6 +350,24 @@ def test_complete_records_the_result(store: Store) -> None:
     assert store.renew(1, [a], NOW + LEASE, NOW).held == set()
 
 
+def test_complete_records_usage_and_speed(store: Store) -> None:
+    timed, untimed, absurd = (submit(store, name) for name in ("timed", "untimed", "absurd"))
+    outcome = Outcome("x", tokens_in=7, tokens_out=40, first_token_s=0.125, generation_s=0.5)
+    assert store.complete(timed, run(store, timed).token, outcome, NOW + 9) == []
+    task = store.get(timed)
+    assert (task.first_token_s, task.generation_s, task.tokens_per_s) == (0.125, 0.5, 80.0)
+    json_task = task.to_json()
+    assert (json_task["first_token_s"], json_task["tokens_per_s"]) == (0.125, 80.0)
+    # A host that did not stream (or did not count) leaves them unknown, not zero.
+    assert store.complete(untimed, run(store, untimed).token, Outcome("y", 1, 2), NOW + 9) == []
+    task = store.get(untimed)
+    assert (task.first_token_s, task.generation_s, task.tokens_per_s) == (None, None, None)
+    nonsense = Outcome("z", 1, 2, first_token_s=float("nan"), generation_s=-1.0)
+    assert store.complete(absurd, run(store, absurd).token, nonsense, NOW + 9) == []
+    assert store.get(absurd)[-2:] == (None, None)
+    assert [t.first_token_s for t in store.list_tasks(status="done")].count(0.125) == 1
+
+
 def test_complete_promotes_dependents_whose_last_dependency_it_was(store: Store) -> None:
     a = submit(store, "a")
     b = submit(store, "b")
@@ -370,7 +390,7 @@ def test_complete_many_records_each_as_complete_would(store: Store) -> None:
     after_both = submit(store, "after both", kind="kab", after=[a, b])
     ca, cb, cs = run(store, a), run(store, b), run(store, stale)
     items = [
-        Completion(b, cb.token, Outcome("B", tokens_in=1, tokens_out=2), NOW + 7),
+        Completion(b, cb.token, Outcome("B", 1, 2, first_token_s=0.25, generation_s=1.5), NOW + 7),
         Completion(stale, cs.token + 1, Outcome("late"), NOW + 8),
         Completion(a, ca.token, Outcome("A"), NOW + 9),
     ]
@@ -380,6 +400,7 @@ def test_complete_many_records_each_as_complete_would(store: Store) -> None:
     assert (task.status, task.result, task.tokens_in, task.tokens_out, task.finished_us) == (
         "done", "B", 1, 2, NOW + 7,
     )  # fmt: skip
+    assert (task.first_token_s, task.generation_s) == (0.25, 1.5)
     assert (store.get(a).status, store.get(a).finished_us) == ("done", NOW + 9)
     assert store.get(stale).status == "running"
     assert statuses(store, after_b, after_both) == ["queued", "queued"]
@@ -829,6 +850,37 @@ def test_breakers_and_reload_errors_live_and_die_with_their_daemon(store: Store)
     }
     store.unregister_daemon(one)
     assert [b.daemon for b in store.breakers()] == [two]
+
+
+def test_host_telemetry_is_kept_per_daemon_and_pool_and_dies_with_its_daemon(
+    store: Store,
+) -> None:
+    one = store.register_daemon("skadi", 100, NOW, "@ygg-1", "async", NOW)
+    two = store.register_daemon("fenrir", 200, NOW, "@ygg-2", "legacy", NOW)
+    spilled = {
+        "source": "ollama",
+        "models": [{"name": "qwen2.5:7b", "size_bytes": 6_000_000_000, "vram_bytes": 4_500_000}],
+        "spilled_to_cpu": ["qwen2.5:7b"],
+        "warnings": ["model qwen2.5:7b runs 25% on the CPU, «slow»"],
+        "kv_cache_usage": 0.25,
+    }
+    store.set_telemetry(one, "gpu", {"source": "vllm", "running": 1}, NOW)
+    store.set_telemetry(one, "gpu", spilled, NOW + 1)  # replaces the first reading
+    store.set_telemetry(two, "gpu", {"source": "vllm", "running": 3, "waiting": 2}, NOW + 2)
+    store.set_telemetry(one, "cpu", {"source": "llamacpp", "slots": 2}, NOW + 3)
+    assert [(r.pool, r.daemon, r.data, r.since_us) for r in store.telemetry()] == [
+        ("cpu", one, {"source": "llamacpp", "slots": 2}, NOW + 3),
+        ("gpu", one, spilled, NOW + 1),
+        ("gpu", two, {"source": "vllm", "running": 3, "waiting": 2}, NOW + 2),
+    ]
+    store.set_telemetry(one, "cpu", None, NOW + 4)  # the host fell silent
+    store.set_telemetry(one, "cpu", None, NOW + 5)  # forgetting twice is no error
+    assert [(r.pool, r.daemon) for r in store.telemetry()] == [("gpu", one), ("gpu", two)]
+    store.unregister_daemon(one)
+    assert [(r.pool, r.daemon) for r in store.telemetry()] == [("gpu", two)]
+    # A dead daemon's readings go with it when the reaper forgets it.
+    store.reap(NOW + 10, alive_owners=[], dead_owners=[two])
+    assert store.telemetry() == []
 
 
 def test_queue_heads_name_the_next_task_of_each_kind(store: Store) -> None:

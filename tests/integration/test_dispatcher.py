@@ -160,3 +160,51 @@ kinds = ["general"]
     final = store.get(task.id)
     assert final.status == "done"
     assert final.result == f"{task.id} 1 cmd general 1 py|héllo\nworld"
+
+
+def test_a_runtime_limit_change_is_stored_and_followed(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    """What adaptive control will do: lower a pool's limit while it runs. The store keeps the
+    configured slots as the ceiling, the pool follows at once: no task whose claim began after
+    the change runs while more than the new limit run (judged by the command's own log)."""
+    from tests.support.cmdlog import read_cmd_log
+    from ygg.dispatch import limits
+    from ygg.store.model import now_us
+
+    log = tmp_path / "runs.log"
+    host = Path(__file__).parent.parent / "support" / "cmd_host.py"
+    pools = f"""
+[pools.cmd]
+backend = "command"
+argv = ["{sys.executable}", "{host}", "{log}"]
+slots = 3
+kinds = ["general"]
+"""
+    config = make_config(pools)
+    store = open_store(config.daemon.db)
+    for i in range(9):
+        submit(store, config, f"t{i}", kind="general", params={"seconds": "0.3"})
+
+    async def main() -> float:
+        dispatcher = Dispatcher(config, until_idle=True)
+        running = asyncio.create_task(dispatcher.run())
+        async with asyncio.timeout(20):
+            while store.counts().get("running", 0) < 3:
+                await asyncio.sleep(0.01)
+            stored = await limits.change(dispatcher, "cmd", 1)
+            changed_s = now_us() / 1e6
+            assert (stored.limit, stored.configured, stored.source) == (1, 3, "adaptive")
+            assert dispatcher.runners["cmd"].limit == 1
+            await running
+        return changed_s
+
+    changed_s = uvloop.run(main())
+    runs = read_cmd_log(log)
+    started = {str(t.id): (t.started_us or 0) / 1e6 for t in store.list_tasks()}
+    later = [r for r in runs if started[r.task] > changed_s]
+    assert len(later) >= 4
+    ends = {id(r): r.end or float("inf") for r in runs}
+    worst = max(sum(1 for o in runs if o.start <= r.start < ends[id(o)]) for r in later)
+    assert worst == 1
+    assert store.pool_limits()["cmd"].limit == 1

@@ -13,13 +13,13 @@ from typing import Literal
 
 Encoding = Literal["gzip", "deflate", "raw-deflate"]
 MIB = 1024 * 1024
-_WBITS: dict[Encoding, int] = {"gzip": 31, "deflate": 15, "raw-deflate": -15}
+WBITS: dict[Encoding, int] = {"gzip": 31, "deflate": 15, "raw-deflate": -15}
 
 
 def compress(body: bytes, encoding: Encoding) -> bytes:
     """`body` as sent with Content-Encoding gzip or deflate ("raw-deflate": deflate without
     its zlib wrapper, as some servers send it)."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, _WBITS[encoding])
+    compressor = zlib.compressobj(6, zlib.DEFLATED, WBITS[encoding])
     return compressor.compress(body) + compressor.flush()
 
 

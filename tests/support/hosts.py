@@ -10,6 +10,12 @@ Chat requests consume scripted steps in order, then `host.default`. A user messa
 `sleep=0.25` makes that request wait 0.25 s before answering. Waits end early on stop() or when
 the client goes away, and then the connection is dropped without an answer.
 `Step(encoding="gzip")` compresses the answer (see tests/support/encodings.py).
+`host.serve("/api/ps", {...})` answers GETs of that path with a fixed body (JSON for a dict or
+list, else text): what a test host says of its load (tests/support/telemetry.py has payloads).
+
+A request asking for a stream (`stream: true`, as ygg asks) is answered token by token, framed
+as real hosts frame it (tests/support/streams.py): `host.first_token_s` before the first token,
+`host.token_gap_s` between tokens. `Step(stream=False)` answers one JSON document anyway.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Literal, cast
 
+from tests.support import streams
 from tests.support.encodings import Encoding, compress, header_value
 from ygg.backends.base import AttemptFailed
 from ygg.backends.host_model import HostModel
@@ -66,6 +73,7 @@ class Step:
     action: Action = "reply"
     encoding: Encoding | None = None  # the answer compressed, with its Content-Encoding
     headers: tuple[tuple[str, str], ...] = ()  # sent as they are, e.g. a Content-Encoding
+    stream: bool = True  # False: one JSON document even when the request asks for a stream
 
 
 @dataclass
@@ -86,6 +94,9 @@ class FakeHost:
         self.protocol: Protocol = protocol
         self.api_key = api_key  # when set (OpenAI), requests need "Authorization: Bearer <key>"
         self.default = Step()
+        # A streamed answer's pace: before its first token, and between two tokens.
+        self.first_token_s = 0.0
+        self.token_gap_s = 0.0
         # Set, the host answers as an LLM host under load does (ygg/backends/host_model.py):
         # each reply's delay is work shared with the requests beside it, and past capacity
         # a 503 (or a slowdown).
@@ -100,6 +111,7 @@ class FakeHost:
         self._max_in_flight = 0
         self._max_by_model: dict[str, int] = {}
         self._ids = itertools.count(1)
+        self._served: dict[str, tuple[int, str, bytes]] = {}  # path -> (status, type, body)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -141,6 +153,26 @@ class FakeHost:
     def script(self, *steps: Step) -> None:
         with self._lock:
             self._steps.extend(steps)
+
+    def serve(self, path: str, body: object, status: int = 200) -> None:
+        """GET `path` answers `body` from now on: JSON for a dict or list, bytes as they are,
+        anything else as text. Routes of their own, beside the protocol's."""
+        if isinstance(body, dict | list):
+            answer = ("application/json", json.dumps(body).encode())
+        elif isinstance(body, bytes):
+            answer = ("application/octet-stream", body)
+        else:
+            answer = ("text/plain; version=0.0.4; charset=utf-8", str(body).encode())
+        with self._lock:
+            self._served[path] = (status, *answer)
+
+    def unserve(self, path: str) -> None:
+        with self._lock:
+            self._served.pop(path, None)
+
+    def _served_at(self, path: str) -> tuple[int, str, bytes] | None:
+        with self._lock:
+            return self._served.get(path)
 
     # observations, all read under the lock
 
@@ -273,6 +305,12 @@ class FakeHost:
         return {"error": {"message": message, "type": kind}}
 
 
+def _prompt_tokens(reply: dict[str, Any]) -> int:
+    if "usage" in reply:
+        return int(reply["usage"]["prompt_tokens"])
+    return int(reply["prompt_eval_count"])
+
+
 def _words(text: object) -> int:
     return len(text.split()) if isinstance(text, str) else 0
 
@@ -384,6 +422,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, body: Any) -> int | None:
         """Answers the request; returns the status sent, or None if none was."""
         host = self.fake
+        served = host._served_at(path)
+        if served is not None and self.command == "GET":
+            return self._send_served(*served)
         info = INFO_PATHS[host.protocol]
         chat = path in CHAT_PATHS[host.protocol]
         if not chat and path not in info:
@@ -436,20 +477,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, b"", {"Location": f"{host.url}/api/chat", **extra})
         work_s = step.delay_s + _requested_sleep(payload)
         if host.load_model is not None and 200 <= step.status < 300:
-            return self._perform_loaded(host.load_model, work_s, payload, extra)
+            return self._perform_loaded(host.load_model, work_s, payload, extra, step)
         if not self._pause(work_s):
             self.close_connection = True
             return None
         if step.body is not None:
             return self._send(step.status, step.body, extra)
         if 200 <= step.status < 300:
-            return self._json(step.status, host._reply(payload), extra)
+            return self._answer(step, payload, extra)
         return self._json(
             step.status, host._error(step.status, f"scripted HTTP {step.status}"), extra
         )
 
     def _perform_loaded(
-        self, model: HostModel, work_s: float, payload: dict[str, Any], extra: dict[str, str]
+        self,
+        model: HostModel,
+        work_s: float,
+        payload: dict[str, Any],
+        extra: dict[str, str],
+        step: Step,
     ) -> int | None:
         host = self.fake
         try:
@@ -465,7 +511,53 @@ class _Handler(BaseHTTPRequestHandler):
                 work_s -= done
         finally:
             model.leave()
-        return self._json(200, host._reply(payload), extra)
+        return self._answer(step, payload, extra)
+
+    def _answer(self, step: Step, payload: dict[str, Any], extra: dict[str, str]) -> int | None:
+        """A successful answer: streamed if the request asked for it and the step allows."""
+        host = self.fake
+        if not (step.stream and payload.get("stream") is True):
+            return self._json(step.status, host._reply(payload), extra)
+        reply = host._reply(payload)
+        content = str(
+            reply["message"]["content"]
+            if host.protocol == "ollama"
+            else reply["choices"][0]["message"]["content"]
+        )
+        prompt_tokens = _prompt_tokens(reply)
+        framed = streams.frames(host.protocol, payload, content, prompt_tokens)
+        return self._stream(step.status, framed, extra)
+
+    def _stream(self, status: int, framed: streams.Frames, headers: dict[str, str]) -> int | None:
+        """Sends the frames with chunked transfer encoding, paced by the host's delays;
+        None (and the connection dropped) if the client goes away or the host stops."""
+        host = self.fake
+        squeeze = None
+        if self._encoding is not None:
+            squeeze = streams.compressor(self._encoding)
+            headers = {**headers, "Content-Encoding": header_value(self._encoding)}
+        self.send_response(status)
+        self.send_header("Content-Type", streams.CONTENT_TYPES[host.protocol])
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        paced = [(0.0, frame) for frame in framed.head]
+        for i, frame in enumerate(framed.tokens):
+            paced.append((host.first_token_s if i == 0 else host.token_gap_s, frame))
+        paced.extend((0.0, frame) for frame in framed.tail)
+        for i, (pause_s, frame) in enumerate(paced):
+            if pause_s and not self._pause(pause_s):
+                self.close_connection = True
+                return None
+            last = i == len(paced) - 1
+            if last:
+                self._answering(status)  # booked before the client can have it all
+            data = frame if squeeze is None else squeeze(frame, last)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        return status
 
     # writing
 
@@ -482,6 +574,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+        return status
+
+    def _send_served(self, status: int, content_type: str, body: bytes) -> int:
+        self._answering(status)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
         return status

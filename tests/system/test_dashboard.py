@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.daemons import run_ygg
+from tests.support.hosts import FakeHost
+from tests.support.telemetry import GB, ollama_ps
 from tests.support.web import TOKEN, WebDaemon, web_daemon
 
 CHROMIUM = "/usr/bin/chromium"
@@ -126,3 +128,29 @@ def test_cancel_and_retry_need_the_token(web: WebDaemon, browser: sync_api.Brows
     assert page.evaluate("sessionStorage.getItem('ygg-token')") == TOKEN
     assert page.context.cookies() == []
     assert set(hosts) == {urlsplit(web.base).netloc}, hosts
+
+
+def test_each_pool_row_shows_what_its_host_says(tmp_path: Path, browser: sync_api.Browser) -> None:
+    with FakeHost("ollama") as ollama, FakeHost("openai") as silent:
+        ollama.serve("/api/ps", ollama_ps(("qwen2.5-coder:7b", 6 * GB, 3 * GB)))
+        pools = (
+            f'\n[pools.gpu]\nbackend = "ollama"\nurl = "{ollama.url}"\nmodel = "m"\n'
+            f'kinds = ["general"]\n\n[pools.cloud]\nbackend = "openai"\n'
+            f'url = "{silent.url}/v1"\nmodel = "m"\nkinds = ["cheap"]\n'
+        )
+        with web_daemon(tmp_path, pools, daemon="telemetry_seconds = 0.2") as web:
+            page, _ = open_page(browser, web, TOKEN)
+            expect = sync_api.expect
+            host = page.locator('[data-pool="gpu"] .host')
+            expect(host).to_contain_text("qwen2.5-coder:7b 50% in GPU memory", timeout=WAIT_MS)
+            expect(host.locator(".sat")).to_contain_text("model qwen2.5-coder:7b spills")
+            expect(host.locator(".warn")).to_have_text(
+                "warning: model qwen2.5-coder:7b runs 50% on the CPU (3.0 GB of 6.0 GB in GPU "
+                "memory)"
+            )
+            expect(page.locator('[data-pool="cloud"]')).to_be_visible()
+            expect(page.locator('[data-pool="cloud"] .host')).to_have_count(0)
+            # The host's load changes; the page follows (its safety refresh, at the latest).
+            ollama.serve("/api/ps", ollama_ps(("qwen2.5-coder:7b", 6 * GB, 6 * GB)))
+            expect(host).to_contain_text("100% in GPU memory", timeout=WAIT_MS + 15_000)
+            expect(host.locator(".warn")).to_have_count(0)

@@ -49,7 +49,8 @@ def test_the_dashboard_covers_the_metrics() -> None:
         "ygg_pool_breaker_state", "ygg_attempt_duration_seconds", "ygg_queue_wait_seconds",
         "ygg_claim_duration_seconds", "ygg_leases_renewed_total", "ygg_tasks_reaped_total",
         "ygg_process_resident_memory_bytes", "ygg_process_cpu_seconds_total",
-        "ygg_process_open_fds",
+        "ygg_process_open_fds", "ygg_first_token_seconds", "ygg_tokens_per_second",
+        "ygg_tokens_total",
     }  # fmt: skip
     assert wanted - families == set()
 

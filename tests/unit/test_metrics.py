@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress
 from ygg.ops.snapshot import PoolInfo, Snapshot, build_snapshot, daemon_info
+from ygg.store.model import Outcome
 
 
 def snapshot() -> Snapshot:
@@ -145,3 +147,20 @@ def test_progress_ages_and_window_are_served_even_without_a_snapshot() -> None:
 def test_without_progress_no_progress_gauges() -> None:
     names = {s.name for s in samples(Metrics(), snapshot())}
     assert not names & {"ygg_progress_age_seconds", "ygg_progress_window_seconds"}
+
+
+def test_usage_is_counted_and_timed_per_pool() -> None:
+    metrics = Metrics()
+    metrics.usage_observed("gpu", Outcome("a", 10, 40, first_token_s=0.2, generation_s=2.0))
+    metrics.usage_observed("gpu", Outcome("b", 5, 8, first_token_s=0.03, generation_s=0.1))
+    # A host that did not stream nor count: nothing observed, nothing invented.
+    metrics.usage_observed("gpu", Outcome("c"))
+    found = samples(metrics)
+    assert value(found, "ygg_tokens_total", pool="gpu", direction="in") == 15
+    assert value(found, "ygg_tokens_total", pool="gpu", direction="out") == 48
+    assert value(found, "ygg_first_token_seconds_count", pool="gpu") == 2
+    assert value(found, "ygg_first_token_seconds_sum", pool="gpu") == pytest.approx(0.23)
+    assert value(found, "ygg_first_token_seconds_bucket", pool="gpu", le="0.05") == 1
+    assert value(found, "ygg_tokens_per_second_count", pool="gpu") == 2
+    assert value(found, "ygg_tokens_per_second_sum", pool="gpu") == pytest.approx(20.0 + 80.0)
+    assert value(found, "ygg_tokens_per_second_bucket", pool="gpu", le="20.0") == 1

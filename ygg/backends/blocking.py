@@ -28,10 +28,10 @@ from ygg.backends.command import (
     spawn_options,
     too_much_output,
 )
-from ygg.backends.decoding import ACCEPT_ENCODING, BodyReader
+from ygg.backends.decoding import ACCEPT_ENCODING
 from ygg.backends.host_model import host_model
 from ygg.backends.http import attempt_timeout, classify, protocol_for
-from ygg.backends.protocols import Request, check_status
+from ygg.backends.protocols import Answer, Request
 from ygg.backends.sim import sim_outcome, sim_seconds
 from ygg.config import PoolConfig
 from ygg.store.model import Outcome
@@ -241,11 +241,9 @@ class BlockingBackend:
                 raise timed_out(timeout_s)
 
     def _http(self, job: Job, timeout_s: float) -> Outcome:
-        status, headers, body = self.send(self.protocol.chat(job), timeout_s)
-        check_status(status, headers, body, self.pool.host)
-        return self.protocol.parse(body)
+        return self.send(self.protocol.chat(job), timeout_s)
 
-    def send(self, request: Request, timeout_s: float) -> tuple[int, dict[str, str], bytes]:
+    def send(self, request: Request, timeout_s: float) -> Outcome:
         line = _Line()
         with self._line_lock:
             self._line = line
@@ -259,11 +257,10 @@ class BlockingBackend:
                 self._line = None
             line.close()
 
-    def _exchange(
-        self, request: Request, timeout_s: float, line: _Line
-    ) -> tuple[int, dict[str, str], bytes]:
+    def _exchange(self, request: Request, timeout_s: float, line: _Line) -> Outcome:
         assert self._client is not None
-        deadline = time.monotonic() + timeout_s
+        started_s = time.monotonic()  # time to first token counts from here
+        deadline = started_s + timeout_s
         # Every phase is bounded by this attempt's timeout, so a host that never answers cannot
         # hold the worker past it either.
         phases = attempt_timeout(timeout_s)
@@ -276,17 +273,18 @@ class BlockingBackend:
                 timeout=phases,
                 extensions={"trace": line.trace},
             ) as response:
-                reader = BodyReader(
-                    response.headers.get("content-encoding"), self.pool.host, MAX_RESPONSE_BYTES
+                answer = Answer(
+                    self.protocol, response.status_code, dict(response.headers), started_s
                 )
                 for chunk in response.iter_raw():
                     # The total deadline: a host trickling bytes must not hold the slot.
-                    if time.monotonic() > deadline:
+                    now_s = time.monotonic()
+                    if now_s > deadline:
                         raise timed_out(timeout_s)
                     if self.stop.is_set():
                         raise Interrupted
-                    reader.feed(chunk)
-                return response.status_code, dict(response.headers), reader.body()
+                    answer.feed(chunk, now_s)
+                return answer.outcome(time.monotonic())
         except httpx.HTTPError as exc:
             if self.stop.is_set():
                 raise Interrupted from None  # we cut the connection ourselves

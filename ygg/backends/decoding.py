@@ -22,11 +22,15 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate":
 class BodyReader:
     """Collects one answer's body, decoding gzip or deflate as it arrives."""
 
-    def __init__(self, content_encoding: str | None, host: str, limit_bytes: int) -> None:
+    def __init__(
+        self, content_encoding: str | None, host: str, limit_bytes: int, *, keep: bool = True
+    ) -> None:
+        self.keep = keep  # False: a streamed answer, read as it comes and not kept here
         self.coding = (content_encoding or "").strip().lower()
         self.host = host
         self.limit_bytes = limit_bytes
         self._chunks: list[bytes] = []
+        self._fresh: list[bytes] = []  # decoded by the current feed()
         self._size = 0
         self._raw_size = 0
         self._inflater: zlib._Decompress | None = None
@@ -41,9 +45,17 @@ class BodyReader:
         # The first bytes of a deflate body, kept until zlib has accepted its header.
         self._head: bytes | None = b"" if self.coding == "deflate" else None
 
-    def feed(self, raw: bytes) -> None:
-        """Takes the next bytes as received; raises AttemptFailed once the body is too large
-        (decoded) or cannot be decoded."""
+    def feed(self, raw: bytes) -> bytes:
+        """Takes the next bytes as received and returns them decoded; raises AttemptFailed once
+        the body is too large (decoded) or cannot be decoded."""
+        self._fresh = []
+        self._decode(raw)
+        fresh = b"".join(self._fresh)
+        if self.keep and fresh:
+            self._chunks.append(fresh)
+        return fresh
+
+    def _decode(self, raw: bytes) -> None:
         self._raw_size += len(raw)
         if self._inflater is None:
             self._keep(raw)
@@ -84,7 +96,7 @@ class BodyReader:
                 f"{self.host} sent more than {self.limit_bytes} bytes{decoded}", retryable=False
             )
         if data:
-            self._chunks.append(data)
+            self._fresh.append(data)
 
     def _undecodable(self, exc: zlib.error) -> AttemptFailed:
         return AttemptFailed(
@@ -92,9 +104,13 @@ class BodyReader:
         )
 
     def body(self) -> bytes:
-        """The whole decoded body, once every byte has been fed."""
+        """The whole decoded body (when kept), once every byte has been fed."""
+        self.finish()
+        return b"".join(self._chunks)
+
+    def finish(self) -> None:
+        """Raises AttemptFailed if the encoded body ended before its end."""
         if self._inflater is not None and self._raw_size and not self._inflater.eof:
             raise AttemptFailed(
                 f"{self.host} sent a {self.coding} body that ends early", retryable=False
             )
-        return b"".join(self._chunks)

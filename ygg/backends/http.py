@@ -9,6 +9,9 @@ so a host that trickles bytes cannot hold a slot past `timeout`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
@@ -16,7 +19,7 @@ import structlog
 
 from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
 from ygg.backends.decoding import ACCEPT_ENCODING, BodyReader
-from ygg.backends.protocols import Ollama, OpenAI, Request, check_status
+from ygg.backends.protocols import Answer, Ollama, OpenAI, Request
 from ygg.config import PoolConfig
 from ygg.config.credentials import read_secret
 from ygg.errors import ConfigError
@@ -120,6 +123,15 @@ class HttpBackend:
     async def send(
         self, request: Request, timeout_s: float | None = None
     ) -> tuple[int, dict[str, str], bytes]:
+        async with self._exchange(request, timeout_s) as response:
+            body = await _read_capped(response, self.pool.host)
+            return response.status_code, dict(response.headers), body
+
+    @contextlib.asynccontextmanager
+    async def _exchange(
+        self, request: Request, timeout_s: float | None
+    ) -> AsyncIterator[httpx.Response]:
+        """One request on the current client; leaving (a cancel included) closes it at once."""
         client = self._client
         client.in_flight += 1
         timeout = attempt_timeout(timeout_s or self.pool.retry.timeout_s)
@@ -131,8 +143,7 @@ class HttpBackend:
                 content=request.body,
                 timeout=timeout,
             ) as response:
-                body = await _read_capped(response, self.pool.host)
-                return response.status_code, dict(response.headers), body
+                yield response
         except httpx.HTTPError as exc:
             raise classify(exc, self.pool.host) from None
         finally:
@@ -153,9 +164,13 @@ class HttpBackend:
             log.error("http_client_close_failed", pool=self.pool.name, error=repr(task.exception()))
 
     async def run(self, job: Job) -> Outcome:
-        status, headers, body = await self.send(self.protocol.chat(job), job.timeout_s)
-        check_status(status, headers, body, self.pool.host)
-        return self.protocol.parse(body)
+        request = self.protocol.chat(job)
+        started_s = time.monotonic()  # time to first token counts from here
+        async with self._exchange(request, job.timeout_s) as response:
+            answer = Answer(self.protocol, response.status_code, dict(response.headers), started_s)
+            async for chunk in response.aiter_raw():
+                answer.feed(chunk, time.monotonic())
+            return answer.outcome(time.monotonic())
 
     async def health(self) -> bool:
         headers = self.protocol.health_headers() if isinstance(self.protocol, OpenAI) else {}

@@ -12,7 +12,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ygg.backends.base import AttemptFailed, Job
+from ygg.backends.base import MAX_RESPONSE_BYTES, AttemptFailed, Job
+from ygg.backends.decoding import BodyReader
+from ygg.backends.streaming import (
+    OllamaLines,
+    OpenAIEvents,
+    Stream,
+    Whole,
+    error_text,
+    integer,
+    invalid_json,
+    is_stream,
+    json_lines_like,
+    sse_like,
+)
 from ygg.config import PoolConfig
 from ygg.config.generation import KNOWN, ollama_fields, openai_fields, parse
 from ygg.errors import InvalidInput
@@ -67,17 +80,7 @@ def _decode(body: bytes, host: str) -> Any:
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise AttemptFailed(f"{host} answered with invalid JSON", retryable=False) from None
-
-
-def _error_text(data: Any) -> str:
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            error = error.get("message")
-        if error:
-            return str(error)[:500]
-    return ""
+        raise invalid_json(host) from None
 
 
 def check_status(status: int, headers: dict[str, str], body: bytes, host: str) -> None:
@@ -85,7 +88,7 @@ def check_status(status: int, headers: dict[str, str], body: bytes, host: str) -
     if 200 <= status < 300:
         return
     try:
-        detail = _error_text(json.loads(body))
+        detail = error_text(json.loads(body))
     except (UnicodeDecodeError, json.JSONDecodeError):
         detail = ""
     message = f"{host} answered HTTP {status}" + (f": {detail}" if detail else "")
@@ -107,8 +110,8 @@ class Ollama:
         payload = {
             "model": str(job.params.get("model") or self.pool.model),
             "messages": _messages(job),
-            "stream": False,
             **ollama_fields(_options(self.pool, job)),
+            "stream": True,  # the first token is seen when it comes
         }
         return Request(
             "POST",
@@ -126,8 +129,12 @@ class Ollama:
                 f"{self.pool.host} sent an answer without message.content", retryable=False
             ) from None
         return Outcome(
-            str(content), _int(data.get("prompt_eval_count")), _int(data.get("eval_count"))
+            str(content), integer(data.get("prompt_eval_count")), integer(data.get("eval_count"))
         )
+
+    def stream(self, content_type: str | None, started_s: float) -> Stream:
+        lines = OllamaLines(self.pool.host, started_s)
+        return lines if is_stream(content_type) else Whole(self.parse, json_lines_like, lines)
 
 
 class OpenAI:
@@ -142,6 +149,9 @@ class OpenAI:
             "model": str(job.params.get("model") or self.pool.model),
             "messages": _messages(job),
             **openai_fields(_options(self.pool, job)),
+            # The first token is seen when it comes; the counts come in a last chunk.
+            "stream": True,
+            "stream_options": {"include_usage": True},
         }
         headers = {"content-type": "application/json"}
         if self._api_key:
@@ -160,12 +170,47 @@ class OpenAI:
             ) from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         return Outcome(
-            str(content), _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+            str(content),
+            integer(usage.get("prompt_tokens")),
+            integer(usage.get("completion_tokens")),
         )
+
+    def stream(self, content_type: str | None, started_s: float) -> Stream:
+        events = OpenAIEvents(self.pool.host, started_s)
+        return events if is_stream(content_type) else Whole(self.parse, sse_like, events)
 
     def health_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+class Answer:
+    """One chat answer as it arrives, for either transport: `feed` the raw bytes as received,
+    then `outcome`. A 2xx answer is decoded and read as a stream; any other is kept whole
+    (capped) and classified by check_status."""
+
+    def __init__(
+        self,
+        protocol: Ollama | OpenAI,
+        status: int,
+        headers: dict[str, str],
+        started_s: float,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.host = protocol.pool.host
+        self.ok = 200 <= status < 300
+        self._reader = BodyReader(
+            headers.get("content-encoding"), self.host, MAX_RESPONSE_BYTES, keep=not self.ok
+        )
+        self._stream = protocol.stream(headers.get("content-type"), started_s)
+
+    def feed(self, raw: bytes, now_s: float) -> None:
+        data = self._reader.feed(raw)
+        if self.ok:
+            self._stream.feed(data, now_s)
+
+    def outcome(self, now_s: float) -> Outcome:
+        if not self.ok:
+            check_status(self.status, self.headers, self._reader.body(), self.host)
+        self._reader.finish()
+        return self._stream.finish(now_s)

@@ -54,10 +54,24 @@ def task_text(task: Task) -> str:
             lines.append(f"  {label:<9} {iso(us)}")
     if task.status == "queued" and task.run_after_us:
         lines.append(f"  retry at  {iso(task.run_after_us)}")
-    if task.tokens_in is not None or task.tokens_out is not None:
-        lines.append(f"  tokens    {task.tokens_in} in, {task.tokens_out} out")
+    lines += _usage(task)
     if task.error:
         lines.append(f"  error     {task.error}")
     if task.result is not None:
         lines += ["  result", *("    " + line for line in task.result.splitlines())]
     return "\n".join(lines)
+
+
+def _usage(task: Task) -> list[str]:
+    """Tokens in and out, and how fast they came, as far as the host told."""
+    lines = []
+    if task.tokens_in is not None or task.tokens_out is not None:
+        lines.append(f"  tokens    {task.tokens_in} in, {task.tokens_out} out")
+    speed = []
+    if task.first_token_s is not None:
+        speed.append(f"first token after {task.first_token_s:.3f} s")
+    if task.tokens_per_s is not None:
+        speed.append(f"{task.tokens_per_s:.1f} tokens/s")
+    if speed:
+        lines.append("  speed     " + ", ".join(speed))
+    return lines

@@ -30,6 +30,7 @@ class DaemonConfig(NamedTuple):
     synchronous: str = "normal"  # the daemon's SQLite durability for claims and outcomes
     poll_s: float = 2.0  # safety poll behind the nudges; never the way work is normally found
     status_log_s: float = 10.0  # how often the pool_status event is logged
+    telemetry_s: float = 5.0  # how often each HTTP pool's host is asked for its load; 0: never
 
 
 class RetryPolicy(NamedTuple):
@@ -201,6 +202,7 @@ _DAEMON = (
     "synchronous",
     "poll_seconds",
     "status_log_seconds",
+    "telemetry_seconds",
 )
 _RETRY = ("max_attempts", "timeout", "backoff_seconds", "backoff_max_seconds")
 _POOL = (
@@ -247,6 +249,7 @@ def _daemon(table: _Table, base_dir: Path | None) -> DaemonConfig:
         synchronous=table.text("synchronous", d.synchronous, ("normal", "full")),
         poll_s=table.number("poll_seconds", d.poll_s),
         status_log_s=table.number("status_log_seconds", d.status_log_s),
+        telemetry_s=table.number("telemetry_seconds", d.telemetry_s, zero_ok=True),
     )
     table.done(_DAEMON)
     return config

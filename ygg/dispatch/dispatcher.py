@@ -16,7 +16,9 @@ import structlog
 from ygg import nudge
 from ygg.backends import make_backend
 from ygg.config import Config
+from ygg.dispatch import limits
 from ygg.dispatch.breaker import CLOSED
+from ygg.dispatch.host_watch import watch_hosts
 from ygg.dispatch.leases import keep_leases, reap_expired
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import Listener, LogLimiter, hint_receiver
@@ -64,6 +66,8 @@ class Dispatcher:
         self._nudge_log = LogLimiter()
         self.crashed: BaseException | None = None
         self.peers: list[str] = []  # nudge addresses of the other daemons on this queue
+        self.limit_view = limits.LimitView()
+        self.limits_changed = asyncio.Event()
         self._peer_nudge_due = False
         self._errands: set[asyncio.Task[object]] = set()
         self.observer = Observer(self)
@@ -98,10 +102,14 @@ class Dispatcher:
         self._listener.start()
         self._hints = self._listen_for_hints()
         await self.refresh_peers()
-        nudge.send(self.peers, nudge.PEERS)  # so they count us in at once
+        # Our file's slots become the limits of every daemon on the queue; the peers are
+        # nudged, so they count us in and read the limits at once.
+        await limits.publish(self)
         self._spawn("lease_keeper", keep_leases(self))
+        self._spawn("limits", limits.watch(self))
         self._spawn("reaper", reap_expired(self))
         self._spawn("status_logger", self._log_status())
+        self._spawn("host_watch", watch_hosts(self, self.observer.hosts))
         for runner in self.runners.values():
             self.start_runner(runner)
         await self.observer.start()
@@ -164,6 +172,7 @@ class Dispatcher:
             return
         if message.verb == nudge.PEERS:
             self.fire(self.refresh_peers())
+            self.limits_changed.set()
             return
         if message.verb == nudge.RELOAD:
             self.request_reload()
@@ -337,6 +346,7 @@ class Dispatcher:
                     name: {
                         "running": len(r.attempts),
                         "slots": r.config.slots,
+                        "limit": r.limit,
                         "queued": load[name][1],
                         "running_all_daemons": load[name][0],
                     }

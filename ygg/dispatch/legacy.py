@@ -9,6 +9,7 @@ fencing tokens and outcome records — so a legacy and an async daemon can share
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -22,8 +23,10 @@ import structlog
 
 from ygg import nudge
 from ygg.config import Config
+from ygg.dispatch.host_watch import HostWatchThread
 from ygg.dispatch.leases import judge_daemons, log_orphans, take_back
 from ygg.dispatch.legacy_worker import Worker
+from ygg.dispatch.limits import LimitView, state_slots
 from ygg.dispatch.liveness import own_start
 from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter, hint_receiver
 from ygg.dispatch.reload import bound_at_start, plan
@@ -79,6 +82,10 @@ class LegacyDispatcher:
         self.abandoned = False  # a write was given up on: the stop is not a clean one
         self.rounds = 0  # supervisor rounds (each through the store): what feeds the watchdog
         self._nudge_log = LogLimiter()
+        self.hosts = HostWatchThread(
+            lambda: [w.pool for w in self.workers], lambda: self.config.daemon.telemetry_s
+        )
+        self.limit_view = LimitView()
 
     def patiently(self, op: Callable[[], T]) -> T:
         """Runs a store operation, waiting out a locked or full store as the async mode does
@@ -117,6 +124,7 @@ class LegacyDispatcher:
             pid_start_ticks=started.ticks,
             boot_id=started.boot_id,
         )
+        self._state_slots(store)
         log.info(
             "dispatcher_started",
             owner=self.owner,
@@ -129,12 +137,14 @@ class LegacyDispatcher:
         )
         for worker in self.workers:
             worker.thread.start()
+        self.hosts.start()
         window_s = stall_window_s(self.config.daemon.lease_s, self.config.daemon.poll_s)
         watchdog = WatchdogThread(Notifier.from_env(), lambda: self.rounds, stall_s=window_s)
         watchdog.start()
         try:
             self._supervise(store)
         finally:
+            self.hosts.stop()
             self._stop(store)
             listener.close()
             if hints is not None:
@@ -157,8 +167,10 @@ class LegacyDispatcher:
                 next_status += self.config.daemon.status_log_s
                 self._log_status(store)
             self._restart_dead_workers()
+            self.limit_view.follow(self.patiently(store.pool_limits), self._slots())
             self._renew(store)
             self._reap(store)
+            self._record_telemetry(store)
             self.rounds += 1
             if (
                 self.until_idle
@@ -186,10 +198,26 @@ class LegacyDispatcher:
             ):
                 worker.interrupt(attempt.claim.task_id, "lease_lost")
 
+    def _slots(self) -> dict[str, int]:
+        return {w.pool.name: w.pool.slots for w in self.workers}
+
+    def _state_slots(self, store: Store) -> None:
+        """At start and on reload our file's slots become every daemon's limits (the store
+        enforces them on our one-at-a-time claims too); the peers read them again at once."""
+        slots, now = self._slots(), now_us()
+        self.patiently(lambda: state_slots(store, self.owner, slots, now))
+        nudge.send([x.nudge for x in store.daemons() if x.id != self.owner], nudge.PEERS)
+
     def _reap(self, store: Store) -> None:
         alive, dead = judge_daemons(store.daemons(), self.owner, self.config.daemon.db)
         if self.patiently(lambda: take_back(store, alive, dead, now_us())):
             self.wake.set()
+
+    def _record_telemetry(self, store: Store) -> None:
+        """What the hosts said since the last round, recorded for `ygg status`."""
+        for pool, reading in self.hosts.take().items():
+            data = reading.to_json() if reading is not None else None
+            self.patiently(functools.partial(store.set_telemetry, self.owner, pool, data, now_us()))
 
     def _restart_dead_workers(self) -> None:
         """A pool thread that died is replaced (its task, if any, comes back with its lease);
@@ -239,6 +267,7 @@ class LegacyDispatcher:
             worker.thread.start()
         self.config = config
         store.set_config_error(self.owner, None)
+        self._state_slots(store)
         log.info("config_reloaded", pools={w.pool.name: 1 for w in self.workers})
         self.wake.set()
 
@@ -325,10 +354,15 @@ class _Pulse:
             self._generation += 1
             self._cond.notify_all()
 
-    def wait(self, timeout_s: float) -> None:
+    def mark(self) -> int:
+        """Take this before looking for work, and pass it to wait(): a set() in between (a
+        nudge, or the stop) is then not lost while the caller was busy looking."""
         with self._cond:
-            seen = self._generation
-            self._cond.wait_for(lambda: self._generation != seen, timeout_s)
+            return self._generation
+
+    def wait(self, timeout_s: float, since: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != since, timeout_s)
 
 
 def run_legacy(

@@ -60,6 +60,7 @@ class Worker:
         store = legacy.open()
         try:
             while not (legacy.stopping.is_set() or self.closing):
+                looked = legacy.wake.mark()
                 claims = legacy.patiently(
                     lambda: store.claim(
                         self.pool.name,
@@ -72,7 +73,7 @@ class Worker:
                     )
                 )
                 if not claims:
-                    legacy.wake.wait(legacy.config.daemon.poll_s)
+                    legacy.wake.wait(legacy.config.daemon.poll_s, since=looked)
                     continue
                 claim = claims[0]
                 bound = logs.bind_attempt(claim.task_id, self.pool.name, claim.attempt)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from ygg.dispatch.host_watch import HostWatch
 from ygg.ops.http_status import StatusServer, check_listen, start_status_server, status_token
 from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress, stall_window_s
@@ -46,6 +47,7 @@ class Observer:
         self.heartbeats = 0  # reaper cycles: moves while idle, and only if the store thread does
         self.started_us = d.now_us()
         self.events = EventHub()  # what /api/events streams; fed by the pools
+        self.hosts = HostWatch()  # what each pool's host says of its load (watch_hosts reads)
         self._server: StatusServer | None = None
         self._tasks: TaskApi | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -145,6 +147,8 @@ class Observer:
                 r.config.kinds,
                 r.breaker.state,
                 r.breaker.reason,
+                limit=r.limit,
+                telemetry=self.hosts.reading(r.name),
             )
             for r in d.runners.values()
         ]

@@ -50,6 +50,9 @@ class PoolRunner:
         self.wake.set()
         self.closing = False  # removed by a reload: finish what runs, claim nothing more
         self.task: asyncio.Task[None] | None = None  # the claim loop
+        # The pool's limit as the store last said (dispatch/limits.py): how many to ask for.
+        # The store enforces it whatever this says; until it is read, our own slots.
+        self.limit = config.slots
 
     def reconfigure(self, config: PoolConfig) -> None:
         """A reload changed slots, kinds or limits; the backend (resized for new attempts) and
@@ -60,6 +63,15 @@ class PoolRunner:
         self.breaker.cooldown_s = config.breaker_cooldown_s
         self.wake.set()
 
+    def follow(self, limit: int) -> None:
+        """The stored limit changed (a reload anywhere, or adaptive control): claim up to it."""
+        if limit != self.limit:
+            log.info("pool_limit_changed", pool=self.name, limit=limit, was=self.limit)
+            self.limit = limit
+            self.wake.set()
+            if self.d.observer.events.streams:
+                self._announce_pool()
+
     @property
     def name(self) -> str:
         return self.config.name
@@ -69,7 +81,7 @@ class PoolRunner:
         while not (self.d.stopping or self.closing):
             self.wake.clear()
             running = len(self.attempts)
-            free = self.breaker.claim_limit(running, self.config.slots - running)
+            free = self.breaker.claim_limit(running, self.limit - running)
             claimed = await self._claim(free) if free > 0 else 0
             if claimed and claimed == free:
                 continue  # the queue may hold more
@@ -118,7 +130,9 @@ class PoolRunner:
 
     def _announce_pool(self) -> None:
         running, breaker = len(self.attempts), self.breaker
-        event = pool_event(self.name, running, self.config.slots, breaker.state, breaker.reason)
+        event = pool_event(
+            self.name, running, self.config.slots, breaker.state, breaker.reason, self.limit
+        )
         self.d.observer.events.publish(event)
 
     def stop_attempt(self, task_id: int, reason: str) -> bool:
@@ -201,6 +215,8 @@ class PoolRunner:
         log_recorded(recorded, failure, now, seconds)
         outcome_name = _OUTCOME_NAMES[recorded.status]
         d.observer.metrics.attempt_finished(self.name, claim.kind, outcome_name, seconds)
+        if recorded.status == "done" and outcome is not None:
+            d.observer.metrics.usage_observed(self.name, outcome)
         if recorded.status is not None:
             self._breaker_learns(failure)
         if recorded.promoted:

@@ -17,6 +17,7 @@ import structlog
 
 from ygg.backends import Backend, make_backend
 from ygg.config import Config, PoolConfig
+from ygg.dispatch.limits import publish
 from ygg.errors import YggError
 from ygg.store.base import Store
 
@@ -63,6 +64,7 @@ async def reload(d: Shared, read_config: Callable[[], Config]) -> bool:
         return False
     _apply(d, config, changes, new_backends)
     await d.store.call(Store.set_config_error, d.owner, None)
+    await publish(d)  # a reload is an operator's word: its slots become everyone's limits
     log.info("config_reloaded", pools={name: r.config.slots for name, r in d.runners.items()})
     d.observer.reloading(False)
     return True

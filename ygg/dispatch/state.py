@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ygg.config import Config
+    from ygg.dispatch.limits import LimitView
     from ygg.dispatch.observe import Observer
     from ygg.dispatch.pool import PoolRunner
     from ygg.store.model import Daemon
@@ -29,6 +30,9 @@ class Shared(Protocol):
     idle_hint: asyncio.Event
     runners: dict[str, PoolRunner]
     retiring: set[PoolRunner]  # removed by a reload, finishing their attempts
+    peers: list[str]  # nudge addresses of the other daemons on this queue
+    limit_view: LimitView  # what the store last said of the pools' limits
+    limits_changed: asyncio.Event  # a peer may have changed a limit: read them again now
 
     def fire(self, coro: Coroutine[Any, Any, object]) -> None:
         """Runs `coro` as a supervised errand (its failure is logged, never lost)."""

@@ -19,6 +19,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from ygg import __version__
 from ygg.ops.progress import Progress
 from ygg.ops.snapshot import BREAKER_STATES, Snapshot
+from ygg.store.model import Outcome
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 # Claims are one SQLite statement: sub-millisecond normally, seconds when the file is locked.
@@ -27,6 +28,13 @@ CLAIM_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 # LLM attempts run from milliseconds (sim, cache hits) to the 10-minute default timeout and past.
 ATTEMPT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
                      600.0, 1800.0)  # fmt: skip
+# A small model on a GPU answers its first token in tens of milliseconds; a long prompt on a
+# CPU, or a request waiting inside a busy host, takes seconds to minutes.
+FIRST_TOKEN_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                         120.0, 300.0)  # fmt: skip
+# Output tokens per second of one answer: single digits on a CPU, hundreds on a fast GPU.
+TOKENS_PER_S_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 150.0, 200.0,
+                        300.0, 500.0, 1000.0)  # fmt: skip
 QUEUE_WAIT_BUCKETS_S = (0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0,
                         3600.0, 14400.0, 86400.0)  # fmt: skip
 
@@ -62,6 +70,7 @@ class Metrics:
             buckets=QUEUE_WAIT_BUCKETS_S,
             registry=r,
         )
+        self._usage = _Usage(r)
         self._renewed = Counter("ygg_leases_renewed", "Task leases renewed.", registry=r)
         self._reaped = Counter(
             "ygg_tasks_reaped", "Tasks recovered from dispatchers whose lease ran out.", registry=r
@@ -97,6 +106,10 @@ class Metrics:
             child = self._wait_children[key] = self._wait_s.labels(*key)
         child.observe(max(seconds, 0.0))  # clocks of two machines may disagree a little
 
+    def usage_observed(self, pool: str, outcome: Outcome) -> None:
+        """An answer's tokens and speed, as far as its host told them."""
+        self._usage.observe(pool, outcome)
+
     def leases_renewed(self, n: int) -> None:
         if n:
             self._renewed.inc(n)
@@ -119,6 +132,52 @@ class Metrics:
             self._state.current = None
 
 
+class _Usage:
+    """Tokens in and out, time to the first token and tokens per second, per pool."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._first_token_s = Histogram(
+            "ygg_first_token_seconds",
+            "Time from sending a request to its first streamed token, per pool.",
+            ["pool"],
+            buckets=FIRST_TOKEN_BUCKETS_S,
+            registry=registry,
+        )
+        self._speed = Histogram(
+            "ygg_tokens_per_second",
+            "Output tokens per second of generation (first token to last) of each answer.",
+            ["pool"],
+            buckets=TOKENS_PER_S_BUCKETS,
+            registry=registry,
+        )
+        self._tokens = Counter(
+            "ygg_tokens",
+            "Tokens the hosts counted, per pool: direction in (prompt) or out (generated).",
+            ["pool", "direction"],
+            registry=registry,
+        )
+        self._children: dict[str, tuple[Histogram, Histogram, Counter, Counter]] = {}
+
+    def observe(self, pool: str, outcome: Outcome) -> None:
+        children = self._children.get(pool)
+        if children is None:
+            children = self._children[pool] = (
+                self._first_token_s.labels(pool),
+                self._speed.labels(pool),
+                self._tokens.labels(pool, "in"),
+                self._tokens.labels(pool, "out"),
+            )
+        first_token, speed, tokens_in, tokens_out = children
+        if outcome.first_token_s is not None and outcome.first_token_s >= 0:
+            first_token.observe(outcome.first_token_s)
+        if outcome.tokens_out and outcome.generation_s and outcome.generation_s > 0:
+            speed.observe(outcome.tokens_out / outcome.generation_s)
+        if outcome.tokens_in and outcome.tokens_in > 0:
+            tokens_in.inc(outcome.tokens_in)
+        if outcome.tokens_out and outcome.tokens_out > 0:
+            tokens_out.inc(outcome.tokens_out)
+
+
 class _StateCollector:
     """Gauges computed at scrape time only: from the snapshot being rendered, and psutil."""
 
@@ -130,6 +189,7 @@ class _StateCollector:
     def collect(self) -> Iterable[Metric]:
         if self.current is not None:
             yield from _snapshot_metrics(self.current)
+            yield from _host_metrics(self.current)
         if self._progress is not None:
             yield from _progress_metrics(self._progress)
         yield from self._process_metrics()
@@ -166,7 +226,9 @@ def _snapshot_metrics(snap: Snapshot) -> Iterable[Metric]:
     yield tasks
     slots = GaugeMetricFamily("ygg_pool_slots", "Configured slots.", labels=["pool"])
     limit = GaugeMetricFamily(
-        "ygg_pool_limit", "Tasks the pool may run at once now (its slots).", labels=["pool"]
+        "ygg_pool_limit",
+        "Tasks the pool may run at once now, across every daemon (its stored limit).",
+        labels=["pool"],
     )
     running = GaugeMetricFamily(
         "ygg_pool_running", "Tasks running in the pool, across all daemons.", labels=["pool"]
@@ -207,3 +269,46 @@ def _progress_metrics(progress: Progress) -> Iterable[Metric]:
         "Age past which /healthz answers 503 and the systemd watchdog pings stop.",
         value=progress.max_age_s,
     )
+
+
+def _host_metrics(snap: Snapshot) -> Iterable[Metric]:
+    """What each pool's host says of its own load (ygg/backends/telemetry.py); a pool whose
+    host says nothing has no sample, and a host that does not report a figure lacks that one."""
+    running = GaugeMetricFamily(
+        "ygg_host_requests_running", "Requests the host says it is working on.", labels=["pool"]
+    )
+    waiting = GaugeMetricFamily(
+        "ygg_host_requests_waiting",
+        "Requests the host says are queued inside it (vLLM waiting, llama.cpp deferred).",
+        labels=["pool"],
+    )
+    kv_cache = GaugeMetricFamily(
+        "ygg_host_kv_cache_usage", "Fraction of the host's KV cache in use (0-1).", labels=["pool"]
+    )
+    vram = GaugeMetricFamily(
+        "ygg_host_model_vram_ratio",
+        "Fraction of each loaded model in GPU memory (Ollama); below 1 it runs partly on the CPU.",
+        labels=["pool", "model"],
+    )
+    saturated = GaugeMetricFamily(
+        "ygg_host_saturated",
+        "1 while the host itself says it is saturated (requests waiting, KV cache at 80% or "
+        "more, a model spilling to the CPU, every slot busy), else 0.",
+        labels=["pool"],
+    )
+    for pool in snap["pools"]:
+        data = pool.get("telemetry")
+        if not data:
+            continue
+        name = pool["name"]
+        for family, key in (
+            (running, "running"),
+            (waiting, "waiting"),
+            (kv_cache, "kv_cache_usage"),
+        ):
+            if data.get(key) is not None:
+                family.add_metric([name], data[key])
+        for model in data.get("models") or []:
+            vram.add_metric([name, model["name"]], model["vram_ratio"])
+        saturated.add_metric([name], 1 if data.get("saturated") else 0)
+    yield from (running, waiting, kv_cache, vram, saturated)

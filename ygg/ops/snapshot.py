@@ -8,11 +8,11 @@ alone, and by tests.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ygg.config import Config
-from ygg.store.model import STATUSES, iso
+from ygg.store.model import STATUSES, HostReport, iso
 
 if TYPE_CHECKING:
     from ygg.store.base import Store
@@ -34,12 +34,14 @@ class PoolRow(TypedDict):
     host: str
     backend: str
     slots: int
-    limit: int  # what it may run at once now: its slots (adaptive slots will move it)
+    limit: int  # what it may run at once now, across every daemon: the stored limit
     running: int  # across every daemon on the queue
     queued: int  # queued tasks of the kinds it serves (including those in a retry backoff)
     breaker: str  # closed | half-open | open | unknown
     breaker_reason: str | None
     kinds: list[str]
+    # What the pool's host says of its load (HostTelemetry.to_json()); None: it says nothing.
+    telemetry: dict[str, Any] | None
 
 
 class RunningRow(TypedDict):
@@ -69,6 +71,8 @@ class PoolInfo:
     kinds: tuple[str, ...] = ()
     breaker: str = "closed"
     breaker_reason: str | None = None
+    limit: int | None = None  # the stored limit, every daemon's; None: none known, its slots
+    telemetry: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,16 @@ class RunningInfo:
     started_us: int | None  # wall clock, microseconds since the epoch
 
 
-def pools_of(config: Config, breaker: str = "closed") -> list[PoolInfo]:
-    """The configured pools, all with the same breaker state (the database does not know it)."""
+def pools_of(
+    config: Config, breaker: str = "closed", limits: Mapping[str, int] | None = None
+) -> list[PoolInfo]:
+    """The configured pools, all with the same breaker state (the database does not know it),
+    with their stored limits."""
+    limits = limits or {}
     return [
-        PoolInfo(p.name, p.host, p.backend, p.slots, tuple(p.kinds), breaker)
+        PoolInfo(
+            p.name, p.host, p.backend, p.slots, tuple(p.kinds), breaker, limit=limits.get(p.name)
+        )
         for p in config.pools.values()
     ]
 
@@ -137,13 +147,25 @@ def _pool_row(pool: PoolInfo, load: tuple[int, int]) -> PoolRow:
         "host": pool.host,
         "backend": pool.backend,
         "slots": pool.slots,
-        "limit": pool.slots,
+        "limit": pool.slots if pool.limit is None else pool.limit,
         "running": load[0],
         "queued": load[1],
         "breaker": pool.breaker,
         "breaker_reason": pool.breaker_reason,
         "kinds": list(pool.kinds),
+        "telemetry": pool.telemetry,
     }
+
+
+def latest_telemetry(reports: Iterable[HostReport], live: set[int]) -> dict[str, dict[str, Any]]:
+    """Per pool, the latest reading any live daemon recorded of its host."""
+    latest: dict[str, HostReport] = {}
+    for report in reports:
+        if report.daemon in live and (
+            report.pool not in latest or report.since_us > latest[report.pool].since_us
+        ):
+            latest[report.pool] = report
+    return {pool: report.data for pool, report in latest.items()}
 
 
 def snapshot_from_store(store: Store, config: Config, running_limit: int = 200) -> Snapshot:
@@ -154,6 +176,7 @@ def snapshot_from_store(store: Store, config: Config, running_limit: int = 200) 
         for t in store.list_tasks(status="running", limit=running_limit)
     ]
     daemons = store.daemons()
+    telemetry = latest_telemetry(store.telemetry(), {d.id for d in daemons})
     first = daemons[0] if daemons else None
     daemon = daemon_info(
         first.pid if first else None,
@@ -164,7 +187,12 @@ def snapshot_from_store(store: Store, config: Config, running_limit: int = 200) 
     )
     return build_snapshot(
         daemon=daemon,
-        pools=pools_of(config, breaker="unknown"),
+        pools=[
+            replace(pool, telemetry=telemetry.get(pool.name))
+            for pool in pools_of(
+                config, "unknown", {name: x.limit for name, x in store.pool_limits().items()}
+            )
+        ],
         load=load,
         counts=store.counts(),
         running=running,

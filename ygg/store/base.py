@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from ygg.store.model import (
     BreakerState,
@@ -19,8 +19,10 @@ from ygg.store.model import (
     Completion,
     Daemon,
     Head,
+    HostReport,
     NewTask,
     Outcome,
+    PoolLimit,
     Reaped,
     Renewal,
     Task,
@@ -62,8 +64,10 @@ class Store(Protocol):
         lease_us: int,
         now_us: int,
     ) -> list[Claim]:
-        """Up to `limit` of the most urgent ready tasks, never past `slots` running in `pool`
-        across every daemon on the queue."""
+        """Up to `limit` of the most urgent ready tasks, never past the pool's stored limit
+        (see `set_pool_limit`) running in `pool` across every daemon on the queue, read in the
+        same transaction. `slots` (the caller's configured slots) counts only while the store
+        holds no limit for the pool: it is then stored as its first limit (source "claim")."""
         ...
 
     def renew(
@@ -154,6 +158,42 @@ class Store(Protocol):
     ) -> None: ...
 
     def breakers(self) -> list[BreakerState]: ...
+
+    def set_telemetry(
+        self, daemon_id: int, pool: str, data: Mapping[str, Any] | None, now_us: int
+    ) -> None:
+        """Records what `pool`'s host last said about its load (JSON); None forgets it."""
+        ...
+
+    def telemetry(self) -> list[HostReport]:
+        """Every daemon's last reading of every host, by pool then daemon."""
+        ...
+
+    # --- slot limits: one per pool, shared by every daemon on the queue -------------------
+    def set_pool_limit(
+        self,
+        pool: str,
+        limit: int,
+        *,
+        daemon_id: int | None,
+        now_us: int,
+        configured: int | None = None,
+        source: str = "config",
+    ) -> PoolLimit:
+        """Sets how many tasks `pool` may run at once across every daemon, from the next
+        claim on. Lowered below what runs, the running tasks finish and no new one starts
+        until the pool is under the limit. `configured`: the slots of the configuration this
+        comes from (None keeps the stored one, as an adaptive change does)."""
+        ...
+
+    def pool_limits(self) -> dict[str, PoolLimit]:
+        """Every stored limit, with the slots each live daemon's file gives the pool."""
+        ...
+
+    def declare_slots(self, daemon_id: int, slots: Mapping[str, int]) -> None:
+        """Records the `slots` the daemon's configuration file gives each of its pools
+        (replacing what it declared before), so status can show who disagrees."""
+        ...
 
     # --- the store itself ----------------------------------------------------------------
     def batch(self, *, savepoints: bool = True) -> AbstractContextManager[None]:

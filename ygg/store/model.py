@@ -60,6 +60,18 @@ def storable_count(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= MAX_COUNT else None
 
 
+def storable_us(seconds: float | None) -> int | None:
+    """A duration as stored, in microseconds: None for one that is unknown or impossible
+    (negative, not a number, past what an engine keeps)."""
+    if seconds is None or not 0 <= seconds < MAX_COUNT / US:  # False for NaN too
+        return None
+    return round(seconds * US)
+
+
+def seconds_of(us: int | None) -> float | None:
+    return None if us is None else us / US
+
+
 class NewTask(NamedTuple):
     title: str
     kind: str
@@ -94,6 +106,15 @@ class Task(NamedTuple):
     tokens_in: int | None = None
     tokens_out: int | None = None
     run_after_us: int | None = None
+    first_token_s: float | None = None  # the last attempt that answered: to its first token
+    generation_s: float | None = None  # and from its first token to its last
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Output tokens per second of generation; None when the host did not tell."""
+        if not self.tokens_out or not self.generation_s:
+            return None
+        return self.tokens_out / self.generation_s
 
     def to_json(self) -> dict[str, Any]:
         """The contract's fields, then ygg's extensions."""
@@ -117,6 +138,8 @@ class Task(NamedTuple):
             "timeout": self.timeout_s,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "first_token_s": self.first_token_s,
+            "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 3),
             "retry_at": iso(self.run_after_us) if self.status == "queued" else None,
         }
 
@@ -166,6 +189,23 @@ class Completion(NamedTuple):
     now_us: int
 
 
+def promoted_first(answers: list[list[str] | None]) -> list[list[str] | None]:
+    """complete()'s answers as complete_many gives them: every kind promoted, with the first
+    item recorded; None where the token was stale."""
+    first = next((i for i, kinds in enumerate(answers) if kinds is not None), None)
+    promoted = [kind for kinds in answers if kinds for kind in kinds]
+    return [
+        promoted if i == first else None if kinds is None else [] for i, kinds in enumerate(answers)
+    ]
+
+
+def complete_each(store: Any, items: Sequence[Completion]) -> list[list[str] | None]:
+    """Store.complete_many as complete() for each item, in one transaction (for an engine
+    with no round trips to save)."""
+    with store.batch():
+        return promoted_first([store.complete(*item) for item in items])
+
+
 class Daemon(NamedTuple):
     id: int
     hostname: str
@@ -203,6 +243,51 @@ class BreakerState(NamedTuple):
     state: BreakerPhase
     reason: str | None
     since_us: int
+
+
+class HostReport(NamedTuple):
+    """What one pool's host last said about its load, as one daemon read it (JSON, the shape of
+    ygg.backends.telemetry.HostTelemetry.to_json); `since_us`: when it last changed."""
+
+    daemon: int
+    pool: str
+    data: dict[str, Any]
+    since_us: int
+
+
+class PoolLimit(NamedTuple):
+    """A pool's limit as the store holds it: one for every daemon on the queue.
+
+    `configured` is the `slots` of the configuration that set it last (an adaptive pool's
+    ceiling: its limit moves below it, the configured slots stay); `files` gives, per live
+    daemon, the `slots` its own configuration file gives the pool."""
+
+    pool: str
+    limit: int
+    configured: int
+    source: str  # config (a daemon's start or reload) | claim (a first claim) | adaptive | ...
+    set_by: int | None  # the daemon that set it; None when no daemon did
+    set_us: int
+    files: dict[int, int] = {}  # noqa: RUF012 (never mutated: NamedTuples are values)
+
+    def disagreeing(self) -> list[int]:
+        """The daemons whose configuration file gives the pool other slots than the one that
+        set its limit."""
+        return sorted(d for d, slots in self.files.items() if slots != self.configured)
+
+
+MAX_LIMIT = 2**31 - 1  # the largest slot limit either engine stores
+
+
+def check_limit(pool: str, limit: int, configured: int | None) -> None:
+    """A slot limit (and the configured slots it comes from) either engine can keep."""
+    from ygg.errors import InvalidInput  # here: most commands never set a limit
+
+    for name, value in (("limit", limit), ("configured slots", configured)):
+        if value is not None and not 1 <= value <= MAX_LIMIT:
+            raise InvalidInput(
+                f"The {name} of pool {pool} must be a whole number from 1 to {MAX_LIMIT}."
+            )
 
 
 class Head(NamedTuple):
@@ -277,7 +362,8 @@ def task_from_row(row: Sequence[Any], depends_on: Iterable[int]) -> Task:
     """A Task from a row of the engines' task columns, in the order both select them: id,
     title, kind, priority, status, pool, attempts, max_attempts, params (JSON), created_us,
     started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in,
-    tokens_out, run_after_us."""
+    tokens_out, run_after_us, (the dependencies, passed apart), first_token_us,
+    generation_us."""
     return Task(
         id=row[0],
         title=row[1],
@@ -300,4 +386,6 @@ def task_from_row(row: Sequence[Any], depends_on: Iterable[int]) -> Task:
         tokens_in=row[17],
         tokens_out=row[18],
         run_after_us=row[19],
+        first_token_s=seconds_of(row[21]),
+        generation_s=seconds_of(row[22]),
     )

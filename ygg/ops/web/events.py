@@ -113,13 +113,19 @@ def task_event(task_id: int, status: str | None, **extra: Any) -> dict[str, Any]
 
 
 def pool_event(
-    pool: str, running: int, slots: int, breaker: str, reason: str | None
+    pool: str,
+    running: int,
+    slots: int,
+    breaker: str,
+    reason: str | None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     return {
         "type": "pool",
         "pool": pool,
         "running": running,
         "slots": slots,
+        "limit": slots if limit is None else limit,  # the stored limit, for every daemon
         "breaker": breaker,
         "breaker_reason": reason,
     }

@@ -14,8 +14,15 @@ daemon's claim shares its transaction with a batch of other operations; a skippe
 nothing. Every way a task leaves `running` frees its slot in the same transaction, and only
 when the fenced update of the task succeeded, so a zombie's late write frees nothing.
 
-Slot rows are made as they are first needed (never beyond the pool's `slots`), so a pool with
-a huge limit costs rows only for what really runs at once.
+The limit a claim obeys is the pool's stored limit (limits.py), copied into every slot row as
+`lim`: a claim takes only free rows with `n <= lim`, and reads `lim` from the rows it has
+locked, so a resize and a claim can never pass each other (limits.py says why). Lowered below
+what runs, rows above the limit stay held until their tasks end, and no row is handed out
+until what runs is under the limit again (`_usable_after_lowering`).
+
+Slot rows are made as they are first needed (never beyond the pool's limit), so a pool with a
+huge limit costs rows only for what really runs at once. A pool with no stored limit yet takes
+the claimer's `slots` as its first one.
 """
 
 from __future__ import annotations
@@ -26,27 +33,36 @@ from collections.abc import Sequence
 
 from ygg.store.model import Claim
 from ygg.store.postgres.deps import Conn
+from ygg.store.postgres.limits import first_limit
 
-# Up to `limit` free slots of the pool, locked; whether any slot above the limit is still
-# held (the limit was lowered while it ran); how many rows the pool has (more may be made).
+# Up to `want` free slots of the pool within its limit, locked, with the limit as the locked
+# rows say; how many rows the pool has (more may be made); its stored limit as this statement's
+# snapshot saw it (NULL: none yet) — a hint for making rows, never what a claim obeys.
 _FREE = """
-SELECT ARRAY(
-    SELECT n FROM ygg.slots
-    WHERE pool = %(pool)s AND n <= %(slots)s AND task_id IS NULL
-    ORDER BY n LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED),
-  EXISTS (SELECT 1 FROM ygg.slots WHERE pool = %(pool)s AND n > %(slots)s AND task_id IS NOT NULL),
-  (SELECT coalesce(max(n), 0) FROM ygg.slots WHERE pool = %(pool)s)
+WITH free AS MATERIALIZED (
+    SELECT n, lim FROM ygg.slots
+    WHERE pool = %(pool)s AND task_id IS NULL AND n <= lim
+    ORDER BY n LIMIT %(want)s
+    FOR UPDATE SKIP LOCKED)
+SELECT ARRAY(SELECT n FROM free ORDER BY n), (SELECT min(lim) FROM free),
+  (SELECT coalesce(max(n), 0) FROM ygg.slots WHERE pool = %(pool)s),
+  (SELECT slot_limit FROM ygg.pool_limits WHERE pool = %(pool)s)
 """
 
 # The candidates are materialised with their LIMIT and row locks before the UPDATE joins them:
 # inlined, the planner may run the limiting subquery once per row and take more than LIMIT
 # (Oban v2.15's note). The tasks taken are paired with the slots, most urgent to lowest slot.
+# Nothing is taken while a slot above the limit is held (the limit was lowered while it ran):
+# `over` says so, in this statement's snapshot, which is younger than the slot locks.
 _TAKE = """
-WITH ready AS MATERIALIZED (
+WITH over AS MATERIALIZED (
+    SELECT %(check)s AND EXISTS (SELECT 1 FROM ygg.slots
+        WHERE pool = %(pool)s AND n > %(lim)s AND task_id IS NOT NULL) AS held
+), ready AS MATERIALIZED (
     SELECT id FROM ygg.tasks
     WHERE status = 'queued' AND kind = ANY(%(kinds)s)
       AND (run_after_us IS NULL OR run_after_us <= %(now)s)
+      AND NOT (SELECT held FROM over)
     ORDER BY priority, id
     LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
@@ -65,7 +81,7 @@ WITH ready AS MATERIALIZED (
     UPDATE ygg.slots AS s SET task_id = paired.id
     FROM paired WHERE s.pool = %(pool)s AND s.n = paired.n
 )
-SELECT * FROM taken ORDER BY priority, id
+SELECT over.held, taken.* FROM over LEFT JOIN taken ON true ORDER BY priority, id
 """
 
 
@@ -80,38 +96,58 @@ def claim(
     lease_until_us: int,
     now_us: int,
 ) -> list[Claim]:
-    """Up to `limit` of the most urgent ready tasks of `kinds` for `pool`, within its slots."""
-    free = _lock_free_slots(conn, pool, slots, limit)
+    """Up to `limit` of the most urgent ready tasks of `kinds` for `pool`, within its limit."""
+    free, lim = _lock_free_slots(conn, pool, limit, slots, owner, now_us)
     if not free:
         return []
-    rows = conn.execute(
-        _TAKE,
-        {
-            "kinds": list(kinds),
-            "now": now_us,
-            "n": len(free),
-            "pool": pool,
-            "owner": owner,
-            "lease": lease_until_us,
-            "free": free,
-        },
-    ).fetchall()
+    args = {
+        "kinds": list(kinds),
+        "now": now_us,
+        "pool": pool,
+        "owner": owner,
+        "lease": lease_until_us,
+        "lim": lim,
+        "check": True,
+    }
+    rows = conn.execute(_TAKE, {**args, "n": len(free), "free": free}).fetchall()
+    if rows[0][0]:  # lowered below what runs: only slots 1..c may be taken now
+        usable = _usable_after_lowering(conn, pool, lim)
+        free = [n for n in free if n <= usable]
+        if not free:
+            return []
+        args["check"] = False
+        rows = conn.execute(_TAKE, {**args, "n": len(free), "free": free}).fetchall()
     return [
-        Claim(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9], r[10])
+        Claim(r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], r[10], r[11])
         for r in rows
+        if r[1] is not None
     ]
 
 
-def _lock_free_slots(conn: Conn, pool: str, slots: int, limit: int) -> list[int]:
-    """Locks up to `limit` free slots of `pool` among 1..slots; their numbers."""
-    row = conn.execute(_FREE, {"pool": pool, "slots": slots, "limit": limit}).fetchone()
-    assert row is not None
-    usable = slots if not row[1] else _usable_after_lowering(conn, pool, slots)
-    free = [n for n in row[0] if n <= usable]
-    top = row[2]
-    if len(free) < limit and top < usable:
-        free += _add_slots(conn, pool, top + 1, min(usable, top + limit - len(free)))
-    return free
+def _lock_free_slots(
+    conn: Conn, pool: str, want: int, slots: int, owner: int, now_us: int
+) -> tuple[list[int], int]:
+    """Locks up to `want` free slots of `pool` within its limit; their numbers and the limit."""
+    args = {"pool": pool, "want": want}
+    free, lim, top, hint = conn.execute(_FREE, args).fetchone() or ([], None, 0, None)
+    if hint is None:  # no stored limit yet (or rows from before limits were stored)
+        first_limit(conn, pool, slots, owner, now_us)
+        free, lim, top, hint = conn.execute(_FREE, args).fetchone() or ([], None, 0, None)
+    if len(free) < want and top < (hint or 0):
+        stored = _stored_limit(conn, pool)
+        if stored is not None and (lim is None or lim == stored):
+            lim = stored
+            free += _add_slots(conn, pool, top + 1, min(stored, top + want - len(free)), stored)
+    return free, lim or 0
+
+
+def _stored_limit(conn: Conn, pool: str) -> int | None:
+    """The pool's limit, share-locked so that no resize begins before this claim ends (rows
+    made now carry it). None if a resize holds it now: this claim makes no rows."""
+    row = conn.execute(
+        "SELECT slot_limit FROM ygg.pool_limits WHERE pool = %s FOR SHARE SKIP LOCKED", (pool,)
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def _usable_after_lowering(conn: Conn, pool: str, slots: int) -> int:
@@ -137,14 +173,16 @@ def _usable_after_lowering(conn: Conn, pool: str, slots: int) -> int:
     return low
 
 
-def _add_slots(conn: Conn, pool: str, first: int, last: int) -> list[int]:
-    """Makes the slot rows `first`..`last` of `pool`. Rows this transaction inserts are its own
-    until it commits; one that another claim is inserting at the same moment is waited for,
-    then left to it (ON CONFLICT DO NOTHING)."""
+def _add_slots(conn: Conn, pool: str, first: int, last: int, lim: int) -> list[int]:
+    """Makes the slot rows `first`..`last` of `pool`, with its limit `lim`. Rows this
+    transaction inserts are its own until it commits; one that another claim is inserting at
+    the same moment is waited for, then left to it (ON CONFLICT DO NOTHING)."""
+    if last < first:
+        return []
     added = conn.execute(
-        "INSERT INTO ygg.slots (pool, n) SELECT %s, g "
+        "INSERT INTO ygg.slots (pool, n, lim) SELECT %s, g, %s "
         "FROM generate_series(%s::integer, %s::integer) AS g ON CONFLICT DO NOTHING RETURNING n",
-        (pool, first, last),
+        (pool, lim, first, last),
     ).fetchall()
     return sorted(r[0] for r in added)
 

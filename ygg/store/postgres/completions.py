@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ygg.store.model import Completion
+from ygg.store.model import Completion, storable_us
 from ygg.store.postgres import deps
 from ygg.store.postgres.deps import Conn
 
@@ -21,10 +21,12 @@ from ygg.store.postgres.deps import Conn
 _COMPLETE_MANY = """
 WITH item AS (
     SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[],
-        %s::bigint[]) AS i(id, token, result, tokens_in, tokens_out, finished_us)
+        %s::bigint[], %s::bigint[], %s::bigint[])
+        AS i(id, token, result, tokens_in, tokens_out, first_token_us, generation_us, finished_us)
 ), done AS (
     UPDATE ygg.tasks AS t SET status = 'done', result = item.result, error = NULL,
         tokens_in = item.tokens_in, tokens_out = item.tokens_out,
+        first_token_us = item.first_token_us, generation_us = item.generation_us,
         finished_us = item.finished_us, lease_expires_us = NULL
     FROM item WHERE t.id = item.id AND t.token = item.token AND t.status = 'running'
     RETURNING t.id
@@ -47,6 +49,8 @@ def complete_many(
         [items[i].outcome.result for i in order],
         [items[i].outcome.tokens_in for i in order],
         [items[i].outcome.tokens_out for i in order],
+        [storable_us(items[i].outcome.first_token_s) for i in order],
+        [storable_us(items[i].outcome.generation_s) for i in order],
         [finished_us[i] for i in order],
     )
     done = {row[0] for row in conn.execute(_COMPLETE_MANY, columns).fetchall()}

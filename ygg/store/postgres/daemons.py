@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ygg.store.model import BreakerState, Daemon
+from ygg.store.model import BreakerState, Daemon, HostReport
 from ygg.store.postgres.db import Database, atomic
 
 _ESCAPED = re.compile(r"\\([\\0])")
@@ -67,6 +69,8 @@ class DaemonRegistry(Database):
         with self.write() as conn:
             conn.execute("DELETE FROM ygg.daemons WHERE id = ANY(%s)", (ids,))
             conn.execute("DELETE FROM ygg.breakers WHERE daemon = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM ygg.host_telemetry WHERE daemon = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM ygg.daemon_slots WHERE daemon = ANY(%s)", (ids,))
 
     @atomic
     def set_config_error(self, daemon_id: int, error: str | None) -> None:
@@ -95,6 +99,32 @@ class DaemonRegistry(Database):
                 'ORDER BY pool COLLATE "C", daemon'
             ).fetchall()
         return [BreakerState(*row) for row in rows]
+
+    @atomic
+    def set_telemetry(
+        self, daemon_id: int, pool: str, data: Mapping[str, Any] | None, now_us: int
+    ) -> None:
+        with self.write() as conn:
+            if data is None:
+                conn.execute(
+                    "DELETE FROM ygg.host_telemetry WHERE daemon = %s AND pool = %s",
+                    (daemon_id, pool),
+                )
+                return
+            conn.execute(
+                "INSERT INTO ygg.host_telemetry (daemon, pool, data, since_us) "
+                "VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (daemon, pool) DO UPDATE SET "
+                "data = excluded.data, since_us = excluded.since_us",
+                (daemon_id, pool, json.dumps(data, ensure_ascii=False), self.now(conn, now_us)),
+            )
+
+    def telemetry(self) -> list[HostReport]:
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT daemon, pool, data::text, since_us FROM ygg.host_telemetry "
+                'ORDER BY pool COLLATE "C", daemon'
+            ).fetchall()
+        return [HostReport(d, p, json.loads(data), since) for d, p, data, since in rows]
 
     def daemons(self) -> list[Daemon]:
         with self.read() as conn:

@@ -39,6 +39,17 @@ Clock = Literal["caller", "database"]
 CONNECT_TIMEOUT_S = 10
 CONFLICT_ATTEMPTS = 5  # a deadlock between two claims or outcomes is rare; it does not repeat
 PASSWORD_CREDENTIAL = "ygg-db-password"  # the systemd credential (LoadCredential=) name
+TABLES = (  # every table of ours: `check` reads each whole
+    "meta",
+    "tasks",
+    "deps",
+    "slots",
+    "daemons",
+    "breakers",
+    "host_telemetry",
+    "pool_limits",
+    "daemon_slots",
+)
 DB_NOW_US = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 _LOST = (
     pg_errors.AdminShutdown,
@@ -299,7 +310,7 @@ class Database:
     def check(self) -> None:
         """Reads every table whole; damaged data is refused (StoreRefused)."""
         with self.write() as conn:
-            for table in ("meta", "tasks", "deps", "slots", "daemons", "breakers"):
+            for table in TABLES:
                 conn.execute(f"SELECT count(*), max(length(t::text)) FROM ygg.{table} AS t")
 
     def schema_version(self) -> int:

@@ -10,14 +10,15 @@ from typing import Any
 
 from ygg.errors import TaskNotFound
 from ygg.store.model import Head, Task, task_from_row
-from ygg.store.postgres.daemons import DaemonRegistry
 from ygg.store.postgres.deps import Conn
+from ygg.store.postgres.limits import LimitRegistry
 
 TASK_COLUMNS = (
     "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
     "started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in, "
     "tokens_out, run_after_us, "
-    "ARRAY(SELECT depends_on FROM ygg.deps WHERE deps.task_id = tasks.id ORDER BY 1)"
+    "ARRAY(SELECT depends_on FROM ygg.deps WHERE deps.task_id = tasks.id ORDER BY 1), "
+    "first_token_us, generation_us"
 )
 
 
@@ -25,7 +26,7 @@ def task_of(row: Sequence[Any]) -> Task:
     return task_from_row(row, row[20])
 
 
-class TaskReads(DaemonRegistry):
+class TaskReads(LimitRegistry):
     def get(self, task_id: int) -> Task:
         with self.read() as conn:
             row = conn.execute(

@@ -92,6 +92,41 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (daemon, pool)
     );
     """,
+    # 2: usage: the last answer's time to its first token and from its first token to its last
+    """
+    ALTER TABLE ygg.tasks ADD COLUMN IF NOT EXISTS first_token_us bigint;
+    ALTER TABLE ygg.tasks ADD COLUMN IF NOT EXISTS generation_us bigint;
+    """,
+    # 3: host telemetry: what each pool's host last said about its load, as each daemon read it
+    """
+    CREATE TABLE ygg.host_telemetry (
+        daemon bigint NOT NULL,
+        pool text NOT NULL,
+        data jsonb NOT NULL,
+        since_us bigint NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    );
+    """,
+    # 4: one slot limit per pool for every daemon on the queue, who set it and when; the
+    # slots each daemon's own file gives its pools; and each slot row's copy of its pool's
+    # limit, which claims read under the row's lock (claims.py: a resize updates the rows)
+    """
+    CREATE TABLE ygg.pool_limits (
+        pool text PRIMARY KEY,
+        slot_limit integer NOT NULL CHECK (slot_limit >= 1),
+        configured integer NOT NULL CHECK (configured >= 1),
+        source text NOT NULL,
+        set_by bigint,
+        set_us bigint NOT NULL
+    );
+    CREATE TABLE ygg.daemon_slots (
+        daemon bigint NOT NULL,
+        pool text NOT NULL,
+        slots integer NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    );
+    ALTER TABLE ygg.slots ADD COLUMN lim integer;
+    """,
 )
 
 

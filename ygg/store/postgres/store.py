@@ -22,6 +22,7 @@ from ygg.store.model import (
     Upsert,
     UpsertResult,
     storable_text,
+    storable_us,
 )
 from ygg.store.postgres import claims, completions, deps, imports, inserts
 from ygg.store.postgres.db import Clock, atomic
@@ -36,7 +37,8 @@ WAKE = "wake"  # the nudges' text (ygg/nudge.py), sent as NOTIFY payloads
 _COMPLETE = """
 WITH done AS (
     UPDATE ygg.tasks SET status = 'done', result = %s, error = NULL, tokens_in = %s,
-        tokens_out = %s, finished_us = %s, lease_expires_us = NULL
+        tokens_out = %s, first_token_us = %s, generation_us = %s, finished_us = %s,
+        lease_expires_us = NULL
     WHERE id = %s AND token = %s AND status = 'running'
     RETURNING id
 ), freed AS (
@@ -152,7 +154,16 @@ class PostgresStore(TaskReads):
             now = self.now(conn, now_us)
             row = conn.execute(
                 _COMPLETE,
-                (outcome.result, outcome.tokens_in, outcome.tokens_out, now, task_id, token),
+                (
+                    outcome.result,
+                    outcome.tokens_in,
+                    outcome.tokens_out,
+                    storable_us(outcome.first_token_s),
+                    storable_us(outcome.generation_s),
+                    now,
+                    task_id,
+                    token,
+                ),
             ).fetchone()
             if row is None:
                 return None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ygg.store.model import BreakerState, Daemon
+from ygg.store.model import BreakerState, Daemon, HostReport
 from ygg.store.sqlite.db import Database, reads
 
 
@@ -48,6 +50,8 @@ class DaemonRegistry(Database):
         with self.write() as conn:
             conn.execute(f"DELETE FROM daemons WHERE id IN ({marks})", list(daemon_ids))
             conn.execute(f"DELETE FROM breakers WHERE daemon IN ({marks})", list(daemon_ids))
+            conn.execute(f"DELETE FROM host_telemetry WHERE daemon IN ({marks})", list(daemon_ids))
+            conn.execute(f"DELETE FROM daemon_slots WHERE daemon IN ({marks})", list(daemon_ids))
 
     def set_config_error(self, daemon_id: int, error: str | None) -> None:
         """Why the daemon's last reload was refused (None: the running configuration is current)."""
@@ -70,6 +74,28 @@ class DaemonRegistry(Database):
             "SELECT daemon, pool, state, reason, since_us FROM breakers ORDER BY pool, daemon"
         ).fetchall()
         return [BreakerState(*row) for row in rows]
+
+    def set_telemetry(
+        self, daemon_id: int, pool: str, data: Mapping[str, Any] | None, now_us: int
+    ) -> None:
+        with self.write() as conn:
+            if data is None:
+                conn.execute(
+                    "DELETE FROM host_telemetry WHERE daemon = ? AND pool = ?", (daemon_id, pool)
+                )
+                return
+            conn.execute(
+                "INSERT OR REPLACE INTO host_telemetry (daemon, pool, data, since_us) "
+                "VALUES (?, ?, ?, ?)",
+                (daemon_id, pool, json.dumps(data, ensure_ascii=False), now_us),
+            )
+
+    @reads
+    def telemetry(self) -> list[HostReport]:
+        rows = self.conn.execute(
+            "SELECT daemon, pool, data, since_us FROM host_telemetry ORDER BY pool, daemon"
+        ).fetchall()
+        return [HostReport(d, p, json.loads(data), since) for d, p, data, since in rows]
 
     @reads
     def daemons(self) -> list[Daemon]:

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from ygg.errors import TaskNotFound
 from ygg.store.model import Head, Task, task_from_row
 from ygg.store.sqlite import heads
-from ygg.store.sqlite.daemons import DaemonRegistry
 from ygg.store.sqlite.db import marks, reads
+from ygg.store.sqlite.limits import LimitRegistry
 
 # The task columns (ygg.store.model.task_from_row), then its dependencies as a JSON array in
 # the same statement, not one more query per task.
@@ -18,11 +18,12 @@ TASK_COLUMNS = (
     "id, title, kind, priority, status, pool, attempts, max_attempts, params, created_us, "
     "started_us, finished_us, result, error, external_id, prompt, timeout_s, tokens_in, "
     "tokens_out, run_after_us, (SELECT json_group_array(depends_on) FROM "
-    "(SELECT depends_on FROM deps WHERE deps.task_id = tasks.id ORDER BY depends_on))"
+    "(SELECT depends_on FROM deps WHERE deps.task_id = tasks.id ORDER BY depends_on)), "
+    "first_token_us, generation_us"
 )
 
 
-class TaskReads(DaemonRegistry):
+class TaskReads(LimitRegistry):
     # --- reading ---------------------------------------------------------------------------
     @reads
     def get(self, task_id: int) -> Task:

@@ -74,6 +74,39 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE daemons ADD COLUMN pid_start_ticks INTEGER;
     ALTER TABLE daemons ADD COLUMN boot_id TEXT;
     """,
+    # 4: usage: the last answer's time to its first token and from its first token to its last
+    """
+    ALTER TABLE tasks ADD COLUMN first_token_us INTEGER;
+    ALTER TABLE tasks ADD COLUMN generation_us INTEGER;
+    """,
+    # 5: host telemetry: what each pool's host last said of its load, per daemon (JSON)
+    """
+    CREATE TABLE host_telemetry (
+        daemon INTEGER NOT NULL,
+        pool TEXT NOT NULL,
+        data TEXT NOT NULL,
+        since_us INTEGER NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    ) WITHOUT ROWID;
+    """,
+    # 6: one slot limit per pool for every daemon on the queue, who set it and when; and the
+    # slots each daemon's own file gives its pools (to show who disagrees)
+    """
+    CREATE TABLE pool_limits (
+        pool TEXT PRIMARY KEY,
+        slot_limit INTEGER NOT NULL CHECK (slot_limit >= 1),
+        configured INTEGER NOT NULL CHECK (configured >= 1),
+        source TEXT NOT NULL,
+        set_by INTEGER,
+        set_us INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE daemon_slots (
+        daemon INTEGER NOT NULL,
+        pool TEXT NOT NULL,
+        slots INTEGER NOT NULL,
+        PRIMARY KEY (daemon, pool)
+    ) WITHOUT ROWID;
+    """,
 )
 
 

@@ -10,14 +10,15 @@ from typing import Any
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
 from ygg.store.model import (
     Claim,
-    Completion,
     NewTask,
     Outcome,
     Reaped,
     Renewal,
     Upsert,
     UpsertResult,
+    complete_each,
     storable_text,
+    storable_us,
 )
 from ygg.store.sqlite import deps, imports
 from ygg.store.sqlite.db import db_path, marks
@@ -126,17 +127,22 @@ class SQLiteStore(TaskReads):
         lease_us: int,
         now_us: int,
     ) -> list[Claim]:
-        """Up to `limit` of the most urgent ready tasks for `pool`, never past its `slots`."""
+        """Up to `limit` of the most urgent ready tasks for `pool`, never past its stored
+        limit (`slots` only while it has none), read under the write lock with the count."""
         kinds = list(dict.fromkeys(kinds))  # a kind listed twice must not take two arms
         if not kinds or limit < 1:
             return []
         with self.write() as conn:
-            running = conn.execute(
-                "SELECT count(*) FROM tasks INDEXED BY tasks_running "
-                "WHERE status = 'running' AND pool = ?",
+            running, stored = conn.execute(
+                "SELECT (SELECT count(*) FROM tasks INDEXED BY tasks_running "
+                "WHERE status = 'running' AND pool = ?1), "
+                "(SELECT slot_limit FROM pool_limits WHERE pool = ?1)",
                 (pool,),
-            ).fetchone()[0]
-            limit = min(limit, slots - running)
+            ).fetchone()
+            if stored is None:
+                self.first_limit(conn, pool, slots, owner, now_us)
+                stored = slots
+            limit = min(limit, stored - running)
             if limit < 1:
                 return []
             ids = self._ready_ids(conn, kinds, limit, now_us)
@@ -207,23 +213,24 @@ class SQLiteStore(TaskReads):
         with self.write() as conn:
             cursor = conn.execute(
                 "UPDATE tasks SET status = 'done', result = ?, error = NULL, tokens_in = ?, "
-                "tokens_out = ?, finished_us = ?, lease_expires_us = NULL "
-                "WHERE id = ? AND token = ? AND status = 'running'",
-                (outcome.result, outcome.tokens_in, outcome.tokens_out, now_us, task_id, token),
+                "tokens_out = ?, first_token_us = ?, generation_us = ?, finished_us = ?, "
+                "lease_expires_us = NULL WHERE id = ? AND token = ? AND status = 'running'",
+                (
+                    outcome.result,
+                    outcome.tokens_in,
+                    outcome.tokens_out,
+                    storable_us(outcome.first_token_s),
+                    storable_us(outcome.generation_s),
+                    now_us,
+                    task_id,
+                    token,
+                ),
             )
             if cursor.rowcount != 1:
                 return None
             return deps.promote(conn, task_id)
 
-    def complete_many(self, items: Sequence[Completion]) -> list[list[str] | None]:
-        """complete() for each item, in one transaction (SQLite has no round trips to save)."""
-        with self.write():
-            done = [self.complete(*item) for item in items]
-        first = next((i for i, kinds in enumerate(done) if kinds is not None), None)
-        if first is None:
-            return done
-        promoted = [kind for kinds in done if kinds for kind in kinds]
-        return [promoted if i == first else None if k is None else [] for i, k in enumerate(done)]
+    complete_many = complete_each  # in one transaction: SQLite has no round trips to save
 
     def fail(
         self,
