@@ -77,6 +77,11 @@ class StoreConnectionLost(StoreUnavailable):
     network); the next operation connects again."""
 
 
+class BatchUndone(StoreError):
+    """An operation of a batch run without savepoints failed, so the whole batch was rolled
+    back; running it again with a savepoint per operation is safe (nothing of it was kept)."""
+
+
 class StoreRefused(StoreError):
     """The database file is not one this ygg can use; it was left untouched."""
 

@@ -12,6 +12,7 @@ import pytest
 
 from ygg.errors import EXIT_USAGE, InvalidInput, TaskNotFound
 from ygg.store import Store
+from ygg.store.completion import Completion
 from ygg.store.model import US, Claim, NewTask, Outcome, Task
 
 pytestmark = pytest.mark.timeout(10)
@@ -382,6 +383,30 @@ def test_complete_promotes_dependents_whose_last_dependency_it_was(store: Store)
     assert statuses(store, both, only_a, grandchild) == ["queued", "queued", "waiting"]
     assert finish(store, only_a) == ["grandchild"]
     assert status(store, grandchild) == "queued"
+
+
+def test_complete_many_records_each_as_complete_would(store: Store) -> None:
+    a, b, stale = submit(store, "a"), submit(store, "b"), submit(store, "stale")
+    after_b = submit(store, "after b", kind="kb", after=[b])
+    after_both = submit(store, "after both", kind="kab", after=[a, b])
+    ca, cb, cs = run(store, a), run(store, b), run(store, stale)
+    items = [
+        Completion(b, cb.token, Outcome("B", 1, 2, first_token_s=0.25, generation_s=1.5), NOW + 7),
+        Completion(stale, cs.token + 1, Outcome("late"), NOW + 8),
+        Completion(a, ca.token, Outcome("A"), NOW + 9),
+    ]
+    promoted, *rest = store.complete_many(items)
+    assert (sorted(promoted or []), rest) == (["kab", "kb"], [None, []])
+    task = store.get(b)
+    assert (task.status, task.result, task.tokens_in, task.tokens_out, task.finished_us) == (
+        "done", "B", 1, 2, NOW + 7,
+    )  # fmt: skip
+    assert (task.first_token_s, task.generation_s) == (0.25, 1.5)
+    assert (store.get(a).status, store.get(a).finished_us) == ("done", NOW + 9)
+    assert store.get(stale).status == "running"
+    assert statuses(store, after_b, after_both) == ["queued", "queued"]
+    assert store.renew(1, [a, b, stale], NOW + LEASE, NOW).held == {stale}
+    assert store.complete_many([Completion(a, ca.token, Outcome("again"), NOW)]) == [None]
 
 
 def test_complete_with_a_wrong_token_is_refused(store: Store) -> None:

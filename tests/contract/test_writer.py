@@ -235,3 +235,48 @@ def test_a_store_that_cannot_be_opened_fails_start(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError):
         run(main)
+
+
+def test_items_queued_together_run_as_one_call_and_a_bad_one_fails_alone(store_url: str) -> None:
+    db = store_url
+    busy, release = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+
+    def hold(store: Store) -> None:
+        busy.set()
+        release.wait(5)
+
+    def enqueue_each(store: Store, titles: list[str]) -> list[int]:
+        calls.append(list(titles))
+        ids = []
+        for title in titles:
+            ids.append(store.enqueue(task(title), NOW))
+            if title == "bad":
+                raise ValueError("a bug in an operation")
+        return ids
+
+    async def main() -> list[Any]:
+        thread = await started(db)
+        try:
+            gate = asyncio.ensure_future(thread.call(hold))
+            assert await asyncio.to_thread(busy.wait, 5)
+            burst = [thread.submit_each(enqueue_each, f"a{i}") for i in range(3)]
+            between = thread.submit(Store.enqueue, task("between"), NOW)
+            burst += [thread.submit_each(enqueue_each, t) for t in ("b0", "bad", "b1")]
+            await asyncio.sleep(0.01)
+            release.set()
+            await gate
+            return await asyncio.gather(*burst, between, return_exceptions=True)
+        finally:
+            release.set()
+            await thread.stop()
+
+    results = run(main)
+    # Neighbours go together (never across another operation); the failed call made the batch
+    # run again with each item alone, and only the bad one failed.
+    assert calls[:2] == [["a0", "a1", "a2"], ["b0", "bad", "b1"]]
+    assert [c for c in calls[2:]] == [["a0"], ["a1"], ["a2"], ["b0"], ["bad"], ["b1"]]
+    assert isinstance(results[4], ValueError)
+    good = [r for i, r in enumerate(results) if i != 4]
+    assert all(isinstance(r, int) for r in good), results
+    assert sorted(read(db).values()) == sorted(["a0", "a1", "a2", "b0", "b1", "between"])

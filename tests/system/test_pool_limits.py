@@ -143,7 +143,9 @@ def test_the_last_daemon_to_start_or_reload_sets_the_limit_for_all(
     assert raised <= 3 and n_raised > 0
     again, n_again = worst_between(runs, started, since_b_again)
     assert again <= 1 and n_again > 0, "after b's reload a ran past the limit b's file set"
-    assert {r.daemon_pid for r in runs} == {a.pid, b.pid}, "one daemon did everything"
+    # (Which daemon ran what is not judged: a daemon that frees a slot claims again in the same
+    # transaction, so under a limit of 1 one of them may run everything. The limits above bind
+    # either way, and each was set by the other daemon's file half of the time.)
     # a's file disagreed twice (b's start, b's reload), b's once (a's reload): once per change
     assert [e["configured"] for e in events(set_a, a, "pool_limit_disagrees")] == [1, 1]
     assert [e["configured"] for e in events(set_b, b, "pool_limit_disagrees")] == [3]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
@@ -12,6 +12,7 @@ from ygg.backends import AttemptFailed
 from ygg.config import PoolConfig
 from ygg.dispatch.retry import backoff_s
 from ygg.errors import StoreUnavailable
+from ygg.store.completion import Completion
 from ygg.store.model import US, Claim, Outcome
 
 if TYPE_CHECKING:
@@ -67,6 +68,33 @@ def record(
         now_us=now_us,
     )
     return Recorded(status, retry_at_us=retry_at if status == "queued" else None)
+
+
+class Success(NamedTuple):
+    """An attempt that answered, for record_successes."""
+
+    claim: Claim
+    pool: PoolConfig
+    outcome: Outcome
+    now_us: int
+
+
+def record_successes(store: Store, items: list[Success]) -> list[Recorded]:
+    """record() for attempts that answered, several in one store call (runs on the store's
+    thread, through StoreThread.submit_each). Should the store refuse one of the answers,
+    each is recorded on its own, as record() does."""
+    if len(items) > 1:
+        try:
+            answers = store.complete_many(
+                [Completion(s.claim.task_id, s.claim.token, s.outcome, s.now_us) for s in items]
+            )
+        except StoreUnavailable:
+            raise
+        except Exception:  # which answer was refused is record()'s to find out
+            log.warning("outcomes_recorded_one_by_one")
+        else:
+            return [Recorded(None) if a is None else Recorded("done", a) for a in answers]
+    return [record(store, s.claim, s.pool, s.outcome, None, s.now_us) for s in items]
 
 
 def log_recorded(

@@ -15,7 +15,7 @@ from ygg.backends import AttemptFailed, Backend, Job
 from ygg.config import PoolConfig
 from ygg.dispatch import limits
 from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
-from ygg.dispatch.outcome import log_recorded, record
+from ygg.dispatch.outcome import Success, log_recorded, record, record_successes
 from ygg.dispatch.pool_limit import AdaptiveSlots
 from ygg.errors import YggError
 from ygg.ops.web.events import pool_event, task_event
@@ -235,7 +235,12 @@ class PoolRunner:
             self.limit_moved()
         now = d.now_us()
         # Once submitted, the write happens even if a forced stop cancels us while we wait.
-        written = d.store.submit(record, claim, self.config, outcome, failure, now)
+        # Successes that finish together are recorded together (one statement on a server).
+        if outcome is not None and failure is None:
+            success = Success(claim, self.config, outcome, now)
+            written = d.store.submit_each(record_successes, success)
+        else:
+            written = d.store.submit(record, claim, self.config, outcome, failure, now)
         if self.breaker.state == CLOSED and (failure is None or not failure.retryable):
             # The store runs operations in order, so a claim submitted from now on sees this
             # outcome: our next task can start in the same transaction instead of one later.

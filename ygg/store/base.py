@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from ygg.store.completion import Completion
 from ygg.store.history import Finished, HistoryRow
 from ygg.store.model import (
     BreakerState,
@@ -77,6 +78,13 @@ class Store(Protocol):
     def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
         """Records success; returns the kinds of dependents promoted, None if the token is
         stale (the attempt lost its claim: nothing changes)."""
+        ...
+
+    def complete_many(self, items: Sequence[Completion]) -> list[list[str] | None]:
+        """Records several successes at once, each as complete() would (None where the token
+        is stale); the kinds of all the dependents promoted (in no particular order) come with
+        the first item recorded.
+        A database server's engine does it in a statement or two, not two per task."""
         ...
 
     def fail(
@@ -197,8 +205,13 @@ class Store(Protocol):
         ...
 
     # --- the store itself ----------------------------------------------------------------
-    def batch(self) -> AbstractContextManager[None]:
-        """Operations inside commit together; nested, it undoes only its own on failure."""
+    def batch(self, *, savepoints: bool = True) -> AbstractContextManager[None]:
+        """Operations inside commit together; nested, it undoes only its own on failure.
+
+        `savepoints=False` (outermost only) lets an engine whose savepoints cost round trips to
+        a server run the operations inside without one each: if any of them fails, the whole
+        batch is rolled back and BatchUndone raised, for the caller to run it again with
+        savepoints. An engine whose savepoints are cheap may ignore it."""
         ...
 
     def check(self) -> None:

@@ -18,15 +18,16 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import structlog
 
-from ygg.errors import StoreBusy, StoreUnavailable, YggError
+from ygg.errors import BatchUndone, StoreBusy, StoreUnavailable, YggError
 from ygg.store.base import Store
 from ygg.store.outage import Outage
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 P = ParamSpec("P")
 Op = Callable[[Store], Any]
 _Item = tuple[Op, asyncio.Future[Any]]
@@ -81,13 +82,36 @@ class StoreThread:
         assert self._loop is not None, "StoreThread.start() was not awaited"
         future: asyncio.Future[T] = self._loop.create_future()
         if not self._pending:
-            self._loop.call_soon(self._hand_over)
+            self._loop.call_soon(self._hand_over_next)
         self._pending.append((lambda store: _on(store, method)(*args, **kwargs), future))
         return future
 
+    def submit_each(
+        self, many: Callable[[Store, list[Item]], list[T]], item: Item
+    ) -> asyncio.Future[T]:
+        """Queues `many(store, [item])`; `item` answers the future. Items for the same `many`
+        queued one after another in a batch are run as one call (say, the completions of a
+        burst recorded in one statement). `many` answers one result per item, in order. If a
+        call of several items fails, the whole batch is undone and run again with each item
+        alone, so that only the item at fault fails."""
+        assert self._loop is not None, "StoreThread.start() was not awaited"
+        future: asyncio.Future[T] = self._loop.create_future()
+        if not self._pending:
+            self._loop.call_soon(self._hand_over_next)
+        self._pending.append((_Each(many, item), future))
+        return future
+
+    def _hand_over_next(self) -> None:
+        """One loop iteration later: the attempts that just queued their outcomes have woken
+        their pools, whose claims run in the iteration after theirs; handing over then puts
+        those claims in the same batch (one transaction) as the outcomes that freed the slots."""
+        assert self._loop is not None
+        self._loop.call_soon(self._hand_over)
+
     def _hand_over(self) -> None:
         pending, self._pending = self._pending, []
-        self._queue.put(pending)
+        if pending:  # stop() may have handed them over already
+            self._queue.put(pending)
 
     async def call(
         self, method: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs
@@ -189,11 +213,17 @@ class StoreThread:
             store.close()
 
     def _run_batch(self, store: Store, batch: list[_Item]) -> list[_Result]:
+        # First without a savepoint per operation (on a database server each costs two round
+        # trips); if one of them failed, the engine undid the batch whole: run it again with
+        # them, so that only the failed operation's changes are lost.
+        savepoints = False
         attempt = 0
         while not self._gave_up:
             try:
-                with store.batch():
-                    results = [(future, *_run_op(store, op)) for op, future in batch]
+                with store.batch(savepoints=savepoints):
+                    results = _run_all(store, batch, merge=not savepoints)
+            except BatchUndone:
+                savepoints = True
             except StoreUnavailable as exc:
                 attempt += 1
                 if not self._wait_out(exc, attempt):
@@ -244,9 +274,54 @@ def _on(store: Store, method: Callable[Concatenate[Store, P], T]) -> Callable[P,
     return functools.partial(method, store)
 
 
+class _Each:
+    """One item for a `many` operation (StoreThread.submit_each); alone, a call of its own."""
+
+    def __init__(self, many: Callable[[Store, list[Any]], list[Any]], item: Any) -> None:
+        self.many = many
+        self.item = item
+
+    def __call__(self, store: Store) -> Any:
+        return self.many(store, [self.item])[0]
+
+
+def _run_all(store: Store, batch: list[_Item], *, merge: bool) -> list[_Result]:
+    """Every operation of the batch, in order; with `merge`, neighbouring items of the same
+    `many` operation as one call."""
+    results: list[_Result] = []
+    start = 0
+    while start < len(batch):
+        op, future = batch[start]
+        end = start + 1
+        if merge and isinstance(op, _Each):
+            while end < len(batch) and _same_many(batch[end][0], op):
+                end += 1
+        if end - start == 1:
+            results.append((future, *_run_op(store, op)))
+        else:
+            results += _run_merged(store, batch[start:end])
+        start = end
+    return results
+
+
+def _same_many(op: Op, first: _Each) -> bool:
+    return isinstance(op, _Each) and op.many is first.many
+
+
+def _run_merged(store: Store, group: list[_Item]) -> list[_Result]:
+    many = cast(_Each, group[0][0]).many
+    items = [cast(_Each, op).item for op, _ in group]
+    values, error = _run_op(store, lambda s: many(s, items))
+    if error is not None:  # which item was at fault: run the batch again, each item alone
+        raise BatchUndone(f"a call of {len(items)} items failed: {error!r}")
+    return [(future, value, None) for (_, future), value in zip(group, values, strict=True)]
+
+
 def _run_op(store: Store, op: Op) -> tuple[Any, BaseException | None]:
     """One operation in its own savepoint: if it fails, only its own changes are undone and
-    only its caller hears of it. Transient trouble fails the whole batch, to be retried."""
+    only its caller hears of it. (In a batch without savepoints, the engine undoes the whole
+    batch instead and raises BatchUndone.) Transient trouble fails the whole batch, to be
+    retried."""
     try:
         with store.batch():
             return op(store), None

@@ -25,6 +25,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from ygg.errors import (
+    BatchUndone,
     StoreBusy,
     StoreConflict,
     StoreConnectionLost,
@@ -133,6 +134,10 @@ class Database:
         self.where = describe(url)
         self.clock = clock
         self.depth = 0
+        # In a batch(savepoints=False): nested writes share the transaction without a savepoint
+        # each (two round trips saved per operation), and one that fails undoes the batch.
+        self._savepoints = True
+        self._undone = False
         self._db_now: int | None = None  # the database's clock, read once per transaction
         self._notify: set[str] = set()  # sent once the outermost transaction has committed
         self._conn: psycopg.Connection[Any] | None = None
@@ -187,12 +192,18 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[psycopg.Connection[Any]]:
-        """A transaction; nested, a savepoint that undoes only its own changes if it raises."""
+        """A transaction; nested, a savepoint that undoes only its own changes if it raises
+        (in a batch without savepoints, a part of the batch's transaction: see batch())."""
         conn = self.conn
+        if self.depth and not self._savepoints:
+            with self._shared(conn):
+                yield conn
+            return
         self.depth += 1
         committed = False
         try:
-            with conn.transaction():
+            outermost = self.depth == 1 and self.clock == "database"
+            with self._begun(conn) if outermost else conn.transaction():
                 yield conn
             committed = self.depth == 1
         except psycopg.Error as exc:
@@ -204,6 +215,27 @@ class Database:
                 pending, self._notify = self._notify, set()
                 if committed and pending:
                     self._send_notifications(conn, pending)
+
+    @contextmanager
+    def _begun(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """The outermost transaction on the database's clock: BEGIN and the clock's reading in
+        one round trip, not two (the daemon's batches are bound by round trips, not by the
+        server's work). Nested writes inside are savepoints as ever (psycopg makes one of
+        a transaction() entered while a transaction is open)."""
+        cursor = conn.execute(f"BEGIN; {DB_NOW_US}")
+        cursor.nextset()
+        row = cursor.fetchone()
+        assert row is not None
+        self._db_now = int(row[0])
+        try:
+            yield
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                self.close()  # the next operation starts afresh, with nothing half-done
+            raise
+        conn.execute("COMMIT")
 
     def notify(self, message: str) -> None:
         """Tells the daemons listening on this database (listen.py) `message` — a nudge's text
@@ -231,10 +263,39 @@ class Database:
             raise self._translate(exc, "reading the queue") from None
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """The store interface's batch: one transaction; nested, a savepoint."""
-        with self.write():
+    def _shared(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """A nested write with no savepoint: if it raises, the transaction may hold half of
+        it (or be aborted), so the batch is marked to be undone whole."""
+        self.depth += 1
+        try:
             yield
+        except psycopg.Error as exc:
+            self._undone = True
+            raise self._translate(exc, "the operation") from None
+        except BaseException:
+            self._undone = True
+            raise
+        finally:
+            self.depth -= 1
+
+    @contextmanager
+    def batch(self, *, savepoints: bool = True) -> Iterator[None]:
+        """The store interface's batch: one transaction; nested, a savepoint. Outermost with
+        `savepoints=False`, the operations inside get no savepoint of their own (each costs
+        two round trips to the server); if any of them raised, even one its caller caught,
+        everything is rolled back and BatchUndone raised, to run the batch again with them."""
+        if savepoints or self.depth:
+            with self.write():
+                yield
+            return
+        self._savepoints, self._undone = False, False
+        try:
+            with self.write():
+                yield
+                if self._undone:
+                    raise BatchUndone(f"{self.where}: an operation of the batch failed.")
+        finally:
+            self._savepoints = True
 
     def now(self, conn: psycopg.Connection[Any], now_us: int) -> int:
         """The time an operation happens at: the caller's `now_us`, or (clock="database") the

@@ -33,8 +33,14 @@ LOCK_DEPENDENTS = """ARRAY(
 
 def promote(conn: Conn, finished_id: int) -> list[str]:
     """Queues the dependents whose last unfinished dependency was `finished_id`; their kinds."""
+    return promote_many(conn, [finished_id])
+
+
+def promote_many(conn: Conn, finished_ids: list[int]) -> list[str]:
+    """Queues the dependents whose last unfinished dependencies were among `finished_ids`."""
     row = conn.execute(
-        f"WITH done AS (SELECT %s::bigint AS id) SELECT {LOCK_DEPENDENTS}", (finished_id,)
+        f"WITH done AS (SELECT unnest(%s::bigint[]) AS id) SELECT {LOCK_DEPENDENTS}",
+        (finished_ids,),
     ).fetchone()
     return promote_locked(conn, row[0] if row else [])
 

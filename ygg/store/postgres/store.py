@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ygg.errors import InvalidInput, TaskNotFound
+from ygg.store.completion import Completion
 from ygg.store.model import (
     Claim,
     NewTask,
@@ -23,7 +24,7 @@ from ygg.store.model import (
     storable_text,
     storable_us,
 )
-from ygg.store.postgres import claims, deps, imports, inserts
+from ygg.store.postgres import claims, completions, deps, imports, inserts
 from ygg.store.postgres.db import Clock, atomic
 from ygg.store.postgres.deps import Conn
 from ygg.store.postgres.reads import TaskReads
@@ -168,6 +169,17 @@ class PostgresStore(TaskReads):
                 return None
             self.notify(WAKE)  # a slot came free, and dependents may be queued
             return deps.promote(conn, task_id)
+
+    @atomic
+    def complete_many(self, items: Sequence[Completion]) -> list[list[str] | None]:
+        """complete() for several attempts in two statements (completions.py)."""
+        items = [item._replace(outcome=item.outcome.storable()) for item in items]
+        with self.write() as conn:
+            finished_us = [self.now(conn, item.now_us) for item in items]
+            answers = completions.complete_many(conn, items, finished_us)
+            if any(answer is not None for answer in answers):
+                self.notify(WAKE)  # slots came free, and dependents may be queued
+            return answers
 
     @atomic
     def fail(

@@ -127,8 +127,10 @@ class Database:
         transaction must not keep half of a failed one)."""
         return Write(self)
 
-    def batch(self) -> Batch:
-        """The store interface's batch: one transaction; nested, a savepoint."""
+    def batch(self, *, savepoints: bool = True) -> Batch:
+        """The store interface's batch: one transaction; nested, a savepoint. (`savepoints`
+        is ignored: a SQLite savepoint costs no round trip, so every operation keeps one.)"""
+        del savepoints
         return Batch(Write(self))
 
     @reads

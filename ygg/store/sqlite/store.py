@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 
 from ygg.errors import BatchItemError, InvalidInput, TaskNotFound
+from ygg.store.completion import complete_each
 from ygg.store.model import (
     Claim,
     NewTask,
@@ -176,9 +177,8 @@ class SQLiteStore(TaskReads):
         with the depth of the queue. INDEXED BY because without statistics SQLite prefers the
         status index and sorts every queued task of the kind."""
         arm = (
-            "SELECT * FROM (SELECT id, priority FROM tasks INDEXED BY tasks_ready "
-            "WHERE status = 'queued' "
-            "AND kind = ? AND (run_after_us IS NULL OR run_after_us <= ?) "
+            "SELECT * FROM (SELECT id, priority FROM tasks INDEXED BY tasks_ready WHERE status = "
+            "'queued' AND kind = ? AND (run_after_us IS NULL OR run_after_us <= ?) "
             "ORDER BY priority, id LIMIT ?)"
         )
         rows = conn.execute(
@@ -232,6 +232,8 @@ class SQLiteStore(TaskReads):
             if cursor.rowcount != 1:
                 return None
             return deps.promote(conn, task_id)
+
+    complete_many = complete_each  # in one transaction: SQLite has no round trips to save
 
     def fail(
         self,
