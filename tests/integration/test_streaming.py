@@ -12,12 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MakeConfig, subprocess_env
 from tests.integration.test_backends import (
+    DISPATCH_LIMIT_S,
     DISPATCHERS,
     MODES,
     RUN_LIMIT_S,
@@ -28,11 +30,13 @@ from tests.integration.test_backends import (
     run_until_idle,
 )
 from tests.support.hosts import FakeHost, Step
+from tests.support.llm_server import free_port
 from ygg import api
 from ygg.backends import make_backend
 from ygg.backends.blocking import BlockingBackend, Interrupted
-from ygg.config import PoolConfig
+from ygg.config import Config, PoolConfig
 from ygg.dispatch.dispatcher import Dispatcher
+from ygg.dispatch.legacy import LegacyDispatcher
 from ygg.store import open_store
 
 FIRST_TOKEN_S = 0.3  # the test host's pause before the first token
@@ -179,24 +183,18 @@ kinds = ["general"]
     assert f"{done.tokens_per_s:.1f} tokens/s" in text
 
 
-def test_the_pool_metrics_count_usage(make_config: MakeConfig, host: FakeHost) -> None:
+def usage_config(make_config: MakeConfig, host: FakeHost, daemon: str = "") -> Config:
     url = host.url if host.protocol == "ollama" else f"{host.url}/v1"
-    config = make_config(
+    return make_config(
         f'[pools.gpu]\nbackend = "{host.protocol}"\nurl = "{url}"\nmodel = "m"\n'
         'kinds = ["general"]\n',
+        daemon=daemon,
         defaults="timeout = 10",
     )
-    store = open_store(config.daemon.db)
-    for _ in range(2):
-        api.submit(store, api.new_task(config, title="t", kind="general", prompt=PROMPT))
-    dispatcher = Dispatcher(config, until_idle=True)
 
-    async def main() -> None:
-        async with asyncio.timeout(RUN_LIMIT_S):
-            await dispatcher.run()
 
-    uvloop.run(main())
-    text = dispatcher.observer.metrics.render(None).decode()
+def assert_usage_counted(text: str) -> None:
+    """Two answers of 5 tokens in and 6 out, each streamed after FIRST_TOKEN_S."""
     found = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -207,6 +205,47 @@ def test_the_pool_metrics_count_usage(make_config: MakeConfig, host: FakeHost) -
     assert found[("ygg_first_token_seconds_count", (("pool", "gpu"),))] == 2
     assert found[("ygg_first_token_seconds_sum", (("pool", "gpu"),))] >= 2 * FIRST_TOKEN_S
     assert found[("ygg_tokens_per_second_count", (("pool", "gpu"),))] == 2
+
+
+def test_the_pool_metrics_count_usage(make_config: MakeConfig, host: FakeHost) -> None:
+    config = usage_config(make_config, host)
+    store = open_store(config.daemon.db)
+    for _ in range(2):
+        api.submit(store, api.new_task(config, title="t", kind="general", prompt=PROMPT))
+    dispatcher = Dispatcher(config, until_idle=True)
+
+    async def main() -> None:
+        async with asyncio.timeout(RUN_LIMIT_S):
+            await dispatcher.run()
+
+    uvloop.run(main())
+    assert_usage_counted(dispatcher.observer.metrics.render(None).decode())
+
+
+def test_the_legacy_daemon_serves_usage_metrics(make_config: MakeConfig, host: FakeHost) -> None:
+    # The legacy mode's own /metrics, over HTTP, while its daemon runs.
+    port = free_port()
+    config = usage_config(make_config, host, daemon=f'status_listen = "127.0.0.1:{port}"')
+    store = open_store(config.daemon.db)
+    tasks = [
+        api.submit(store, api.new_task(config, title="t", kind="general", prompt=PROMPT))
+        for _ in range(2)
+    ]
+    dispatcher = LegacyDispatcher(config)
+    thread = threading.Thread(target=dispatcher.run, name="legacy-under-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + DISPATCH_LIMIT_S
+        while any(store.get(t.id).status != "done" for t in tasks):
+            assert time.monotonic() < deadline, "the legacy daemon did not finish its tasks"
+            time.sleep(0.05)
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0, trust_env=False)
+        assert response.status_code == 200
+        assert_usage_counted(response.text)
+    finally:
+        dispatcher.request_stop()
+        thread.join(10.0)
+    assert not thread.is_alive(), "the legacy dispatcher did not stop"
 
 
 def show(where: Path, task_id: int, *flags: str) -> str:

@@ -15,6 +15,8 @@ from tests.support.daemons import run_ygg
 from tests.support.hosts import FakeHost
 from tests.support.telemetry import GB, ollama_ps
 from tests.support.web import TOKEN, WebDaemon, web_daemon
+from ygg.store import open_store
+from ygg.store.model import now_us
 
 CHROMIUM = "/usr/bin/chromium"
 POOLS = (
@@ -88,6 +90,9 @@ def test_pools_running_tasks_and_live_updates(
     expect(page.locator('[data-pool="gpu"] .slot.busy')).to_have_count(2, timeout=WAIT_MS)
     run_ygg(web.config, "submit", "--kind", "cheap", "quick one")
     expect(page.locator("#recent-rows")).to_contain_text("quick one", timeout=WAIT_MS)
+    # Its usage as the sim host tells it: no prompt in, one token out, at once.
+    quick = page.locator("#recent-rows tr", has_text="quick one")
+    expect(quick.locator("td.usage")).to_have_text("0 in / 1 out · first token 0 ms")
     run_ygg(web.config, "submit", "third waits")
     expect(page.locator("#queue-rows")).to_contain_text("third waits", timeout=WAIT_MS)
     # The timeline: the running task as a bar in a lane of its pool, the quick one finished.
@@ -168,3 +173,40 @@ def test_each_pool_row_shows_what_its_host_says(tmp_path: Path, browser: sync_ap
             ollama.serve("/api/ps", ollama_ps(("qwen2.5-coder:7b", 6 * GB, 6 * GB)))
             expect(host).to_contain_text("100% in GPU memory", timeout=WAIT_MS + 15_000)
             expect(host.locator(".warn")).to_have_count(0)
+
+
+def test_each_pool_row_shows_its_limit(tmp_path: Path, browser: sync_api.Browser) -> None:
+    # An adaptive pool starts at its floor: 1 of its 4 slots, the other 3 unavailable.
+    pools = (
+        '\n[pools.wide]\nbackend = "sim"\nseconds = 0\nslots = 4\nadaptive = true\n'
+        'min_slots = 1\nkinds = ["wide"]\n'
+        '\n[pools.fixed]\nbackend = "sim"\nseconds = 0\nslots = 2\nkinds = ["general"]\n'
+    )
+    with web_daemon(tmp_path, pools) as web:
+        page, _ = open_page(browser, web, TOKEN)
+        expect = sync_api.expect
+        wide = page.locator('[data-pool="wide"]')
+        expect(wide.locator(".limit")).to_have_text("limit 1 of 4 (adaptive)", timeout=WAIT_MS)
+        expect(wide.locator(".slot.off")).to_have_count(3)
+        expect(wide.locator(".slot:not(.off)")).to_have_count(1)
+        fixed = page.locator('[data-pool="fixed"]')
+        expect(fixed.locator(".limit")).to_have_text("limit 2 of 2 (config)")
+        expect(fixed.locator(".slot.off")).to_have_count(0)
+        expect(page.locator(".disagree")).to_have_count(0)
+        # Another daemon on the queue, whose file gives `fixed` 5 slots: the row warns.
+        store = open_store(str(tmp_path / "queue.db"))
+        try:
+            other = store.register_daemon("elsewhere", 4242, now_us(), "", "async", now_us())
+            store.declare_slots(other, {"fixed": 5})
+        finally:
+            store.close()
+        expect(fixed.locator(".disagree")).to_contain_text(
+            f"daemon {other} has slots = 5", timeout=WAIT_MS + 15_000
+        )
+        expect(wide.locator(".disagree")).to_have_count(0)
+        # A streamed answer's usage, as a recent task's row words it.
+        shown = page.evaluate(
+            "usage({tokens_in: 5, tokens_out: 6, first_token_s: 1.5, tokens_per_s: 12.345})"
+        )
+        assert shown == "5 in / 6 out · first token 1.5 s · 12.3 tokens/s"
+        assert page.evaluate("usage({tokens_in: null, tokens_out: null})") == ""

@@ -23,7 +23,7 @@ from ygg.ops.snapshot import (
     daemon_info,
     snapshot_from_store,
 )
-from ygg.ops.top_view import MAX_RUNNING_ROWS, elapsed, render_top
+from ygg.ops.top_view import MAX_RUNNING_ROWS, elapsed, limit_cell, render_top
 from ygg.store import NewTask, open_store
 from ygg.store.model import US
 
@@ -35,6 +35,7 @@ def snapshot(running: int = 2, pid: int | None = 77) -> Snapshot:
         daemon=daemon_info(pid, "async", T0_US, "/etc/ygg/ygg.toml", "/q.db"),
         pools=[
             PoolInfo("skadi-code", "skadi", "ollama", 2, ("code",)),
+            PoolInfo("njord-gen", "njord", "openai", 8, ("gen",), limit=3),
             PoolInfo("fenrir-chat", "fenrir", "ollama", 3, ("chat",), "open", "connection refused"),
         ],
         load={"skadi-code": (2, 9)},
@@ -64,7 +65,7 @@ def test_builder_fills_every_status_and_orders_running() -> None:
     }  # fmt: skip
     assert [r["id"] for r in snap["running"]] == [1, 2, 3]
     assert snap["running"][0]["started_at"] == "2023-11-14T22:12:15.000000Z"
-    fenrir = snap["pools"][1]
+    fenrir = snap["pools"][2]
     assert (fenrir["running"], fenrir["queued"], fenrir["breaker"]) == (0, 0, "open")
     assert snap["daemon"]["started_at"] == "2023-11-14T22:13:20.000000Z"
 
@@ -74,11 +75,34 @@ def test_screen_shows_pools_breakers_counts_and_running_tasks() -> None:
     assert "daemon pid 77 (async)" in text
     assert "live from test" in text
     rows = {cells[0]: cells for cells in table_rows(text) if "ollama" in cells}
-    assert rows["skadi-code"][3:6] == ["2", "2", "9"]  # running, slots, queued
+    assert rows["skadi-code"][3:7] == ["2", "2", "2", "9"]  # running, slots, limit, queued
     assert rows["fenrir-chat"][-1] == "open (connection refused)"
     assert "queued 9" in text and "done 100" in text
     assert "task number 2" in text
     assert "1m05s" in text  # started 65 s before now
+
+
+def test_screen_shows_each_pools_limit() -> None:
+    rows = {cells[0]: cells for cells in table_rows(screen(snapshot())) if "ollama" in cells
+            or "openai" in cells}  # fmt: skip
+    assert rows["njord-gen"][3:7] == ["0", "8", "3", "0"]  # held at 3 of its 8 slots
+    assert rows["fenrir-chat"][4:6] == ["3", "3"]  # no stored limit: its slots
+    # The load bar: the slots beyond the limit are drawn apart from the free ones.
+    assert rows["njord-gen"][7] == "░░" + "····"
+    assert rows["skadi-code"][7] == "██████"
+
+
+def test_the_limit_is_marked_when_it_holds_a_pool_under_its_slots() -> None:
+    assert limit_cell(3, 8).style == "yellow"
+    assert limit_cell(8, 8).style == ""
+
+
+def test_a_status_without_limits_shows_the_slots() -> None:
+    snap = snapshot()
+    for pool in snap["pools"]:
+        del pool["limit"]  # type: ignore[misc]  # an older daemon's /status
+    rows = {cells[0]: cells for cells in table_rows(screen(snap)) if "skadi" in cells}
+    assert rows["skadi-code"][4:6] == ["2", "2"]
 
 
 def test_screen_without_a_daemon_and_with_many_running() -> None:

@@ -32,6 +32,7 @@ from ygg.dispatch.nudge_listen import BlockingListener, LogLimiter, hint_receive
 from ygg.dispatch.reload import bound_at_start, plan
 from ygg.errors import StoreBusy, StoreUnavailable, YggError
 from ygg.ops.http_status import check_listen, status_token
+from ygg.ops.metrics import Metrics
 from ygg.ops.progress import Progress, stall_window_s
 from ygg.ops.sdnotify import Notifier, WatchdogThread
 from ygg.ops.web.events import EventHub
@@ -94,6 +95,7 @@ class LegacyDispatcher:
         self.events = EventHub()  # what /api/events streams; fed by the workers
         daemon = config.daemon
         self.progress = Progress(max_age_s=stall_window_s(daemon.lease_s, daemon.poll_s))
+        self.metrics = Metrics(self.progress)  # /metrics; the workers feed its usage
         self.token = status_token()
         if daemon.status_listen:
             check_listen(daemon.status_listen, self.token)

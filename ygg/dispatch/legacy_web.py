@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import structlog
 
 from ygg.ops.http_status import StatusServer, start_status_server
-from ygg.ops.metrics import Metrics
 from ygg.ops.snapshot import RunningInfo, Snapshot, build_snapshot, daemon_info, pools_of
 from ygg.ops.web.events import pool_event, task_event
 from ygg.ops.web.tasks import TaskApi
@@ -39,7 +38,7 @@ class LegacyWeb:
 
     def __init__(self, legacy: LegacyDispatcher, listen: str, token: str | None) -> None:
         self.legacy, self.listen, self.token = legacy, listen, token
-        self.metrics = Metrics(legacy.progress)
+        self.metrics = legacy.metrics
         self.started_us = now_us()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

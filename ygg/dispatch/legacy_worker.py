@@ -128,6 +128,8 @@ class Worker:
             lambda: record(store, claim, self.pool, outcome, failure, now)
         )
         log_recorded(recorded, failure, now, time.monotonic() - started)
+        if recorded.status == "done" and outcome is not None:
+            self.legacy.metrics.usage_observed(self.pool.name, outcome)
         announce(self, claim.task_id, recorded.status)
         if recorded.promoted:
             self.legacy.wake.set()

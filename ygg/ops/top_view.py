@@ -39,9 +39,23 @@ def _header(snapshot: Snapshot, source: str) -> Text:
     return text
 
 
-def _bar(running: int, slots: int, width: int = 6) -> Text:
-    filled = min(width, round(width * running / slots)) if slots > 0 else 0
-    return Text("█" * filled, style="cyan") + Text("░" * (width - filled), style="dim")
+def _bar(running: int, limit: int, slots: int, width: int = 6) -> Text:
+    """Running tasks, then the free slots under the limit, then those beyond it (`·`)."""
+    if slots <= 0:
+        return Text("░" * width, style="dim")
+    filled = min(width, round(width * running / slots))
+    usable = max(filled, min(width, round(width * limit / slots)))
+    return (
+        Text("█" * filled, style="cyan")
+        + Text("░" * (usable - filled), style="dim")
+        + Text("·" * (width - usable), style="dim")
+    )
+
+
+def limit_cell(limit: int, slots: int) -> Text:
+    """The pool's limit now (adaptive slots move it, other daemons' files may set it): marked
+    when it holds the pool under its configured slots."""
+    return Text(str(limit), style="yellow" if limit < slots else "")
 
 
 def _pools_table(pools: list[PoolRow]) -> Table:
@@ -52,11 +66,13 @@ def _pools_table(pools: list[PoolRow]) -> Table:
     )
     for column in ("host", "backend"):
         table.add_column(column)
-    for column in ("running", "slots", "queued"):
+    for column in ("running", "slots", "limit", "queued"):
         table.add_column(column, justify="right")
     table.add_column("load")
     table.add_column("breaker")
     for pool in pools:
+        # A daemon from before limits were shown has no `limit`: its slots are its limit.
+        limit = pool.get("limit", pool["slots"])
         breaker = Text(pool["breaker"], style=BREAKER_STYLES.get(pool["breaker"], "dim"))
         if pool["breaker_reason"]:
             breaker.append(f" ({pool['breaker_reason']})", style="dim")
@@ -66,8 +82,9 @@ def _pools_table(pools: list[PoolRow]) -> Table:
             pool["backend"],
             str(pool["running"]),
             str(pool["slots"]),
+            limit_cell(limit, pool["slots"]),
             str(pool["queued"]),
-            _bar(pool["running"], pool["slots"]),
+            _bar(pool["running"], limit, pool["slots"]),
             breaker,
         )
     return table
