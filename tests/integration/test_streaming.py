@@ -38,6 +38,7 @@ from ygg.config import Config, PoolConfig
 from ygg.dispatch.dispatcher import Dispatcher
 from ygg.dispatch.legacy import LegacyDispatcher
 from ygg.store import open_store
+from ygg.store.model import now_us
 
 FIRST_TOKEN_S = 0.3  # the test host's pause before the first token
 TOKEN_GAP_S = 0.05  # and between two tokens
@@ -242,6 +243,10 @@ def test_the_legacy_daemon_serves_usage_metrics(make_config: MakeConfig, host: F
         response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0, trust_env=False)
         assert response.status_code == 200
         assert_usage_counted(response.text)
+        # Its /status has the stored limit, which another daemon may have set (here: 7).
+        store.set_pool_limit("gpu", 7, daemon_id=None, now_us=now_us(), source="adaptive")
+        status = httpx.get(f"http://127.0.0.1:{port}/status", timeout=5.0, trust_env=False)
+        assert [(p["name"], p["limit"]) for p in status.json()["pools"]] == [("gpu", 7)]
     finally:
         dispatcher.request_stop()
         thread.join(10.0)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ygg.store.base import Store
 
 log = structlog.get_logger("ygg.dispatch.legacy")
+Limits = dict[str, int]  # pool -> its stored limit
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 
@@ -100,10 +101,12 @@ class LegacyWeb:
         config = legacy.config
         kinds = {name: pool.kinds for name, pool in config.pools.items()}
 
-        def read(store: Store) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
-            return store.pool_load(kinds), store.counts()
+        def read(store: Store) -> tuple[dict[str, tuple[int, int]], dict[str, int], Limits]:
+            limits = {name: x.limit for name, x in store.pool_limits().items()}
+            return store.pool_load(kinds), store.counts(), limits
 
-        load, counts = await self._tasks.read(read)
+        # The stored limits too: another daemon (an adaptive pool, a reload) may have set them.
+        load, counts, limits = await self._tasks.read(read)
         now, mono = now_us(), time.monotonic()
         running = [
             RunningInfo(
@@ -120,7 +123,7 @@ class LegacyWeb:
         path = str(config.path) if config.path else None
         return build_snapshot(
             daemon=daemon_info(os.getpid(), "legacy", self.started_us, path, config.daemon.db),
-            pools=pools_of(config),
+            pools=pools_of(config, limits=limits),
             load=load,
             counts=counts,
             running=running,
