@@ -1,12 +1,16 @@
 """The PostgreSQL claim's walk of the ready index, one kind at a time: its order across kinds,
-its limit, rows another transaction has locked, and the plan it gets on a deep queue."""
+its limit, rows another transaction has locked, and the plan it gets on a deep queue; and
+the completions that wake other daemons only when there are any."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import psycopg
 import pytest
 
-from ygg.store import NewTask, open_store
+from ygg.store import NewTask, Outcome, open_store
+from ygg.store.completion import Completion
 from ygg.store.model import US, now_us
 from ygg.store.postgres.claims import _PER_KIND
 
@@ -64,4 +68,42 @@ def test_on_a_deep_queue_the_claim_walks_the_ready_index_of_each_kind(pg_url: st
             plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + _PER_KIND, args))
     assert "tasks_ready" in plan
     assert "tasks_by_status" not in plan and "tasks_queued" not in plan
+    store.close()
+
+
+def wakes_heard(url: str, work: Callable[[], object]) -> list[str]:
+    """The notifications on channel ygg sent while `work` runs, up to a marker sent after it:
+    notifications arrive in commit order, so whatever `work` sent comes before the marker."""
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute("LISTEN ygg")
+        work()
+        with psycopg.connect(url, autocommit=True) as marker:
+            marker.execute("NOTIFY ygg, 'marker'")
+        heard: list[str] = []
+        for note in listener.notifies(timeout=20):
+            if note.payload == "marker":
+                return heard
+            heard.append(note.payload)
+    raise AssertionError("the marker never came")
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_completion_wakes_only_when_another_daemon_is_registered(pg_url: str, many: bool) -> None:
+    """The daemon that completes its own attempts wakes itself; a WAKE is for other daemons."""
+    store = open_store(pg_url, clock="caller")
+    me = store.register_daemon("skadi", 100, now_us() - US, "@ygg-1", "async", now_us())
+    store.enqueue_many([NewTask(f"t{i}", "k") for i in range(4)], now_us())
+
+    def complete() -> None:
+        claims = store.claim("p", ["k"], 2, slots=4, owner=me, lease_us=60 * US, now_us=now_us())
+        if many:
+            items = [Completion(c.task_id, c.token, Outcome("ok"), now_us()) for c in claims]
+            assert store.complete_many(items) == [[], []]
+        else:
+            for c in claims:
+                assert store.complete(c.task_id, c.token, Outcome("ok"), now_us()) == []
+
+    assert wakes_heard(pg_url, complete) == []
+    store.register_daemon("fenrir", 200, now_us() - US, "@ygg-2", "async", now_us())
+    assert "wake" in wakes_heard(pg_url, complete)
     store.close()
