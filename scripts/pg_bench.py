@@ -1,6 +1,7 @@
 """ygg on PostgreSQL beside procrastinate and pgqueuer, on one throwaway cluster, in one run.
 
     .venv/bin/python scripts/pg_bench.py [--tasks 5000] [--slots 10,64] [--depths 1000,1000000]
+        [--claims-each 149,1000]
 
 Starts its own PostgreSQL 15 cluster (tests/support/pg.py: fsync off, 127.0.0.1) and measures,
 each case on a fresh database of that cluster:
