@@ -1,6 +1,7 @@
 """ygg on PostgreSQL beside procrastinate and pgqueuer, on one throwaway cluster, in one run.
 
     .venv/bin/python scripts/pg_bench.py [--tasks 5000] [--slots 10,64] [--depths 1000,1000000]
+        [--claims-each 149,1000]
 
 Starts its own PostgreSQL 15 cluster (tests/support/pg.py: fsync off, 127.0.0.1) and measures,
 each case on a fresh database of that cluster:
@@ -86,8 +87,11 @@ class Bench:
         # As many claims at every depth, as many as the shallowest queue holds for the pool
         # (3 kinds of 20): each claim skips the other kinds' tasks ahead of it, more with
         # every claim made, so equal counts keep depth the only difference.
-        claims = min(self.args.claims, max(min(depths) * 3 // 20 - 1, 1))
-        for depth in depths:
+        equal = min(self.args.claims, max(min(depths) * 3 // 20 - 1, 1))
+        # --claims-each: a count per depth, to time a deep queue after many claims (the
+        # case where a claim that skips other kinds' tasks grows slower with every claim).
+        counts = [int(c) for c in self.args.claims_each.split(",")] if self.args.claims_each else []
+        for depth, claims in zip(depths, counts or [equal] * len(depths), strict=True):
             self.step(f"claim latency at {depth:,} queued ({claims} claims)")
             results.append(ygg_side.claim_depth(self.database(), depth, claims))
         for r in results:
@@ -163,6 +167,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--latency-tasks", type=int, default=200)
     parser.add_argument("--depths", default="1000,1000000")
     parser.add_argument("--claims", type=int, default=1000, help="claims timed at each depth")
+    parser.add_argument(
+        "--claims-each",
+        default="",
+        help="claims timed at each depth, e.g. 149,1000 (default: equal)",
+    )
     parser.add_argument("--timeout-s", type=float, default=120.0, help="each competitor's bound")
     parser.add_argument("--only", default="drain,latency,depth,competitors")
     parser.add_argument("--venv", type=Path, default=compare.default_venv())

@@ -11,6 +11,7 @@ their parents (deps.py says why).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from ygg.store.completion import Completion
 from ygg.store.model import storable_us
@@ -30,19 +31,38 @@ WITH item AS (
         first_token_us = item.first_token_us, generation_us = item.generation_us,
         finished_us = item.finished_us, lease_expires_us = NULL
     FROM item WHERE t.id = item.id AND t.token = item.token AND t.status = 'running'
-    RETURNING t.id
+    RETURNING t.id, t.owner
 ), freed AS (
     UPDATE ygg.slots SET task_id = NULL WHERE task_id IN (SELECT id FROM done)
 )
-SELECT id FROM done
+SELECT id, owner, ARRAY(SELECT id FROM ygg.daemons) FROM done
 """
 
 
-def complete_many(
-    conn: Conn, items: Sequence[Completion], finished_us: Sequence[int]
-) -> list[list[str] | None]:
+class Recorded(NamedTuple):
+    """complete_many's answers, and whether anyone but the completing daemon may need to hear
+    of them (`wake_others`)."""
+
+    answers: list[list[str] | None]
+    wake_others: bool
+
+
+def wakes_others(owners: set[int | None], daemons: Sequence[int]) -> bool:
+    """Whether the WAKE after these completions could tell anyone something new. The daemon
+    that records its own successes frees their slots and wakes the kinds they promoted itself;
+    a WAKE serves only other daemons (sharing the pool's slots, or serving the promoted kinds).
+    With no other daemon registered on the queue it is one round trip for nobody. A daemon
+    registering meanwhile claims once it is up, so it sees what committed before; a slot freed
+    between its first claim and its registration reaching us is found by its safety poll (a
+    WAKE is a hint, never what a guarantee rests on)."""
+    if len(owners) != 1 or None in owners:
+        return True
+    return any(daemon not in owners for daemon in daemons)
+
+
+def complete_many(conn: Conn, items: Sequence[Completion], finished_us: Sequence[int]) -> Recorded:
     """Records `items` (already storable), finished at `finished_us` (one per item); as
-    Store.complete_many answers."""
+    Store.complete_many answers, and whether other daemons should hear of it."""
     order = sorted(range(len(items)), key=lambda i: items[i].task_id)
     columns = (
         [items[i].task_id for i in order],
@@ -54,9 +74,11 @@ def complete_many(
         [storable_us(items[i].outcome.generation_s) for i in order],
         [finished_us[i] for i in order],
     )
-    done = {row[0] for row in conn.execute(_COMPLETE_MANY, columns).fetchall()}
+    rows = conn.execute(_COMPLETE_MANY, columns).fetchall()
+    done = {row[0] for row in rows}
     if not done:
-        return [None] * len(items)
+        return Recorded([None] * len(items), False)
+    wake_others = wakes_others({row[1] for row in rows}, rows[0][2])
     promoted = deps.promote_many(conn, sorted(done))
     answers: list[list[str] | None] = []
     for item in items:
@@ -65,4 +87,4 @@ def complete_many(
         else:
             answers.append(promoted)
             promoted = []  # the kinds go with the first item recorded
-    return answers
+    return Recorded(answers, wake_others)

@@ -40,11 +40,11 @@ WITH done AS (
         tokens_out = %s, first_token_us = %s, generation_us = %s, finished_us = %s,
         lease_expires_us = NULL
     WHERE id = %s AND token = %s AND status = 'running'
-    RETURNING id
+    RETURNING id, owner
 ), freed AS (
     UPDATE ygg.slots SET task_id = NULL WHERE task_id IN (SELECT id FROM done)
 )
-SELECT id FROM done
+SELECT id, owner, ARRAY(SELECT id FROM ygg.daemons) FROM done
 """
 
 
@@ -167,7 +167,8 @@ class PostgresStore(TaskReads):
             ).fetchone()
             if row is None:
                 return None
-            self.notify(WAKE)  # a slot came free, and dependents may be queued
+            if completions.wakes_others({row[1]}, row[2]):
+                self.notify(WAKE)  # a slot came free, and dependents may be queued
             return deps.promote(conn, task_id)
 
     @atomic
@@ -176,10 +177,10 @@ class PostgresStore(TaskReads):
         items = [item._replace(outcome=item.outcome.storable()) for item in items]
         with self.write() as conn:
             finished_us = [self.now(conn, item.now_us) for item in items]
-            answers = completions.complete_many(conn, items, finished_us)
-            if any(answer is not None for answer in answers):
+            recorded = completions.complete_many(conn, items, finished_us)
+            if recorded.wake_others:
                 self.notify(WAKE)  # slots came free, and dependents may be queued
-            return answers
+            return recorded.answers
 
     @atomic
     def fail(

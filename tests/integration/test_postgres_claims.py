@@ -1,0 +1,109 @@
+"""The PostgreSQL claim's walk of the ready index, one kind at a time: its order across kinds,
+its limit, rows another transaction has locked, and the plan it gets on a deep queue; and
+the completions that wake other daemons only when there are any."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from ygg.store import NewTask, Outcome, open_store
+from ygg.store.completion import Completion
+from ygg.store.model import US, now_us
+from ygg.store.postgres.claims import _PER_KIND
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
+
+
+def test_a_claim_over_several_kinds_takes_the_most_urgent_in_order_and_no_more(
+    pg_url: str,
+) -> None:
+    store = open_store(pg_url, clock="caller")
+    others = [NewTask(f"o{i}", "other", priority=0) for i in range(50)]  # ahead, never taken
+    mine = [NewTask(f"{kind}{i}", kind, priority=i % 3) for i in range(6) for kind in "ab"]
+    store.enqueue_many(others, now_us())
+    ids = store.enqueue_many(mine, now_us())
+    want = sorted(zip([t.priority for t in mine], ids, strict=True))[:4]
+    taken = store.claim(
+        "p", ["a", "b", "a"], 4, slots=8, owner=1, lease_us=60 * US, now_us=now_us()
+    )
+    assert [(c.priority, c.task_id) for c in taken] == want
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute("SELECT count(*) FROM ygg.slots WHERE task_id IS NOT NULL").fetchone()
+    assert row == (4,)
+    store.close()
+
+
+def test_a_claim_walks_past_ready_tasks_another_transaction_has_locked(pg_url: str) -> None:
+    """The first two ready tasks are locked elsewhere: the per-kind candidates (as many as the
+    claim wants) are all locked, and the claim still takes the next two."""
+    store = open_store(pg_url, clock="caller")
+    ids = store.enqueue_many([NewTask(f"t{i}", "k") for i in range(5)], now_us())
+    with psycopg.connect(pg_url) as locker, locker.transaction():
+        locker.execute("SELECT id FROM ygg.tasks WHERE id = ANY(%s) FOR UPDATE", (ids[:2],))
+        taken = store.claim("p", ["k"], 2, slots=4, owner=1, lease_us=60 * US, now_us=now_us())
+        assert [c.task_id for c in taken] == ids[2:4]
+        with psycopg.connect(pg_url) as conn:
+            held = conn.execute("SELECT n, task_id FROM ygg.slots WHERE task_id IS NOT NULL")
+            assert sorted(held.fetchall()) == [(1, ids[2]), (2, ids[3])]
+    store.close()
+
+
+def test_on_a_deep_queue_the_claim_walks_the_ready_index_of_each_kind(pg_url: str) -> None:
+    store = open_store(pg_url, clock="caller")
+    store.enqueue_many([NewTask("x", "k0")], now_us())  # the schema exists
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ygg.tasks (title, kind, priority, status, max_attempts, created_us) "
+            "SELECT 't', 'k' || (g % 20), g % 5, 'queued', 1, 0 FROM generate_series(1, 50000) g"
+        )
+        conn.execute("ANALYZE ygg.tasks")
+        args = {
+            "kinds": ["k1", "k2", "k3"], "now": now_us(), "pool": "p", "owner": 1, "lease": 0,
+            "lim": 10, "check": True, "n": 10, "free": list(range(1, 11)),
+        }  # fmt: skip
+        with conn.transaction(force_rollback=True):
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + _PER_KIND, args))
+    assert "tasks_ready" in plan
+    assert "tasks_by_status" not in plan and "tasks_queued" not in plan
+    store.close()
+
+
+def wakes_heard(url: str, work: Callable[[], object]) -> list[str]:
+    """The notifications on channel ygg sent while `work` runs, up to a marker sent after it:
+    notifications arrive in commit order, so whatever `work` sent comes before the marker."""
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute("LISTEN ygg")
+        work()
+        with psycopg.connect(url, autocommit=True) as marker:
+            marker.execute("NOTIFY ygg, 'marker'")
+        heard: list[str] = []
+        for note in listener.notifies(timeout=20):
+            if note.payload == "marker":
+                return heard
+            heard.append(note.payload)
+    raise AssertionError("the marker never came")
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_completion_wakes_only_when_another_daemon_is_registered(pg_url: str, many: bool) -> None:
+    """The daemon that completes its own attempts wakes itself; a WAKE is for other daemons."""
+    store = open_store(pg_url, clock="caller")
+    me = store.register_daemon("skadi", 100, now_us() - US, "@ygg-1", "async", now_us())
+    store.enqueue_many([NewTask(f"t{i}", "k") for i in range(4)], now_us())
+
+    def complete() -> None:
+        claims = store.claim("p", ["k"], 2, slots=4, owner=me, lease_us=60 * US, now_us=now_us())
+        if many:
+            items = [Completion(c.task_id, c.token, Outcome("ok"), now_us()) for c in claims]
+            assert store.complete_many(items) == [[], []]
+        else:
+            for c in claims:
+                assert store.complete(c.task_id, c.token, Outcome("ok"), now_us()) == []
+
+    assert wakes_heard(pg_url, complete) == []
+    store.register_daemon("fenrir", 200, now_us() - US, "@ygg-2", "async", now_us())
+    assert "wake" in wakes_heard(pg_url, complete)
+    store.close()
