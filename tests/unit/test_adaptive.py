@@ -164,3 +164,20 @@ def test_bounds_are_checked_and_a_reload_keeps_the_limit_inside_new_ones() -> No
     assert controller.limit == 8
     controller.rebound(10, 12)
     assert controller.limit == 10
+
+
+def test_adopting_the_shared_limit_moves_it_and_rereading_it_keeps_the_window() -> None:
+    """Daemons re-read the stored limit on every poll: the value they already hold must not
+    throw away the measurements of the window under way, or no decision would ever come."""
+    controller = AdaptiveLimit(1, 16)
+    controller.adopt(4)
+    assert (controller.limit, controller.reason) == (4, "shared")
+    for _ in range(controller._window.skip):  # those that started under the old limit...
+        controller.succeeded(0.02, 0.1)
+    controller.succeeded(0.02, 0.1)  # ...this one is measured
+    window = controller._window
+    assert window.per_token_s == [0.02]
+    controller.adopt(4)
+    assert controller._window is window and window.per_token_s == [0.02]
+    controller.adopt(40)  # past the ceiling: the ceiling, which it does not hold
+    assert controller.limit == 16 and controller._window is not window

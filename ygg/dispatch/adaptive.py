@@ -224,8 +224,10 @@ class AdaptiveLimit:
 
     def adopt(self, limit: int) -> None:
         """The shared limit as the store holds it (another daemon's controller, or a reload):
-        go on from there, inside our bounds."""
-        self._move(limit, "shared")
+        go on from there, inside our bounds. The limit we hold already (read back on every
+        refresh) changes nothing: its window of measurements goes on."""
+        if max(self.min_limit, min(self.max_limit, limit)) != self.limit:
+            self._move(limit, "shared")
 
     def _tick_holds(self) -> None:
         for level, (left, hold) in list(self._too_many.items()):
