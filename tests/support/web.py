@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ class WebDaemon:
         return httpx.Client(base_url=self.base, headers=headers, timeout=10, trust_env=False)
 
 
-def server_port(daemons: DaemonSet) -> int | None:
-    for line in daemons.log_of(daemons.started[-1]).splitlines():
+def server_port(daemons: DaemonSet, process: subprocess.Popen[bytes] | None = None) -> int | None:
+    """The port a daemon's status server took (the last one started, by default)."""
+    for line in daemons.log_of(process or daemons.started[-1]).splitlines():
         try:
             event = json.loads(line)
         except json.JSONDecodeError:

@@ -12,6 +12,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.daemons import DaemonSet, run_ygg, wait_until, write_config
+from tests.support.web import server_port
 
 # Two hosts: one whose requests slow past 3 at once, one that answers 503 past 2.
 POOLS = """
@@ -62,22 +63,17 @@ def test_the_limit_climbs_to_the_knee_and_backs_off_on_503(tmp_path: Path) -> No
     with DaemonSet(config) as daemons:
         daemon = daemons.start()
 
-        def port() -> int | None:
-            for line in daemons.log_of(daemon).splitlines():
-                event = json.loads(line)
-                if event["event"] == "status_server_started":
-                    return int(event["port"])
-            return None
-
         def settled() -> bool:
             changes = limit_changes(daemons.log_of(daemon))
             knee = [c["limit"] for c in changes["knee"]]
             backed_off = [c for c in changes["full"] if "503" in c["reason"]]
             return len(knee) >= 4 and bool(backed_off)
 
-        assert wait_until(lambda: port() is not None, 10)
+        assert wait_until(lambda: server_port(daemons, daemon) is not None, 10)
         assert wait_until(settled, 60), daemons.log_of(daemon)[-3000:]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port()}", timeout=5) as http:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{server_port(daemons, daemon)}", timeout=5
+        ) as http:
             # Once the queue is drained the limits stay put: every view must agree.
             done = 2 * TASKS_PER_POOL
             assert wait_until(lambda: http.get("/status").json()["tasks"]["done"] == done, 60)
@@ -112,14 +108,6 @@ def test_the_limit_climbs_to_the_knee_and_backs_off_on_503(tmp_path: Path) -> No
     assert {s.labels["pool"]: s.value for s in gauge.samples} == last
 
 
-def status_port(log: str) -> int | None:
-    for line in log.splitlines():
-        event = json.loads(line)
-        if event["event"] == "status_server_started":
-            return int(event["port"])
-    return None
-
-
 def test_two_daemons_share_one_adaptive_limit(tmp_path: Path) -> None:
     """Each daemon's controller moves the queue's one limit; the other follows it (a nudge),
     so once the queue is drained both apply what the queue holds, and both logged moves."""
@@ -132,8 +120,8 @@ def test_two_daemons_share_one_adaptive_limit(tmp_path: Path) -> None:
     assert run_ygg(config, "submit", "--jsonl", str(batch)).returncode == 0
     with DaemonSet(config) as daemons:
         both = [daemons.start(), daemons.start()]
-        assert wait_until(lambda: all(status_port(daemons.log_of(d)) for d in both), 15)
-        ports = [status_port(daemons.log_of(d)) for d in both]
+        assert wait_until(lambda: all(server_port(daemons, d) for d in both), 15)
+        ports = [server_port(daemons, d) for d in both]
 
         def views() -> list[int]:
             return [

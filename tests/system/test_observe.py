@@ -3,7 +3,6 @@ status server's /metrics, /healthz and /status over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.daemons import DaemonSet, run_ygg, wait_until, write_config
+from tests.support.web import server_port
 
 POOL = '\n[pools.sim]\nbackend = "sim"\nseconds = 0\nslots = 2\nkinds = ["general"]\n'
 
@@ -60,15 +60,8 @@ def test_status_server_metrics_health_and_status(tmp_path: Path) -> None:
     with DaemonSet(config) as daemons:
         daemon = daemons.start()
 
-        def port() -> int | None:
-            for line in daemons.log_of(daemon).splitlines():
-                event = json.loads(line)
-                if event["event"] == "status_server_started":
-                    return int(event["port"])
-            return None
-
-        assert wait_until(lambda: port() is not None, 10)
-        base = f"http://127.0.0.1:{port()}"
+        assert wait_until(lambda: server_port(daemons, daemon) is not None, 10)
+        base = f"http://127.0.0.1:{server_port(daemons, daemon)}"
         with httpx.Client(base_url=base, timeout=5, trust_env=False) as http:
             assert wait_until(lambda: http.get("/status").json()["tasks"]["done"] == 5, 10)
             status = http.get("/status").json()

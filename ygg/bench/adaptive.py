@@ -103,9 +103,9 @@ def converged_at_s(limits: tuple[tuple[float, int], ...]) -> float | None:
     return settled
 
 
-def config_text(model: HostShape, setting: int | None, scale: float, ceiling: int = CEILING) -> str:
-    """The run's configuration: one sim pool on the host model; retries after one simulated
-    second, never given up, and a breaker that cools down in two."""
+def pool_config(backend: str, setting: int | None, ceiling: int, rest: str) -> str:
+    """A bench run's configuration: one pool of `backend` serving KIND, adaptive up to
+    `ceiling` (setting None) or with `setting` fixed slots; `rest`: the pool's other lines."""
     slots = ceiling if setting is None else setting
     adaptive = "adaptive = true\nmin_slots = 1\n" if setting is None else ""
     return f"""\
@@ -117,17 +117,29 @@ log_format = "json"
 status_listen = ""
 
 [pools.{POOL}]
-backend = "sim"
+backend = "{backend}"
 kinds = ["{KIND}"]
 slots = {slots}
-{adaptive}sim_knee = {model.knee}
+{adaptive}{rest}"""
+
+
+def config_text(model: HostShape, setting: int | None, scale: float, ceiling: int = CEILING) -> str:
+    """One sim pool on the host model; retries after one simulated second, never given up,
+    and a breaker that cools down in two."""
+    return pool_config(
+        "sim",
+        setting,
+        ceiling,
+        f"""\
+sim_knee = {model.knee}
 sim_capacity = {model.capacity}
 sim_overload = "{model.overload}"
 max_attempts = 1000
 backoff_seconds = {scale:g}
 backoff_max_seconds = {4 * scale:g}
 breaker_cooldown_seconds = {2 * scale:g}
-"""
+""",
+    )
 
 
 def work_s(tokens: int) -> float:

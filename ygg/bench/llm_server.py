@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from ygg import api
-from ygg.bench.adaptive import KIND, POOL, converged_at_s, percentile, run_once
+from ygg.bench.adaptive import KIND, converged_at_s, percentile, pool_config, run_once
 from ygg.config import Config
 from ygg.store.model import NewTask
 
@@ -31,26 +31,18 @@ class LlmRun(NamedTuple):
 
 
 def config_text(url: str, setting: int | None, ceiling: int) -> str:
-    slots = ceiling if setting is None else setting
-    adaptive = "adaptive = true\nmin_slots = 1\n" if setting is None else ""
-    return f"""\
-[daemon]
-db = "queue.db"
-poll_seconds = 0.05
-drain_seconds = 0
-log_format = "json"
-status_listen = ""
-
-[pools.{POOL}]
-backend = "openai"
+    return pool_config(
+        "openai",
+        setting,
+        ceiling,
+        f"""\
 url = {json.dumps(url)}
 model = "smollm2-135m"
-kinds = ["{KIND}"]
-slots = {slots}
-{adaptive}max_attempts = 100
+max_attempts = 100
 timeout = 300
 backoff_seconds = 1
-"""
+""",
+    )
 
 
 def llm_tasks(count: int, seed: int = 13) -> Callable[[Config], list[NewTask]]:
