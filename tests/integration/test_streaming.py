@@ -42,6 +42,10 @@ from ygg.store.model import now_us
 
 FIRST_TOKEN_S = 0.3  # the test host's pause before the first token
 TOKEN_GAP_S = 0.05  # and between two tokens
+# Generation spans the host's five gaps between six tokens. The client sees each token when it
+# arrives, so a first token delivered late shortens what it measures (0.217 s and 0.249 s for
+# 0.25 were seen on a loaded machine): half of it still tells a stream from a whole answer.
+GENERATION_MIN_S = 5 * TOKEN_GAP_S / 2
 PROMPT = "one two three four five"  # the host answers "echo: one two three four five"
 
 
@@ -68,7 +72,7 @@ def test_the_first_token_is_seen_when_it_comes(
     # The host waited before the first token and between the six: both are seen as they
     # happened, and the first token came well before the whole answer.
     assert FIRST_TOKEN_S <= outcome.first_token_s < took_s
-    assert outcome.generation_s >= 5 * TOKEN_GAP_S
+    assert outcome.generation_s >= GENERATION_MIN_S
     assert outcome.first_token_s + outcome.generation_s <= took_s
     [request] = host.chat_requests
     assert request.body["stream"] is True
@@ -93,7 +97,7 @@ def test_a_compressed_stream_is_read_as_it_comes(
     host.script(Step(encoding="gzip"))
     outcome = run_job(pool_for(make_config, host), job(PROMPT), mode)
     assert outcome[:3] == ("echo: one two three four five", 5, 6)
-    assert outcome.generation_s is not None and outcome.generation_s >= 5 * TOKEN_GAP_S
+    assert outcome.generation_s is not None and outcome.generation_s >= GENERATION_MIN_S
 
 
 def cancel_mid_stream_async(pool: PoolConfig, host: FakeHost) -> None:
@@ -174,7 +178,7 @@ kinds = ["general"]
     done = store.get(task.id)
     assert (done.status, done.tokens_in, done.tokens_out) == ("done", 5, 6)
     assert done.first_token_s is not None and done.first_token_s >= FIRST_TOKEN_S
-    assert done.tokens_per_s is not None and 0 < done.tokens_per_s <= 6 / (5 * TOKEN_GAP_S)
+    assert done.tokens_per_s is not None and 0 < done.tokens_per_s <= 6 / GENERATION_MIN_S
     shown = show(tmp_path, task.id, "--json")
     assert json.loads(shown)["first_token_s"] == done.first_token_s
     assert json.loads(shown)["tokens_per_s"] == round(done.tokens_per_s, 3)
