@@ -7,7 +7,9 @@ import asyncio
 import json
 from typing import Any
 
-from ygg.ops.web.events import EventHub, frames, pool_event, task_event
+import pytest
+
+from ygg.ops.web.events import EventHub, frame, pool_event, task_event, task_frame
 
 
 def decoded(batch: bytes) -> list[dict[str, Any]]:
@@ -22,14 +24,30 @@ def test_frames_keep_every_event_whatever_its_strings_hold() -> None:
         {"type": "odd", "nested": [{"type": "inner"}]},
         pool_event("p", 1, 2, "open", "host down"),
     ]
-    assert decoded(frames(events)) == events
-    assert [e.split(b"\n")[0] for e in frames(events).split(b"\n\n")[:-1]] == [
+    encoded = "".join(frame(e) for e in events).encode()
+    assert decoded(encoded) == events
+    assert [e.split(b"\n")[0] for e in encoded.split(b"\n\n")[:-1]] == [
         b"event: task",
         b"event: queue",
         b"event: task",
         b"event: odd",
         b"event: pool",
     ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"pool": "p", "attempt": 2, "kind": "general"},
+        {"kind": 'odd "kind"\nwith ünïcode \u2028 and \\'},
+        {"pool": "p", "attempt": 0},
+    ],
+)
+@pytest.mark.parametrize("status", ["running", "done", None])
+def test_a_task_frame_is_the_frame_of_its_event(status: str | None, fields: dict[str, Any]) -> None:
+    for _ in range(2):  # the second time from the cache of encoded strings (None: left out)
+        assert task_frame(7, status, **fields) == frame(task_event(7, status, **fields))
 
 
 def test_a_flush_hands_one_batch_to_every_stream_with_the_latest_pool_state() -> None:

@@ -18,7 +18,7 @@ from ygg.dispatch.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from ygg.dispatch.outcome import Success, log_recorded, record, record_successes
 from ygg.dispatch.pool_limit import AdaptiveSlots
 from ygg.errors import YggError
-from ygg.ops.web.events import pool_event, task_event
+from ygg.ops.web.events import pool_event
 from ygg.store.base import Store
 from ygg.store.model import US, Claim, Outcome
 from ygg.store.writer import StoreAbandoned
@@ -144,19 +144,16 @@ class PoolRunner:
             attempt = Attempt(claim)
             self.attempts[claim.task_id] = attempt
             attempt.task = asyncio.create_task(self._run(attempt), name=f"task-{claim.task_id}")
-        if claims and d.observer.events.streams:
+        if claims and (events := d.observer.events).streams:
             for claim in claims:
-                self._announce(claim.task_id, "running", attempt=claim.attempt, kind=claim.kind)
+                events.publish_task(claim.task_id, "running", self.name, claim.attempt, claim.kind)
             self._announce_pool()
         return len(claims)
 
-    def _announce(self, task_id: int, status: str | None, **extra: object) -> None:
-        self.d.observer.events.publish(task_event(task_id, status, pool=self.name, **extra))
-
     def _announce_end(self, attempt: Attempt) -> None:
-        if self.d.observer.events.streams:
+        if (events := self.d.observer.events).streams:
             stopped = "cancelled" if attempt.stop_reason == "cancelled" else None
-            self._announce(attempt.claim.task_id, attempt.final or stopped)
+            events.publish_task(attempt.claim.task_id, attempt.final or stopped, self.name)
             self._announce_pool()
 
     def _announce_pool(self) -> None:

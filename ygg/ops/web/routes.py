@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from ygg.errors import InvalidInput, StoreUnavailable, TaskNotFound
 from ygg.ops.web import history
-from ygg.ops.web.events import EventHub, TooManyStreams, task_event
+from ygg.ops.web.events import EventHub, TooManyStreams
 from ygg.ops.web.tasks import TaskApi
 
 log = structlog.get_logger("ygg.ops")
@@ -70,7 +70,7 @@ def conflicts(
         except InvalidInput as exc:
             raise HttpError(409, exc.message) from None
         if events is not None:
-            events.publish(task_event(task["id"], task["status"], kind=task["kind"]))
+            events.publish_task(task["id"], task["status"], kind=task["kind"])
         return JSONResponse(task)
 
     return handler
