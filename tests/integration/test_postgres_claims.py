@@ -107,3 +107,24 @@ def test_a_completion_wakes_only_when_another_daemon_is_registered(pg_url: str, 
     store.register_daemon("fenrir", 200, now_us() - US, "@ygg-2", "async", now_us())
     assert "wake" in wakes_heard(pg_url, complete)
     store.close()
+
+
+def test_slot_rows_are_rewritten_in_place_so_their_index_does_not_grow(pg_url: str) -> None:
+    """A slot row is written twice per task (taken, freed). Those writes are heap-only (HOT):
+    after 2,000 tasks through a pool of 4 slots its index still fits one leaf page. Were the
+    writes not HOT (say, with an index on task_id), each would add an entry to every index
+    of the table, 4,000 of them."""
+    store = open_store(pg_url, clock="caller")
+    for round_no in range(500):
+        store.enqueue_many([NewTask(f"t{round_no}-{i}", "k") for i in range(4)], now_us())
+        claims = store.claim("p", ["k"], 4, slots=4, owner=1, lease_us=60 * US, now_us=now_us())
+        assert len(claims) == 4
+        items = [Completion(c.task_id, c.token, Outcome("ok"), now_us()) for c in claims]
+        assert store.complete_many(items) == [[], [], [], []]
+    store.close()
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT count(*), sum(pg_relation_size(indexrelid)) FROM pg_index "
+            "WHERE indrelid = 'ygg.slots'::regclass"
+        ).fetchone()
+    assert row == (1, 2 * 8192)  # the primary key: its meta page and one leaf

@@ -35,10 +35,8 @@ def sim_tokens(job: Job) -> int:
 def sim_outcome(job: Job, served: Served | None = None, tokens: int = 1) -> Outcome:
     if str(job.params.get("fail", "")).lower() == "true":
         raise AttemptFailed("simulated failure (param fail=true)", retryable=True)
-    timing = {} if served is None else served._asdict()
-    return Outcome(
-        result=f"sim: {job.title}", tokens_in=len(job.prompt.split()), tokens_out=tokens, **timing
-    )
+    first_s, generation_s = (None, None) if served is None else served
+    return Outcome(f"sim: {job.title}", len(job.prompt.split()), tokens, first_s, generation_s)
 
 
 class SimBackend:

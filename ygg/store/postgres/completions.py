@@ -10,6 +10,7 @@ their parents (deps.py says why).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -22,9 +23,11 @@ from ygg.store.postgres.deps import Conn
 # sets cannot deadlock on each other.
 _COMPLETE_MANY = """
 WITH item AS (
-    SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[],
-        %s::bigint[], %s::bigint[], %s::bigint[])
-        AS i(id, token, result, tokens_in, tokens_out, first_token_us, generation_us, finished_us)
+    SELECT (i->>0)::bigint AS id, (i->>1)::bigint AS token, i->>2 AS result,
+        (i->>3)::bigint AS tokens_in, (i->>4)::bigint AS tokens_out,
+        (i->>5)::bigint AS first_token_us, (i->>6)::bigint AS generation_us,
+        (i->>7)::bigint AS finished_us
+    FROM jsonb_array_elements(%s::jsonb) AS i
 ), done AS (
     UPDATE ygg.tasks AS t SET status = 'done', result = item.result, error = NULL,
         tokens_in = item.tokens_in, tokens_out = item.tokens_out,
@@ -37,6 +40,22 @@ WITH item AS (
 )
 SELECT id, owner, ARRAY(SELECT id FROM ygg.daemons) FROM done
 """
+
+
+def _as_json(items: Sequence[Completion], finished_us: Sequence[int]) -> str:
+    """The items as one JSON array of rows, in id order: one parameter, encoded by one C call
+    (eight arrays were dumped element by element, a quarter of the store thread's time)."""
+    rows = []
+    for item, finished in sorted(zip(items, finished_us, strict=True), key=_task_id):
+        out = item.outcome
+        first_us, generation_us = storable_us(out.first_token_s), storable_us(out.generation_s)
+        rows.append([item.task_id, item.token, out.result, out.tokens_in, out.tokens_out,
+                     first_us, generation_us, finished])  # fmt: skip
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+
+
+def _task_id(pair: tuple[Completion, int]) -> int:
+    return pair[0].task_id
 
 
 class Recorded(NamedTuple):
@@ -63,18 +82,7 @@ def wakes_others(owners: set[int | None], daemons: Sequence[int]) -> bool:
 def complete_many(conn: Conn, items: Sequence[Completion], finished_us: Sequence[int]) -> Recorded:
     """Records `items` (already storable), finished at `finished_us` (one per item); as
     Store.complete_many answers, and whether other daemons should hear of it."""
-    order = sorted(range(len(items)), key=lambda i: items[i].task_id)
-    columns = (
-        [items[i].task_id for i in order],
-        [items[i].token for i in order],
-        [items[i].outcome.result for i in order],
-        [items[i].outcome.tokens_in for i in order],
-        [items[i].outcome.tokens_out for i in order],
-        [storable_us(items[i].outcome.first_token_s) for i in order],
-        [storable_us(items[i].outcome.generation_s) for i in order],
-        [finished_us[i] for i in order],
-    )
-    rows = conn.execute(_COMPLETE_MANY, columns).fetchall()
+    rows = conn.execute(_COMPLETE_MANY, (_as_json(items, finished_us),)).fetchall()
     done = {row[0] for row in rows}
     if not done:
         return Recorded([None] * len(items), False)
