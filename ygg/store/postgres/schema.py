@@ -135,7 +135,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 6: a slot row is written twice per task (taken, freed): with no index on task_id, and
     # room left on its page, each write is a heap-only (HOT) update, which adds no index
     # entries and is pruned in place (a sixth less server time per task at 64 slots). A
-    # task's slot is found among its pool's few rows; a claim pairs each task with one slot.
+    # freed slot is found by scanning the table (a row per slot ever used: a few per pool),
+    # and a claim pairs each task with one locked slot, so the unique index guarded nothing.
     """
     ALTER TABLE ygg.slots DROP CONSTRAINT IF EXISTS slots_task_id_key;
     ALTER TABLE ygg.slots SET (fillfactor = 50);
