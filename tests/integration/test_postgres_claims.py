@@ -70,8 +70,9 @@ def test_on_a_deep_queue_the_claim_walks_the_ready_index_of_each_kind(
             "check": True, "pool": "p", "lim": 10, "kinds": ["k1", "k2", "k3"], "now": now_us(),
             "owner": 1, "lease": 0, "n": 10, "free": list(range(1, 11)),
         }  # fmt: skip
-        names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", _PER_KIND)))
-        numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", _PER_KIND)
+        named = re.compile(r"%\((\w+)\)s")  # psycopg's placeholders; PREPARE numbers them
+        names = list(dict.fromkeys(named.findall(_PER_KIND)))
+        numbered = named.sub(lambda m: f"${names.index(m[1]) + 1}", _PER_KIND)
         conn.execute(f"PREPARE take AS {numbered}")
         conn.execute(f"SET plan_cache_mode = force_{plan}_plan")
         with conn.transaction(force_rollback=True):
