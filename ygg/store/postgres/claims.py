@@ -50,9 +50,11 @@ SELECT ARRAY(SELECT n FROM free ORDER BY n), (SELECT min(lim) FROM free),
   (SELECT slot_limit FROM ygg.pool_limits WHERE pool = %(pool)s)
 """
 
-# The candidates are materialised with their LIMIT and row locks before the UPDATE joins them:
+# The candidates are materialised with their LIMIT and row locks before the UPDATE takes them:
 # inlined, the planner may run the limiting subquery once per row and take more than LIMIT
-# (Oban v2.15's note). The tasks taken are paired with the slots, most urgent to lowest slot.
+# (Oban v2.15's note). They are then looked up by key: joined instead, a generic plan (which
+# cannot know how few there are) may merge them with a walk of every task by id, done ones
+# included. The tasks taken are paired with the slots, most urgent to lowest slot.
 # Nothing is taken while a slot above the limit is held (the limit was lowered while it ran):
 # `over` says so, in this statement's snapshot, which is younger than the slot locks.
 # `{ready}` picks the rows the locking walk may consider (_PER_KIND or _ANY_KIND); `picked`
@@ -73,10 +75,10 @@ WITH over AS MATERIALIZED (
     UPDATE ygg.tasks AS t SET status = 'running', pool = %(pool)s, owner = %(owner)s,
         attempts = t.attempts + 1, token = t.token + 1, lease_expires_us = %(lease)s,
         started_us = %(now)s, run_after_us = NULL
-    FROM ready WHERE t.id = ready.id
+    WHERE t.id = ANY(ARRAY(SELECT id FROM ready))
     RETURNING t.id, t.token, t.kind, t.priority, t.title, t.prompt, t.params, t.attempts,
         t.max_attempts, t.timeout_s, t.created_us
-), paired AS (
+), paired AS MATERIALIZED (
     SELECT ranked.id, free.n
     FROM (SELECT id, row_number() OVER (ORDER BY priority, id) AS rank FROM taken) AS ranked
     JOIN unnest(%(free)s::integer[]) WITH ORDINALITY AS free(n, rank) USING (rank)

@@ -1,0 +1,75 @@
+"""Two versions of ygg draining the same queue on PostgreSQL, rounds alternating (ABBA).
+
+    .venv/bin/python scripts/pg_drain_ab.py BEFORE_TREE [AFTER_TREE] [--slots 10,64]
+        [--rounds 6] [--tasks 20000]
+
+A drain alone varies by ±20 % on a shared machine, more than most changes are worth. Each
+round drains once with the daemon importing BEFORE_TREE and once with AFTER_TREE (default: this
+tree), in alternating order, each on a fresh database of one throwaway cluster; the median of
+the rounds' ratios is what to read. Make BEFORE_TREE with, say,
+`git worktree add /tmp/before HEAD~1`. The drain is scripts/pg_bench.py's (1 daemon, sim
+tasks of 0 s, one pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests.support.pg
+
+import _pg_bench_ygg as ygg_side  # noqa: E402
+
+from tests.support.pg import PgCluster  # noqa: E402
+
+
+def drain_with(tree: Path, url: str, tasks: int, slots: int) -> float:
+    """One drain whose daemon imports ygg from `tree` (PYTHONPATH comes before the install)."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tree)
+    try:
+        return ygg_side.drain_pg(url, 1, tasks, slots).rate
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("before", type=Path, help="a checkout of the version to compare with")
+    parser.add_argument("after", type=Path, nargs="?", default=HERE.parent)
+    parser.add_argument("--slots", default="10,64")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--tasks", type=int, default=20000)
+    args = parser.parse_args()
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    for tree in trees.values():
+        if not (tree / "ygg" / "__init__.py").is_file():
+            parser.error(f"{tree} is not a checkout of ygg (no ygg/__init__.py)")
+    databases = 0
+    with PgCluster() as cluster:
+        for slots in [int(s) for s in args.slots.split(",")]:
+            rates: dict[str, list[float]] = {"before": [], "after": []}
+            for round_n in range(args.rounds):
+                order = ("before", "after") if round_n % 2 == 0 else ("after", "before")
+                for which in order:
+                    databases += 1
+                    url = cluster.create_database(f"ab_{databases}")
+                    rates[which].append(drain_with(trees[which], url, args.tasks, slots))
+            ratios = [a / b for a, b in zip(rates["after"], rates["before"], strict=True)]
+            print(f"{slots} slots, {args.rounds} rounds of {args.tasks:,} tasks:")
+            for which in ("before", "after"):
+                shown = ", ".join(f"{r:,.0f}" for r in rates[which])
+                print(f"  {which:6} median {statistics.median(rates[which]):,.0f} ({shown})")
+            shown = ", ".join(f"{r:.2f}" for r in ratios)
+            print(f"  after ÷ before: median {statistics.median(ratios):.2f} ({shown})")
+
+
+if __name__ == "__main__":
+    main()
