@@ -1,14 +1,14 @@
 """Two versions of ygg draining the same queue on PostgreSQL, rounds alternating (ABBA).
 
     .venv/bin/python scripts/pg_drain_ab.py BEFORE_TREE [AFTER_TREE] [--slots 10,64]
-        [--rounds 6] [--tasks 20000]
+        [--rounds 6] [--tasks 20000] [--daemons 1]
 
 A drain alone varies by ±20 % on a shared machine, more than most changes are worth. Each
 round drains once with the daemon importing BEFORE_TREE and once with AFTER_TREE (default: this
 tree), in alternating order, each on a fresh database of one throwaway cluster; the median of
 the rounds' ratios is what to read. Make BEFORE_TREE with, say,
-`git worktree add /tmp/before HEAD~1`. The drain is scripts/pg_bench.py's (1 daemon, sim
-tasks of 0 s, one pool).
+`git worktree add /tmp/before HEAD~1`. The drain is scripts/pg_bench.py's (`--daemons`
+daemons, sim tasks of 0 s, one pool).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import _pg_bench_ygg as ygg_side  # noqa: E402
 from tests.support.pg import PgCluster  # noqa: E402
 
 
-def drain_with(tree: Path, url: str, tasks: int, slots: int) -> float:
-    """One drain whose daemon imports ygg from `tree` (PYTHONPATH comes before the install)."""
+def drain_with(tree: Path, url: str, daemons: int, tasks: int, slots: int) -> float:
+    """One drain whose daemons import ygg from `tree` (PYTHONPATH comes before the install)."""
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(tree)
     try:
-        return ygg_side.drain_pg(url, 1, tasks, slots).rate
+        return ygg_side.drain_pg(url, daemons, tasks, slots).rate
     finally:
         if before is None:
             del os.environ["PYTHONPATH"]
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--slots", default="10,64")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--tasks", type=int, default=20000)
+    parser.add_argument("--daemons", type=int, default=1)
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     for tree in trees.values():
@@ -61,9 +62,11 @@ def main() -> None:
                 for which in order:
                     databases += 1
                     url = cluster.create_database(f"ab_{databases}")
-                    rates[which].append(drain_with(trees[which], url, args.tasks, slots))
+                    rate = drain_with(trees[which], url, args.daemons, args.tasks, slots)
+                    rates[which].append(rate)
             ratios = [a / b for a, b in zip(rates["after"], rates["before"], strict=True)]
-            print(f"{slots} slots, {args.rounds} rounds of {args.tasks:,} tasks:")
+            head = f"{args.daemons} daemon(s), {slots} slots"
+            print(f"{head}, {args.rounds} rounds of {args.tasks:,} tasks:")
             for which in ("before", "after"):
                 shown = ", ".join(f"{r:,.0f}" for r in rates[which])
                 print(f"  {which:6} median {statistics.median(rates[which]):,.0f} ({shown})")

@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -148,10 +148,12 @@ class PgCluster:
         base_dir: Path | None = None,
         *,
         synchronous_commit: bool = True,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.bin_dir = bin_dir
         self.base_dir = base_dir
         self.synchronous_commit = synchronous_commit
+        self.settings = dict(settings or {})  # beyond SETTINGS, e.g. to load an extension
         self.port = 0
         self.root: Path | None = None
         self._user = _run_as() if os.geteuid() == 0 else None
@@ -367,6 +369,7 @@ class PgCluster:
             "port": str(port),
             "synchronous_commit": "on" if self.synchronous_commit else "off",
             "unix_socket_directories": f"'{self.socket_dir}'",
+            **self.settings,
         }
         text = "".join(f"{key} = {value}\n" for key, value in settings.items())
         (self.data_dir / "postgresql.auto.conf").write_text(text)
