@@ -17,19 +17,19 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.support.pg
 
 import _pg_bench_ygg as ygg_side  # noqa: E402
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from tests.support.pg import PgCluster  # noqa: E402
 from ygg.store import Outcome, open_store  # noqa: E402
 from ygg.store.base import Store  # noqa: E402
 from ygg.store.completion import Completion  # noqa: E402
-from ygg.store.model import US, now_us  # noqa: E402
+from ygg.store.model import US, Claim, now_us  # noqa: E402
 
 STATEMENTS = """
 SELECT calls, plans, total_plan_time, total_exec_time,
@@ -40,13 +40,13 @@ FROM pg_stat_statements WHERE calls >= %s ORDER BY total_plan_time + total_exec_
 
 def backend_cpu_s(pid: int) -> float:
     """User + system CPU of a process on this machine (the server's backend is one)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def run_waves(store: Store, slots: int, owner: int) -> tuple[int, int]:
     """Waves until the queue is empty; how many waves and tasks."""
-    held: list[Any] = []
+    held: list[Claim] = []
     waves = done = 0
     while True:
         with store.batch(savepoints=False):
