@@ -66,20 +66,48 @@ def write_config(directory: Path, db: str, slots: int, poll_s: float = 2.0) -> P
     return path
 
 
-def fill(url: str, kinds: list[str], n: int, *, priorities: int = 1, after_us: int | None = None):
-    """Creates the schema, then `n` queued sim tasks of 0 s in one statement, and ANALYZE."""
-    open_store(url).close()
+def fill(
+    url: str,
+    kinds: list[str],
+    n: int,
+    *,
+    priorities: int = 1,
+    after_us: int | None = None,
+    config: Path | None = None,
+) -> None:
+    """Creates the schema, then `n` queued sim tasks of 0 s in one statement, and ANALYZE.
+    With `config`, the schema is made by `ygg migrate` of the ygg the daemons will run (see
+    _ygg), so that a daemon of another version finds its own schema; else by this process."""
+    if config is None:
+        open_store(url).close()
+    else:
+        done = subprocess.run(
+            _ygg(config, "migrate"), cwd=config.parent, env=_env(), capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode:
+            raise RuntimeError(f"ygg migrate failed: {done.stderr.strip()}")
     with psycopg.connect(url, autocommit=True) as conn:
         args = {"kinds": kinds, "n": n, "priorities": priorities, "now": now_us()}
         conn.execute(_FILL, {**args, "after": after_us})
         conn.execute("ANALYZE ygg.tasks")
 
 
+def _ygg(config: Path, *args: str) -> list[str]:
+    """A ygg command line. Run from the config's directory: `python -m` puts the working
+    directory first on sys.path, which would shadow the tree PYTHONPATH names (pg_drain_ab)."""
+    return [sys.executable, "-m", "ygg", "--config", str(config), *args]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}
+
+
 def _daemon(config: Path, *, until_idle: bool) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "YGG_CONFIG"}
-    command = [sys.executable, "-m", "ygg", "--config", str(config), "loop"]
-    command += ["--until-idle"] if until_idle else []
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = _ygg(config, "loop", *(["--until-idle"] if until_idle else []))
+    return subprocess.Popen(
+        command, cwd=config.parent, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -106,7 +134,7 @@ def drain_pg(url: str, daemons: int, tasks: int, slots: int) -> DrainResult:
     directory = Path(tempfile.mkdtemp(prefix="ygg-pgbench-"))
     # A long safety poll: the daemons look at the queue when told (NOTIFY), not before.
     config = write_config(directory, url, slots, poll_s=60.0)
-    fill(url, [DRAIN_KIND], tasks, after_us=now_us() + LATER_US)
+    fill(url, [DRAIN_KIND], tasks, after_us=now_us() + LATER_US, config=config)
     procs = [_daemon(config, until_idle=True) for _ in range(daemons)]
     try:
         with psycopg.connect(url, autocommit=True) as conn:

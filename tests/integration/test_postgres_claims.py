@@ -4,7 +4,7 @@ the completions that wake other daemons only when there are any."""
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +14,6 @@ import pytest
 from ygg.store import NewTask, Outcome, open_store
 from ygg.store.completion import Completion
 from ygg.store.model import US, now_us
-from ygg.store.postgres.claims import _ANY_KIND, _PER_KIND
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -53,37 +52,41 @@ def test_a_claim_walks_past_ready_tasks_another_transaction_has_locked(pg_url: s
     store.close()
 
 
-# The daemon's claims run prepared, on generic plans (made without the parameters' values):
-# each must walk the ready index, and look the tasks it takes up by key.
-def _plan(conn: psycopg.Connection[Any], sql: str, plan: str, *, analyze: bool) -> Any:
-    """The plan of `sql`, prepared, with the arguments of a claim of 10 tasks of three kinds,
-    on the `plan` kind of plan: as text; with `analyze`, run (then rolled back), as JSON."""
-    args = {
-        "check": True, "pool": "p", "lim": 10, "kinds": ["k1", "k2", "k3"], "now": now_us(),
-        "owner": 1, "lease": 0, "n": 10, "free": list(range(1, 11)),
+# The claim runs on the server (`ygg.claim`), its statements on generic plans (made without the
+# parameters' values): each must walk the ready index, and look the tasks it takes up by key.
+# auto_explain shows the plans of the statements inside the function, as notices.
+def _explained(conn: psycopg.Connection[Any], *, analyze: bool) -> list[dict[str, Any]]:
+    """Every statement `conn` runs from now on has its plan (JSON) appended to the list."""
+    plans: list[dict[str, Any]] = []
+
+    def keep(notice: psycopg.errors.Diagnostic) -> None:
+        text = notice.message_primary or ""
+        if "plan:" in text:
+            plans.append(json.loads(text.split("plan:", 1)[1]))
+
+    conn.add_notice_handler(keep)
+    conn.execute("LOAD 'auto_explain'")
+    settings = {
+        "log_min_duration": "0", "log_nested_statements": "on", "log_level": "notice",
+        "log_format": "json", "log_analyze": "on" if analyze else "off",
     }  # fmt: skip
-    named = re.compile(r"%\((\w+)\)s")  # psycopg's placeholders; PREPARE numbers them
-    names = list(dict.fromkeys(named.findall(sql)))
-    numbered = named.sub(lambda m: f"${names.index(m[1]) + 1}", sql)
-    conn.execute("DEALLOCATE ALL")
-    conn.execute(f"PREPARE take({', '.join(_TYPES[n] for n in names)}) AS {numbered}")
-    conn.execute(f"SET plan_cache_mode = force_{plan}_plan")
+    for name, value in settings.items():
+        conn.execute(f"SET auto_explain.{name} = {value}")
+    return plans
+
+
+def _claim_10(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    """Claims 10 tasks of three kinds for pool p (limit 10), then rolls it back."""
     with conn.transaction(force_rollback=True):
-        values = ", ".join(["%s"] * len(names))
-        how = "ANALYZE, FORMAT JSON" if analyze else "FORMAT TEXT"
-        rows = conn.execute(f"EXPLAIN ({how}) EXECUTE take({values})", [args[n] for n in names])
-        shown = [r[0] for r in rows]
-    return shown[0] if analyze else "\n".join(shown)
-
-
-_TYPES = {
-    "check": "boolean", "pool": "text", "lim": "integer", "kinds": "text[]", "now": "bigint",
-    "owner": "bigint", "lease": "bigint", "n": "integer", "free": "integer[]",
-}  # fmt: skip
+        return conn.execute(
+            "SELECT * FROM ygg.claim('p', ARRAY['k1', 'k2', 'k3'], 10, %s, 1, 0, true, NULL)",
+            (now_us(),),
+        ).fetchall()
 
 
 def _fill(url: str, done: int, queued: int) -> None:
-    """`done` finished tasks, then `queued` ready ones, of 20 kinds and 5 priorities."""
+    """`done` finished tasks, then `queued` ready ones, of 20 kinds and 5 priorities; pool p
+    with a limit of 10 and its 10 slot rows."""
     open_store(url).close()  # the schema
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
@@ -91,6 +94,13 @@ def _fill(url: str, done: int, queued: int) -> None:
             "SELECT 't', 'k' || (g %% 20), g %% 5, CASE WHEN g <= %s THEN 'done' "
             "ELSE 'queued' END, 1, 0 FROM generate_series(1, %s) g",
             (done, done + queued),
+        )
+        conn.execute(
+            "INSERT INTO ygg.pool_limits (pool, slot_limit, configured, source, set_us) "
+            "VALUES ('p', 10, 10, 'test', 0)"
+        )
+        conn.execute(
+            "INSERT INTO ygg.slots (pool, n, lim) SELECT 'p', g, 10 FROM generate_series(1, 10) g"
         )
         conn.execute("ANALYZE ygg.tasks")
 
@@ -100,26 +110,41 @@ def test_on_a_deep_queue_the_claim_walks_the_ready_index_of_each_kind(
     pg_url: str, plan: str
 ) -> None:
     _fill(pg_url, 0, 50000)
-    with psycopg.connect(pg_url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
-        shown = _plan(conn, _PER_KIND, plan, analyze=False)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        plans = _explained(conn, analyze=False)
+        conn.execute(f"SET plan_cache_mode = force_{plan}_plan")
+        assert len(_claim_10(conn)) == 10
+    shown = json.dumps(plans)
     assert ("pool = $" in shown) == (plan == "generic")  # a custom plan has the values in it
     assert "tasks_ready" in shown
     assert "tasks_by_status" not in shown and "tasks_queued" not in shown
 
 
-@pytest.mark.parametrize("sql", [_PER_KIND, _ANY_KIND], ids=["per_kind", "any_kind"])
+@pytest.mark.parametrize("walk", [False, True], ids=["per_kind", "past_locked_candidates"])
 def test_a_generic_claim_looks_up_the_tasks_it_takes_by_key_past_a_long_history(
-    pg_url: str, sql: str
+    pg_url: str, walk: bool
 ) -> None:
-    """Joined to the candidates, the walk past other claims' locks (any_kind) got a generic plan
-    that merged them with the primary key from the first task ever made: 100,182 rows read to
-    take 10 here, 88 ms instead of 11 behind 300,000 done tasks."""
+    """Joined to the candidates, the walk past other claims' locks got a generic plan that
+    merged them with the primary key from the first task ever made: 100,182 rows read to
+    take 10 here, 88 ms instead of 11 behind 300,000 done tasks. With `walk`, every candidate
+    (the first 10 of each kind) is locked elsewhere, so the claim walks on past them."""
     _fill(pg_url, 100000, 50000)
-    with psycopg.connect(pg_url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
-        shown = _plan(conn, sql, "generic", analyze=True)
+    with psycopg.connect(pg_url, autocommit=True) as conn, psycopg.connect(pg_url) as locker:
+        locked = locker.execute(
+            "SELECT id FROM ygg.tasks WHERE id IN (SELECT c.id FROM unnest(ARRAY['k1', 'k2', "
+            "'k3']) AS k(kind) CROSS JOIN LATERAL (SELECT id FROM ygg.tasks WHERE status = "
+            "'queued' AND kind = k.kind ORDER BY priority, id LIMIT 10) AS c) AND %s FOR UPDATE",
+            (walk,),
+        ).fetchall()
+        assert len(locked) == (30 if walk else 0)
+        plans = _explained(conn, analyze=True)
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        taken = {row[4] for row in _claim_10(conn)}
+    assert len(taken) == 10 and not taken & {row[0] for row in locked}
     read_by_key = [
         node["Actual Rows"] * node["Actual Loops"]
-        for node in _nodes(shown[0]["Plan"])
+        for shown in plans
+        for node in _nodes(shown["Plan"])
         if node.get("Index Name") == "tasks_pkey"
     ]
     assert read_by_key and max(read_by_key) <= 30  # 10 taken; per kind, 10 candidates each
@@ -131,19 +156,24 @@ def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def test_a_prepared_claim_runs_on_a_generic_plan_never_planned_afresh(pg_url: str) -> None:
+def test_the_claims_statements_run_on_generic_plans_from_the_first_claim(pg_url: str) -> None:
     """Left to choose, the server made a custom plan for every claim, as costly as running it;
-    every write transaction on the database's clock asks for the generic plan instead."""
+    every write transaction on the database's clock asks for generic plans instead. (A
+    function's statements would otherwise be planned afresh for their first five runs.)"""
     store = open_store(pg_url)  # the database's clock, as a daemon's store
     store.enqueue_many([NewTask(f"t{i}", "k") for i in range(10)], now_us())
-    for _ in range(8):  # psycopg prepares a statement on its sixth run
-        store.claim("p", ["k"], 1, slots=10, owner=1, lease_us=60 * US, now_us=now_us())
+    store.claim("p", ["k"], 1, slots=10, owner=1, lease_us=60 * US, now_us=now_us())  # its rows
     with store.read() as conn:
-        plans = conn.execute(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-            "WHERE statement LIKE '%WITH over AS MATERIALIZED%'"
-        ).fetchall()
-    assert plans and all(generic >= 1 and custom == 0 for generic, custom in plans)
+        plans = _explained(conn, analyze=False)
+    for _ in range(3):
+        assert (
+            len(store.claim("p", ["k"], 1, slots=10, owner=1, lease_us=60 * US, now_us=now_us()))
+            == 1
+        )
+    # The function's statements on the pool's rows: the free slots, the check for slots held
+    # above the limit, the take. A custom plan would show the pool's name, not a parameter.
+    on_pool = [json.dumps(p["Plan"]) for p in plans if "p_pool" in p["Query Text"]]
+    assert len(on_pool) >= 3 * 3 and all("pool = $" in shown for shown in on_pool)
     store.close()
 
 

@@ -1,11 +1,10 @@
-"""Several successes recorded in two statements, however many there are (Store.complete_many).
+"""Successes recorded in one round trip, however many there are (Store.complete_many).
 
 The daemon's store thread gathers the completions that arrive together (writer.submit_each):
-at thousands of short tasks a second, two statements per task — the fenced update, then the
-look-up of its dependents — were most of the time spent waiting on the server. The rules are
-complete()'s: each update is fenced by its claim's token and frees its slot only if it
-matched; the dependents are looked up and locked by a statement after the one that finished
-their parents (deps.py says why).
+at thousands of short tasks a second, statements per task were most of the time spent waiting
+on the server. The rules (`ygg.record_outcomes`, functions.py): each update is fenced by its
+claim's token and frees its slot only if it matched; the dependents are looked up and locked by
+a statement after the one that finished their parents (deps.py says why).
 """
 
 from __future__ import annotations
@@ -19,32 +18,15 @@ from ygg.store.model import storable_us
 from ygg.store.postgres import deps
 from ygg.store.postgres.deps import Conn
 
-# Rows are locked in id order (the items are sorted): two statements that finish overlapping
-# sets cannot deadlock on each other.
-_COMPLETE_MANY = """
-WITH item AS (
-    SELECT (i->>0)::bigint AS id, (i->>1)::bigint AS token, i->>2 AS result,
-        (i->>3)::bigint AS tokens_in, (i->>4)::bigint AS tokens_out,
-        (i->>5)::bigint AS first_token_us, (i->>6)::bigint AS generation_us,
-        (i->>7)::bigint AS finished_us
-    FROM jsonb_array_elements(%s::jsonb) AS i
-), done AS (
-    UPDATE ygg.tasks AS t SET status = 'done', result = item.result, error = NULL,
-        tokens_in = item.tokens_in, tokens_out = item.tokens_out,
-        first_token_us = item.first_token_us, generation_us = item.generation_us,
-        finished_us = item.finished_us, lease_expires_us = NULL
-    FROM item WHERE t.id = item.id AND t.token = item.token AND t.status = 'running'
-    RETURNING t.id, t.owner
-), freed AS (
-    UPDATE ygg.slots SET task_id = NULL WHERE task_id IN (SELECT id FROM done)
-)
-SELECT id, owner, ARRAY(SELECT id FROM ygg.daemons) FROM done
-"""
+# The outcomes, then their waiting dependents, locked: one round trip (functions.py).
+_RECORD = "SELECT * FROM ygg.record_outcomes(%s::jsonb)"
 
 
 def _as_json(items: Sequence[Completion], finished_us: Sequence[int]) -> str:
-    """The items as one JSON array of rows, in id order: one parameter, encoded by one C call
-    (eight arrays were dumped element by element, a quarter of the store thread's time)."""
+    """The items as one JSON array of rows, in id order (two calls finishing overlapping sets
+    lock their rows in the same order, so they cannot deadlock): one parameter, encoded by one
+    C call (eight arrays were dumped element by element, a quarter of the store thread's
+    time)."""
     rows = []
     for item, finished in sorted(zip(items, finished_us, strict=True), key=_task_id):
         out = item.outcome
@@ -82,12 +64,13 @@ def wakes_others(owners: set[int | None], daemons: Sequence[int]) -> bool:
 def complete_many(conn: Conn, items: Sequence[Completion], finished_us: Sequence[int]) -> Recorded:
     """Records `items` (already storable), finished at `finished_us` (one per item); as
     Store.complete_many answers, and whether other daemons should hear of it."""
-    rows = conn.execute(_COMPLETE_MANY, (_as_json(items, finished_us),)).fetchall()
-    done = {row[0] for row in rows}
-    if not done:
+    row = conn.execute(_RECORD, (_as_json(items, finished_us),)).fetchone()
+    assert row is not None
+    finished, owners, daemons, dependents = row
+    if not finished:
         return Recorded([None] * len(items), False)
-    wake_others = wakes_others({row[1] for row in rows}, rows[0][2])
-    promoted = deps.promote_many(conn, sorted(done))
+    done = set(finished)
+    promoted = deps.promote_locked(conn, dependents)
     answers: list[list[str] | None] = []
     for item in items:
         if item.task_id not in done:
@@ -95,4 +78,4 @@ def complete_many(conn: Conn, items: Sequence[Completion], finished_us: Sequence
         else:
             answers.append(promoted)
             promoted = []  # the kinds go with the first item recorded
-    return Recorded(answers, wake_others)
+    return Recorded(answers, wakes_others(set(owners), daemons))

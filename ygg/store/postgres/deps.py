@@ -6,10 +6,10 @@ seeing what was committed when it began. Two rules keep the dependency graph rig
   a parent cannot change status while a child is being attached to it, and a child attached
   meanwhile is seen by the parent's next statement;
 - the dependents a finished task may promote are looked up and locked (`FOR UPDATE`, in id
-  order) by a statement after the one that finished it, so a child attached while that one
-  waited for the parent's row is seen; and two parents finishing at once cannot each think
-  the other unfinished (write skew): the one that locks second re-reads in a statement of
-  its own, after the first committed.
+  order) by a statement after the one that finished it (`ygg.record_outcomes`, functions.py),
+  so a child attached while that one waited for the parent's row is seen; and two parents
+  finishing at once cannot each think the other unfinished (write skew): the one that locks
+  second re-reads in a statement of its own, after the first committed.
 Blocking walks the graph one level per statement for the same reason: each level is read
 after the level above it was locked.
 """
@@ -21,28 +21,6 @@ from typing import Any
 import psycopg
 
 Conn = psycopg.Connection[Any]
-
-
-# The waiting dependents of the task(s) in `done` (a CTE of the statement it is part of),
-# locked in id order, as an array.
-LOCK_DEPENDENTS = """ARRAY(
-    SELECT id FROM ygg.tasks WHERE status = 'waiting'
-      AND id IN (SELECT task_id FROM ygg.deps WHERE depends_on IN (SELECT id FROM done))
-    ORDER BY id FOR UPDATE)"""
-
-
-def promote(conn: Conn, finished_id: int) -> list[str]:
-    """Queues the dependents whose last unfinished dependency was `finished_id`; their kinds."""
-    return promote_many(conn, [finished_id])
-
-
-def promote_many(conn: Conn, finished_ids: list[int]) -> list[str]:
-    """Queues the dependents whose last unfinished dependencies were among `finished_ids`."""
-    row = conn.execute(
-        f"WITH done AS (SELECT unnest(%s::bigint[]) AS id) SELECT {LOCK_DEPENDENTS}",
-        (finished_ids,),
-    ).fetchone()
-    return promote_locked(conn, row[0] if row else [])
 
 
 def promote_locked(conn: Conn, children: list[int]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from ygg.errors import StoreRefused
+from ygg.store.postgres.functions import MIGRATION_7
 
 SCHEMA = "ygg"
 # 'ygg' + 1, as the SQLite engine's application id: the key of the migration lock.
@@ -141,12 +142,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE ygg.slots DROP CONSTRAINT IF EXISTS slots_task_id_key;
     ALTER TABLE ygg.slots SET (fillfactor = 50);
     """,
+    # 7: the claim and the recording of outcomes, each one round trip (functions.py)
+    MIGRATION_7,
 )
-
-
-def statements(script: str) -> list[str]:
-    """Splits a migration into statements (our DDL has no semicolons inside literals)."""
-    return [part.strip() for part in script.split(";") if part.strip()]
 
 
 def stored_version(conn: psycopg.Connection[Any], where: str) -> int | None:
@@ -192,8 +190,7 @@ def migrate(conn: psycopg.Connection[Any], where: str) -> int:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
             version = 0
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in statements(script):
-                conn.execute(statement)
+            conn.execute(script)  # one transaction; the simple protocol runs it whole
             conn.execute(
                 "INSERT INTO ygg.meta (key, value) VALUES (%s, %s), ('schema_version', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

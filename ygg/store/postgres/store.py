@@ -22,7 +22,6 @@ from ygg.store.model import (
     Upsert,
     UpsertResult,
     storable_text,
-    storable_us,
 )
 from ygg.store.postgres import claims, completions, deps, imports, inserts
 from ygg.store.postgres.db import Clock, atomic
@@ -30,22 +29,6 @@ from ygg.store.postgres.deps import Conn
 from ygg.store.postgres.reads import TaskReads
 
 WAKE = "wake"  # the nudges' text (ygg/nudge.py), sent as NOTIFY payloads
-
-# The fenced update, and the slot freed only if it matched. (The dependents are locked by a
-# statement of their own, after this one: a child attached while this one waited for its
-# parent's row is visible only to a later statement; see deps.py.)
-_COMPLETE = """
-WITH done AS (
-    UPDATE ygg.tasks SET status = 'done', result = %s, error = NULL, tokens_in = %s,
-        tokens_out = %s, first_token_us = %s, generation_us = %s, finished_us = %s,
-        lease_expires_us = NULL
-    WHERE id = %s AND token = %s AND status = 'running'
-    RETURNING id, owner
-), freed AS (
-    UPDATE ygg.slots SET task_id = NULL WHERE task_id IN (SELECT id FROM done)
-)
-SELECT id, owner, ARRAY(SELECT id FROM ygg.daemons) FROM done
-"""
 
 
 class PostgresStore(TaskReads):
@@ -148,28 +131,13 @@ class PostgresStore(TaskReads):
     @atomic
     def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
         """Records success; returns the kinds of the dependents it promoted, None if stale.
-        One statement records it and frees its slot."""
-        outcome = outcome.storable()
+        One round trip records it, frees its slot and locks its waiting dependents."""
+        item = Completion(task_id, token, outcome.storable(), now_us)
         with self.write() as conn:
-            now = self.now(conn, now_us)
-            row = conn.execute(
-                _COMPLETE,
-                (
-                    outcome.result,
-                    outcome.tokens_in,
-                    outcome.tokens_out,
-                    storable_us(outcome.first_token_s),
-                    storable_us(outcome.generation_s),
-                    now,
-                    task_id,
-                    token,
-                ),
-            ).fetchone()
-            if row is None:
-                return None
-            if completions.wakes_others({row[1]}, row[2]):
+            recorded = completions.complete_many(conn, [item], [self.now(conn, now_us)])
+            if recorded.wake_others:
                 self.notify(WAKE)  # a slot came free, and dependents may be queued
-            return deps.promote(conn, task_id)
+            return recorded.answers[0]
 
     @atomic
     def complete_many(self, items: Sequence[Completion]) -> list[list[str] | None]:
