@@ -128,20 +128,15 @@ class PostgresStore(TaskReads):
                 self.notify(WAKE)
         return Renewal({row[0] for row in rows}, orphans)
 
-    @atomic
     def complete(self, task_id: int, token: int, outcome: Outcome, now_us: int) -> list[str] | None:
         """Records success; returns the kinds of the dependents it promoted, None if stale.
-        One round trip records it, frees its slot and locks its waiting dependents."""
-        item = Completion(task_id, token, outcome.storable(), now_us)
-        with self.write() as conn:
-            recorded = completions.complete_many(conn, [item], [self.now(conn, now_us)])
-            if recorded.wake_others:
-                self.notify(WAKE)  # a slot came free, and dependents may be queued
-            return recorded.answers[0]
+        complete_many() of one: one round trip records it, frees its slot and locks its
+        waiting dependents."""
+        return self.complete_many([Completion(task_id, token, outcome, now_us)])[0]
 
     @atomic
     def complete_many(self, items: Sequence[Completion]) -> list[list[str] | None]:
-        """complete() for several attempts in two statements (completions.py)."""
+        """complete() for several attempts, in one round trip (completions.py)."""
         items = [item._replace(outcome=item.outcome.storable()) for item in items]
         with self.write() as conn:
             finished_us = [self.now(conn, item.now_us) for item in items]
