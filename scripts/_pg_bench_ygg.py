@@ -9,6 +9,7 @@ once its outcome is committed.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -20,10 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from ygg.store import NewTask, Outcome, open_store
 from ygg.store.model import now_us
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "pg_compare"))
+from _cpu import server_cpu_s  # shared with the competitors' benches
 
 KINDS = [f"kind-{i}" for i in range(20)]  # the claim-depth queue: 20 kinds, 5 priorities
 DRAIN_KIND = "sim"
@@ -44,10 +49,17 @@ class DrainResult:
     done: int
     tasks: int
     span_s: float  # first claim to last completion, as the queue recorded them
+    daemon_cpu_s: float = 0.0  # the daemons' CPU from the release of the tasks to their exit
+    server_cpu_s: float = 0.0  # the database server's, over the same time
 
     @property
     def rate(self) -> float:
         return self.done / self.span_s if self.span_s > 0 else 0.0
+
+    def cpu_per_task_us(self) -> tuple[float, float]:
+        """The daemons' and the server's CPU per task done, in µs."""
+        done = max(self.done, 1)
+        return self.daemon_cpu_s / done * 1e6, self.server_cpu_s / done * 1e6
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -126,11 +138,14 @@ def _listening(conn: psycopg.Connection[Any], daemons: int) -> bool:
     return row is not None and row[0] >= daemons and row[1] >= daemons
 
 
-def drain_pg(url: str, daemons: int, tasks: int, slots: int) -> DrainResult:
+def drain_pg(
+    url: str, daemons: int, tasks: int, slots: int, postmaster_pid: int | None = None
+) -> DrainResult:
     """`daemons` processes of `ygg loop --until-idle` on one pool of `slots` slots. The tasks
     wait (run_after) until every daemon is registered and listening, then are released at once
     with a NOTIFY, so that no daemon starts ahead of the others. The rate is taken from the
-    first start to the last finish the queue recorded."""
+    first start to the last finish the queue recorded. With `postmaster_pid`, the server's CPU
+    over the drain is read too (the daemons' always is)."""
     directory = Path(tempfile.mkdtemp(prefix="ygg-pgbench-"))
     # A long safety poll: the daemons look at the queue when told (NOTIFY), not before.
     config = write_config(directory, url, slots, poll_s=60.0)
@@ -143,9 +158,11 @@ def drain_pg(url: str, daemons: int, tasks: int, slots: int) -> DrainResult:
             # freshly filled queue, as the competitors' are, does not have), then announced.
             conn.execute("UPDATE ygg.tasks SET run_after_us = NULL WHERE status = 'queued'")
             conn.execute("VACUUM ANALYZE ygg.tasks")
+            cpu = _CpuClock(procs, postmaster_pid)
             conn.execute("NOTIFY ygg, 'wake'")
             for proc in procs:
                 _finish(proc)
+            daemon_cpu_s, server_cpu_s = cpu.read()
             row = conn.execute(
                 "SELECT count(*), min(started_us), max(finished_us) FROM ygg.tasks "
                 "WHERE status = 'done'"
@@ -155,7 +172,36 @@ def drain_pg(url: str, daemons: int, tasks: int, slots: int) -> DrainResult:
             _stop(proc)
     assert row is not None
     done, first, last = row
-    return DrainResult(daemons, done, tasks, (last - first) / 1e6 if done else 0.0)
+    span_s = (last - first) / 1e6 if done else 0.0
+    return DrainResult(daemons, done, tasks, span_s, daemon_cpu_s, server_cpu_s)
+
+
+class _CpuClock:
+    """CPU of the daemons and of the server from now until the daemons have exited (read()
+    after every one was waited for): their CPU so far is read now, their total once reaped."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]], postmaster_pid: int | None) -> None:
+        self.postmaster_pid = postmaster_pid
+        self.children_at_start = _children_cpu_s()
+        self.daemons_at_start = sum(_cpu_of(psutil.Process(p.pid)) for p in procs)
+        self.server_at_start = self._server()
+
+    def _server(self) -> float:
+        return server_cpu_s(self.postmaster_pid) if self.postmaster_pid else 0.0
+
+    def read(self) -> tuple[float, float]:
+        daemons = _children_cpu_s() - self.children_at_start - self.daemons_at_start
+        return daemons, self._server() - self.server_at_start
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_of(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def drain_sqlite(tasks: int, slots: int) -> DrainResult:

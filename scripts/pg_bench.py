@@ -42,6 +42,7 @@ class Bench:
         self.cluster = cluster
         self.rows: list[Row] = []
         self.rates: dict[str, float] = {}
+        self.cpu_us: dict[str, float] = {}  # CPU per task, the system's and the server's
         self._databases = 0
 
     def database(self) -> str:
@@ -57,9 +58,12 @@ class Bench:
         for slots in self.slot_settings():
             for daemons in (1, 2, 4):
                 self.step(f"ygg drain, {daemons} daemon(s), {slots} slots")
-                result = ygg_side.drain_pg(self.database(), daemons, n, slots)
+                result = ygg_side.drain_pg(
+                    self.database(), daemons, n, slots, self.cluster.postmaster_pid()
+                )
                 self._drain_row(f"ygg, PostgreSQL, {daemons} daemon(s), {slots} slots", result)
                 self.rates[f"ygg pg {daemons} {slots}"] = result.rate
+                self.cpu_us[f"ygg pg {daemons} {slots}"] = sum(result.cpu_per_task_us())
             self.step(f"ygg drain, SQLite, {slots} slots")
             result = ygg_side.drain_sqlite(n, slots)
             self._drain_row(f"ygg, SQLite, 1 daemon, {slots} slots", result)
@@ -70,6 +74,9 @@ class Bench:
 
     def _drain_row(self, label: str, result: ygg_side.DrainResult) -> None:
         note = f"{result.done}/{result.tasks} done in {result.span_s:.2f} s"
+        if result.server_cpu_s:
+            daemon_us, server_us = result.cpu_per_task_us()
+            note += f"; CPU per task: daemons {daemon_us:.0f} µs + server {server_us:.0f} µs"
         self.rows.append((f"drain: {label}", f"{result.rate:,.0f} tasks/s", note))
 
     def latency(self) -> None:
@@ -127,11 +134,14 @@ class Bench:
         note = f"{done}/{r['jobs']} done in {r['seconds']:.2f} s" + (
             " (timed out)" if r["timed_out"] else ""
         )
+        worker_us, server_us = (r[k] / max(done, 1) * 1e6 for k in ("cpu_s", "server_cpu_s"))
+        note += f"; CPU per task: worker {worker_us:.0f} µs + server {server_us:.0f} µs"
         self.rows.append((label, f"{rate:,.0f} tasks/s", note))
         key = r["system"]
         if key == "pgqueuer" and "concurrency_limit=" in r["setting"]:
             key = "pgqueuer limit"
         self.rates[key] = rate
+        self.cpu_us[key] = worker_us + server_us
 
     def ratios(self) -> None:
         for slots in self.slot_settings():
@@ -143,6 +153,13 @@ class Bench:
                 if ygg1 and self.rates.get(key):
                     ratio = f"{ygg1 / self.rates[key]:.2f}x"
                     self.rows.append((f"ratio: ygg 1 daemon, {slots} slots ÷ {key}", ratio, target))
+            ygg1_cpu = self.cpu_us.get(f"ygg pg 1 {slots}", 0.0)
+            if ygg1_cpu and self.cpu_us.get("pgqueuer"):
+                ratio = f"{self.cpu_us['pgqueuer'] / ygg1_cpu:.2f}x"
+                label = (
+                    f"ratio: CPU per task, pgqueuer without a limit ÷ ygg 1 daemon, {slots} slots"
+                )
+                self.rows.append((label, ratio, "the system's and the server's CPU together"))
             for daemons in (2, 4):
                 if ygg1 and self.rates.get(f"ygg pg {daemons} {slots}"):
                     ratio = f"{self.rates[f'ygg pg {daemons} {slots}'] / ygg1:.2f}x"

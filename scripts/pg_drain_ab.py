@@ -41,12 +41,14 @@ def imported_from(tree: Path) -> Path:
     return Path(done.stdout.strip()).resolve().parent.parent
 
 
-def drain_with(tree: Path, url: str, daemons: int, tasks: int, slots: int) -> float:
+def drain_with(
+    tree: Path, url: str, daemons: int, tasks: int, slots: int, postmaster_pid: int | None
+) -> ygg_side.DrainResult:
     """One drain whose daemons import ygg from `tree` (PYTHONPATH comes before the install)."""
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(tree)
     try:
-        return ygg_side.drain_pg(url, daemons, tasks, slots).rate
+        return ygg_side.drain_pg(url, daemons, tasks, slots, postmaster_pid)
     finally:
         if before is None:
             del os.environ["PYTHONPATH"]
@@ -80,21 +82,30 @@ def main() -> None:
             print(f"through a proxy holding traffic {args.delay_ms:g} ms each way: "
                   f"SELECT 1 takes {rtt_ms:.2f} ms")  # fmt: skip
         for slots in [int(s) for s in args.slots.split(",")]:
-            rates: dict[str, list[float]] = {"before": [], "after": []}
+            results: dict[str, list[ygg_side.DrainResult]] = {"before": [], "after": []}
             for round_n in range(args.rounds):
                 order = ("before", "after") if round_n % 2 == 0 else ("after", "before")
                 for which in order:
                     databases += 1
                     url = cluster.create_database(f"ab_{databases}")
                     url = url if proxy is None else proxy.url(url)
-                    rate = drain_with(trees[which], url, args.daemons, args.tasks, slots)
-                    rates[which].append(rate)
+                    drained = drain_with(
+                        trees[which], url, args.daemons, args.tasks, slots, cluster.postmaster_pid()
+                    )
+                    results[which].append(drained)
+            rates = {which: [r.rate for r in rs] for which, rs in results.items()}
             ratios = [a / b for a, b in zip(rates["after"], rates["before"], strict=True)]
             head = f"{args.daemons} daemon(s), {slots} slots"
             print(f"{head}, {args.rounds} rounds of {args.tasks:,} tasks:")
             for which in ("before", "after"):
                 shown = ", ".join(f"{r:,.0f}" for r in rates[which])
                 print(f"  {which:6} median {statistics.median(rates[which]):,.0f} ({shown})")
+                cpu = [r.cpu_per_task_us() for r in results[which]]
+                daemon_us = statistics.median(c[0] for c in cpu)
+                server_us = statistics.median(c[1] for c in cpu)
+                print(
+                    f"         CPU per task: daemons {daemon_us:.0f} µs, server {server_us:.0f} µs"
+                )
             shown = ", ".join(f"{r:.2f}" for r in ratios)
             print(f"  after ÷ before: median {statistics.median(ratios):.2f} ({shown})")
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import psycopg
+from _cpu import cpu_of_s, process_cpu_s, server_cpu_s
 
 POLL_S = 0.05  # how often the watcher asks the database how many jobs are left
 
@@ -33,7 +34,11 @@ class Drain:
     last_done_s: float = 0.0  # worker start → the last execution ended
     timed_out: bool = False
     left: int = -1  # jobs the database still held as unfinished at the end
+    cpu_s: float = 0.0  # this process's CPU over the drain (the worker, and the watcher's polls)
+    server_cpu_s: float = 0.0  # the database server's CPU over the drain (0: no --server-pid)
+    server_pid: int = 0  # the postmaster's
     started: float = field(default_factory=time.monotonic)
+    _cpu_at_start: tuple[float, float] = (0.0, 0.0)
 
     def count(self) -> None:
         self.done += 1
@@ -41,9 +46,14 @@ class Drain:
 
     def restart_clock(self) -> None:
         self.started = time.monotonic()
+        self._cpu_at_start = self._cpu_now()
+
+    def _cpu_now(self) -> tuple[float, float]:
+        return process_cpu_s(), server_cpu_s(self.server_pid) if self.server_pid else 0.0
 
     async def watch(self, url: str, unfinished_sql: str, timeout_s: float) -> None:
-        """Polls `unfinished_sql` (one count) until it reads 0 or timeout_s has passed."""
+        """Polls `unfinished_sql` (one count) until it reads 0 or timeout_s has passed. The
+        server's CPU is read then, less what the polls cost it (their backend's own CPU)."""
         deadline = self.started + timeout_s
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             while True:
@@ -53,8 +63,16 @@ class Drain:
                 if self.left == 0 or now >= deadline:
                     self.timed_out = self.left != 0
                     self.seconds = now - self.started
+                    self._read_cpu(
+                        polls_s=cpu_of_s(conn.info.backend_pid) if self.server_pid else 0
+                    )
                     return
                 await asyncio.sleep(POLL_S)
+
+    def _read_cpu(self, polls_s: float) -> None:
+        own, server = self._cpu_now()
+        self.cpu_s = own - self._cpu_at_start[0]
+        self.server_cpu_s = server - self._cpu_at_start[1] - polls_s
 
     async def analyze(self, url: str, table: str, enabled: bool) -> None:
         """ANALYZE the freshly filled table, as autovacuum would have by the time a real queue
@@ -67,7 +85,8 @@ class Drain:
 
     def emit(self) -> None:
         record = asdict(self)
-        del record["started"]
+        for internal in ("started", "server_pid", "_cpu_at_start"):
+            del record[internal]
         print(json.dumps(record), flush=True)
 
 
@@ -80,4 +99,5 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="pgqueuer's concurrency_limit")
     parser.add_argument("--driver", choices=["asyncpg", "psycopg"], default="asyncpg")
     parser.add_argument("--no-analyze", dest="analyze", action="store_false")
+    parser.add_argument("--server-pid", type=int, default=0, help="the postmaster's, for CPU")
     return parser.parse_args()

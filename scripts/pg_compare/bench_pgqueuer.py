@@ -59,7 +59,7 @@ async def drain_with(args: argparse.Namespace, drain: Drain) -> None:
 async def main() -> None:
     args = arguments(__doc__ or "")
     limit = f"concurrency_limit={args.limit}" if args.limit else "no concurrency limit"
-    drain = Drain("pgqueuer", f"{limit}, {args.driver}", args.jobs)
+    drain = Drain("pgqueuer", f"{limit}, {args.driver}", args.jobs, server_pid=args.server_pid)
     async with queries_on(args.url, args.driver) as queries:
         await queries.install()
         await queries.enqueue(["noop"] * args.jobs, [None] * args.jobs, [0] * args.jobs)

@@ -18,7 +18,12 @@ UNFINISHED = "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', '
 async def main() -> None:
     args = arguments(__doc__ or "")
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=args.url))
-    drain = Drain("procrastinate", f"1 worker, concurrency={args.concurrency}", args.jobs)
+    drain = Drain(
+        "procrastinate",
+        f"1 worker, concurrency={args.concurrency}",
+        args.jobs,
+        server_pid=args.server_pid,
+    )
 
     @app.task(name="noop")
     async def noop() -> None:

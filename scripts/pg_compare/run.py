@@ -86,6 +86,7 @@ def run_case(python: Path, cluster: PgCluster, n: int, case: Case, args: Any) ->
     url = cluster.create_database(f"bench_{n}")
     command = [str(python), str(HERE / case.script), "--url", url, "--jobs", str(args.jobs)]
     command += ["--timeout-s", str(args.timeout_s), *case.args]
+    command += ["--server-pid", str(cluster.postmaster_pid() or 0)]
     command += ["--no-analyze"] if args.no_analyze else []
     record: dict[str, Any] = {"system": case.script, "setting": " ".join(case.args)}
     try:

@@ -1,0 +1,110 @@
+"""What one wave of the daemon's store thread costs on PostgreSQL, statement by statement.
+
+    .venv/bin/python scripts/pg_wave_cost.py [--slots 64] [--tasks 20000]
+
+A wave is what a daemon's store thread runs in one transaction when a pool's attempts all end
+at once: their outcomes recorded, then a claim for the slots they freed. This runs waves
+straight through the store (no daemon, no event loop) on a throwaway cluster with
+pg_stat_statements, until the queue is empty, and prints tasks/s, this process's CPU and the
+server backend's CPU per task, and each statement's calls, plans, planning and execution time
+per wave. It shows what the server does; a daemon adds its event loop's turn to every wave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests.support.pg
+
+import _pg_bench_ygg as ygg_side  # noqa: E402
+import psutil  # noqa: E402
+import psycopg  # noqa: E402
+
+from tests.support.pg import PgCluster  # noqa: E402
+from ygg.store import Outcome, open_store  # noqa: E402
+from ygg.store.base import Store  # noqa: E402
+from ygg.store.completion import Completion  # noqa: E402
+from ygg.store.model import US, Claim, now_us  # noqa: E402
+
+STATEMENTS = """
+SELECT calls, plans, total_plan_time, total_exec_time,
+    left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
+FROM pg_stat_statements WHERE calls >= %s ORDER BY total_plan_time + total_exec_time DESC
+"""
+
+
+def backend_cpu_s(pid: int) -> float:
+    """User + system CPU of a process on this machine (the server's backend is one)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def run_waves(store: Store, slots: int, owner: int) -> tuple[int, int]:
+    """Waves until the queue is empty; how many waves and tasks."""
+    held: list[Claim] = []
+    waves = done = 0
+    while True:
+        with store.batch(savepoints=False):
+            if held:
+                outcome = Outcome("sim: t", 1, 1)
+                items = [Completion(c.task_id, c.token, outcome, now_us()) for c in held]
+                store.complete_many(items)
+                done += len(held)
+            held = store.claim(
+                "sim", ["sim"], slots, slots=slots, owner=owner, lease_us=30 * US, now_us=now_us()
+            )
+        waves += 1
+        if not held:
+            return waves, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--slots", type=int, default=64)
+    parser.add_argument("--tasks", type=int, default=20000)
+    args = parser.parse_args()
+    settings = {"shared_preload_libraries": "'pg_stat_statements'"}
+    settings["pg_stat_statements.track_planning"] = "on"
+    with PgCluster(settings=settings) as cluster:
+        url = cluster.create_database("waves")
+        ygg_side.fill(url, [ygg_side.DRAIN_KIND], args.tasks)
+        if os.environ.get("DROPIDX"):
+            with psycopg.connect(url, autocommit=True) as c:
+                for stmt in os.environ["DROPIDX"].split(";"):
+                    c.execute(stmt)
+                c.execute("VACUUM ANALYZE ygg.tasks")
+        elif os.environ.get("VAC"):
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute("VACUUM ANALYZE ygg.tasks")
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("CREATE EXTENSION pg_stat_statements")
+            store = open_store(url)  # the database's clock, as a daemon's
+            owner = store.register_daemon("bench", os.getpid(), now_us(), "", "async", now_us())
+            with store.read() as conn:
+                row = conn.execute("SELECT pg_backend_pid()").fetchone()
+            assert row is not None
+            admin.execute("SELECT pg_stat_statements_reset()")
+            backend0, cpu0, wall0 = backend_cpu_s(row[0]), time.process_time(), time.perf_counter()
+            waves, done = run_waves(store, args.slots, owner)
+            wall = time.perf_counter() - wall0
+            cpu, backend = time.process_time() - cpu0, backend_cpu_s(row[0]) - backend0
+            statements = admin.execute(STATEMENTS, (waves // 2,)).fetchall()
+            store.close()
+    print(
+        f"{done:,} tasks in {waves:,} waves of up to {args.slots}: {done / wall:,.0f} tasks/s, "
+        f"{wall / waves * 1e3:.2f} ms a wave; CPU per task: this process "
+        f"{cpu / done * 1e6:.0f} µs, the server's backend {backend / done * 1e6:.0f} µs"
+    )
+    print("per wave: calls, plans, planning µs, execution µs, statement")
+    for calls, plans, plan_ms, exec_ms, text in statements:
+        print(f"  {calls / waves:5.2f} {plans / waves:5.2f} {plan_ms / waves * 1e3:7.1f} "
+              f"{exec_ms / waves * 1e3:8.1f}  {text}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
