@@ -12,7 +12,9 @@ each case on a fresh database of that cluster:
 - claim latency at each depth: one claim+complete at a time straight through the store;
 - procrastinate and pgqueuer (with and without its concurrency limit) draining the same N
   no-op jobs, through scripts/pg_compare (their own venv, installed on first use).
-Prints one table with the ratios the targets of issue 11 are stated in.
+Every drain on PostgreSQL also gives the CPU it cost per task: the daemons' (or the
+competitor's worker's) and the server's. Prints one table with the ratios the targets of
+issue 11 are stated in.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
 A drain alone varies by ±20 % on a shared machine, more than most changes are worth. Each
 round drains once with the daemon importing BEFORE_TREE and once with AFTER_TREE (default: this
 tree), in alternating order, each on a fresh database of one throwaway cluster; the median of
-the rounds' ratios is what to read. Make BEFORE_TREE with, say,
+the rounds' ratios is what to read; each tree's line gives the CPU per task as well (the
+daemons' and the server's, medians). Make BEFORE_TREE with, say,
 `git worktree add /tmp/before HEAD~1`. Each tree makes its own schema (`ygg migrate`), so the
 two may differ by a migration. The drain is scripts/pg_bench.py's (`--daemons`
 daemons, sim tasks of 0 s, one pool). With `--delay-ms`, the daemons reach the database

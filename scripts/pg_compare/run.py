@@ -106,15 +106,18 @@ def run_case(python: Path, cluster: PgCluster, n: int, case: Case, args: Any) ->
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    rows = [("system", "setting", "done", "seconds", "tasks/s", "note")]
+    rows = [("system", "setting", "done", "seconds", "tasks/s", "CPU µs/task", "note")]
     for r in records:
         if "error" in r:
-            rows.append((r["system"], r["setting"], "-", "-", "-", r["error"][:120]))
+            rows.append((r["system"], r["setting"], "-", "-", "-", "-", r["error"][:120]))
             continue
         rate = r["jobs"] / r["seconds"] if not r["timed_out"] else r["done"] / r["seconds"]
         note = f"timed out, {r['left']} left" if r["timed_out"] else ""
+        finished = max(r["jobs"] - r["left"], 1)
+        cpu = f"{r['cpu_s'] / finished * 1e6:.0f} + {r['server_cpu_s'] / finished * 1e6:.0f}"
         done = f"{r['jobs'] - r['left']}/{r['jobs']}"
-        rows.append((r["system"], r["setting"], done, f"{r['seconds']:.2f}", f"{rate:,.0f}", note))
+        seconds = f"{r['seconds']:.2f}"
+        rows.append((r["system"], r["setting"], done, seconds, f"{rate:,.0f}", cpu, note))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
     return "\n".join(line.rstrip() for line in lines)
