@@ -1,6 +1,7 @@
 """What one wave of the daemon's store thread costs on PostgreSQL, statement by statement.
 
     .venv/bin/python scripts/pg_wave_cost.py [--slots 64] [--tasks 20000]
+        [--statements top|all|none]
 
 A wave is what a daemon's store thread runs in one transaction when a pool's attempts all end
 at once: their outcomes recorded, then a claim for the slots they freed. This runs waves
@@ -8,6 +9,8 @@ straight through the store (no daemon, no event loop) on a throwaway cluster wit
 pg_stat_statements, until the queue is empty, and prints tasks/s, this process's CPU and the
 server backend's CPU per task, and each statement's calls, plans, planning and execution time
 per wave. It shows what the server does; a daemon adds its event loop's turn to every wave.
+`--statements all` lists the statements inside the claim's and the outcomes' functions too;
+`--statements none` leaves pg_stat_statements out, and its own cost out of the CPU figures.
 """
 
 from __future__ import annotations
@@ -67,32 +70,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--slots", type=int, default=64)
     parser.add_argument("--tasks", type=int, default=20000)
+    parser.add_argument(
+        "--statements", choices=["top", "all", "none"], default="top",
+        help="pg_stat_statements tracks the store's statements (top), also those inside the "
+        "functions (all), or is not loaded (none: the CPU figures without its own cost)",
+    )  # fmt: skip
     args = parser.parse_args()
-    settings = {"shared_preload_libraries": "'pg_stat_statements'"}
-    settings["pg_stat_statements.track_planning"] = "on"
-    with PgCluster(settings=settings) as cluster:
+    watched = args.statements != "none"
+    settings = {
+        "shared_preload_libraries": "'pg_stat_statements'",
+        "pg_stat_statements.track_planning": "on",
+        "pg_stat_statements.track": args.statements,
+    }
+    with PgCluster(settings=settings if watched else {}) as cluster:
         url = cluster.create_database("waves")
         ygg_side.fill(url, [ygg_side.DRAIN_KIND], args.tasks)
         with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute("CREATE EXTENSION pg_stat_statements")
+            if watched:
+                admin.execute("CREATE EXTENSION pg_stat_statements")
             store = open_store(url)  # the database's clock, as a daemon's
             owner = store.register_daemon("bench", os.getpid(), now_us(), "", "async", now_us())
             with store.read() as conn:
                 row = conn.execute("SELECT pg_backend_pid()").fetchone()
             assert row is not None
-            admin.execute("SELECT pg_stat_statements_reset()")
+            if watched:
+                admin.execute("SELECT pg_stat_statements_reset()")
             backend0, cpu0, wall0 = backend_cpu_s(row[0]), time.process_time(), time.perf_counter()
             waves, done = run_waves(store, args.slots, owner)
             wall = time.perf_counter() - wall0
             cpu, backend = time.process_time() - cpu0, backend_cpu_s(row[0]) - backend0
-            statements = admin.execute(STATEMENTS, (waves // 2,)).fetchall()
+            statements = admin.execute(STATEMENTS, (waves // 2,)).fetchall() if watched else []
             store.close()
     print(
         f"{done:,} tasks in {waves:,} waves of up to {args.slots}: {done / wall:,.0f} tasks/s, "
         f"{wall / waves * 1e3:.2f} ms a wave; CPU per task: this process "
         f"{cpu / done * 1e6:.0f} µs, the server's backend {backend / done * 1e6:.0f} µs"
     )
-    print("per wave: calls, plans, planning µs, execution µs, statement")
+    if watched:
+        print("per wave: calls, plans, planning µs, execution µs, statement")
     for calls, plans, plan_ms, exec_ms, text in statements:
         print(f"  {calls / waves:5.2f} {plans / waves:5.2f} {plan_ms / waves * 1e3:7.1f} "
               f"{exec_ms / waves * 1e3:8.1f}  {text}")  # fmt: skip
