@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
 
 from ygg.store import NewTask, Outcome, open_store
 from ygg.store.model import now_us
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "pg_compare"))
-from _cpu import server_cpu_s  # shared with the competitors' benches
+from _cpu import cpu_of_s, server_cpu_s  # shared with the competitors' benches
 
 KINDS = [f"kind-{i}" for i in range(20)]  # the claim-depth queue: 20 kinds, 5 priorities
 DRAIN_KIND = "sim"
@@ -183,7 +182,7 @@ class _CpuClock:
     def __init__(self, procs: list[subprocess.Popen[bytes]], postmaster_pid: int | None) -> None:
         self.postmaster_pid = postmaster_pid
         self.children_at_start = _children_cpu_s()
-        self.daemons_at_start = sum(_cpu_of(psutil.Process(p.pid)) for p in procs)
+        self.daemons_at_start = sum(cpu_of_s(p.pid) for p in procs)
         self.server_at_start = self._server()
 
     def _server(self) -> float:
@@ -197,11 +196,6 @@ class _CpuClock:
 def _children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _cpu_of(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 def drain_sqlite(tasks: int, slots: int) -> DrainResult:

@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.support.pg
 
 import _pg_bench_ygg as ygg_side  # noqa: E402
-import psutil  # noqa: E402
 import psycopg  # noqa: E402
+from _cpu import cpu_of_s  # noqa: E402  (scripts/pg_compare, put on the path by _pg_bench_ygg)
 
 from tests.support.pg import PgCluster  # noqa: E402
 from ygg.store import Outcome, open_store  # noqa: E402
@@ -39,12 +39,6 @@ SELECT calls, plans, total_plan_time, total_exec_time,
     left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
 FROM pg_stat_statements WHERE calls >= %s ORDER BY total_plan_time + total_exec_time DESC
 """
-
-
-def backend_cpu_s(pid: int) -> float:
-    """User + system CPU of a process on this machine (the server's backend is one)."""
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
 
 
 def run_waves(store: Store, slots: int, owner: int) -> tuple[int, int]:
@@ -95,10 +89,10 @@ def main() -> None:
             assert row is not None
             if watched:
                 admin.execute("SELECT pg_stat_statements_reset()")
-            backend0, cpu0, wall0 = backend_cpu_s(row[0]), time.process_time(), time.perf_counter()
+            backend0, cpu0, wall0 = cpu_of_s(row[0]), time.process_time(), time.perf_counter()
             waves, done = run_waves(store, args.slots, owner)
             wall = time.perf_counter() - wall0
-            cpu, backend = time.process_time() - cpu0, backend_cpu_s(row[0]) - backend0
+            cpu, backend = time.process_time() - cpu0, cpu_of_s(row[0]) - backend0
             statements = admin.execute(STATEMENTS, (waves // 2,)).fetchall() if watched else []
             store.close()
     print(
