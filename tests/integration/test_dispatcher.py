@@ -11,9 +11,11 @@ import uvloop
 
 from tests.conftest import MakeConfig
 from ygg import api
+from ygg.backends import Job
+from ygg.backends.sim import SimBackend
 from ygg.config import Config
 from ygg.dispatch.dispatcher import Dispatcher
-from ygg.store import Store, Task, open_store
+from ygg.store import Outcome, Store, Task, open_store
 
 SIM_ONE_SLOT = """
 [pools.solo]
@@ -98,6 +100,57 @@ def test_timeout_fails_the_attempt(make_config: MakeConfig) -> None:
     final = store.get(task.id)
     assert final.status == "failed"
     assert "timed out after 0.2 s" in (final.error or "")
+
+
+class SlowFirstAttempt(SimBackend):
+    """A host that hangs on a task's first attempt and answers the next at once; or, with
+    `swallow`, answers the first one late, when its timeout cancels it."""
+
+    swallow = False
+
+    async def run(self, job: Job) -> Outcome:
+        if job.attempt == 1:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                if not self.swallow:
+                    raise
+                return Outcome("answered when cancelled")
+        return Outcome(f"attempt {job.attempt}")
+
+
+def run_with_backend(
+    config: Config, backend: type[SimBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ygg.dispatch.dispatcher.make_backend", backend)
+    run_until_idle(config)
+
+
+class AnswersWhenCancelled(SlowFirstAttempt):
+    swallow = True
+
+
+def test_timed_out_attempt_is_retried_and_the_next_one_runs_whole(
+    make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(SIM_ONE_SLOT, defaults="backoff_seconds = 0.01")
+    store = open_store(config.daemon.db)
+    task = submit(store, config, "slow once", kind="general", max_attempts=2, timeout_s=0.2)
+    run_with_backend(config, SlowFirstAttempt, monkeypatch)
+    final = store.get(task.id)
+    assert (final.status, final.attempts, final.result) == ("done", 2, "attempt 2")
+
+
+def test_a_host_that_answers_its_timeout_is_recorded_as_answered(
+    make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As with asyncio.timeout(): a backend that catches the cancel and answers keeps its answer.
+    config = make_config(SIM_ONE_SLOT)
+    store = open_store(config.daemon.db)
+    task = submit(store, config, "answers late", kind="general", max_attempts=1, timeout_s=0.2)
+    run_with_backend(config, AnswersWhenCancelled, monkeypatch)
+    final = store.get(task.id)
+    assert (final.status, final.result) == ("done", "answered when cancelled")
 
 
 def test_slots_bound_concurrency_in_one_daemon(make_config: MakeConfig, tmp_path: Path) -> None:

@@ -153,6 +153,34 @@ def test_many_openers_of_a_fresh_database_migrate_it_once(pg_url: str) -> None:
     assert versions == [len(MIGRATIONS)] * 6
 
 
+def test_schema_7_upgrades_keeping_its_tasks_and_external_ids_stay_unique(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # a queue made by a ygg of schema 7
+        conn.execute("CREATE SCHEMA ygg")
+        for script in MIGRATIONS[:7]:
+            conn.execute(script)
+        conn.execute(
+            "INSERT INTO ygg.meta VALUES ('application', 'ygg'), ('schema_version', '7');"
+            "INSERT INTO ygg.tasks (title, kind, priority, status, max_attempts, created_us, "
+            "external_id) VALUES ('old', 'k', 2, 'queued', 1, 1, 'bd-1')"
+        )
+    store = open_store(pg_url)
+    try:
+        assert store.schema_version() == len(MIGRATIONS) >= 8
+        assert [(t.title, t.external_id) for t in store.list_tasks()] == [("old", "bd-1")]
+        for title in ("a", "b"):  # tasks without an external id: none of them conflicts
+            store.enqueue(NewTask(title=title, kind="k"), now_us())
+        with pytest.raises(StoreError, match="tasks_external_id"):
+            store.enqueue(NewTask(title="again", kind="k", external_id="bd-1"), now_us())
+    finally:
+        store.close()
+    with psycopg.connect(pg_url) as conn:
+        (index,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'ygg' AND tablename = 'tasks' "
+            "AND indexdef LIKE '%(external_id)%'"
+        ).fetchall()
+    assert index[0].endswith("WHERE (external_id IS NOT NULL)")
+
+
 def test_a_newer_schema_is_refused_and_left_untouched(pg_url: str) -> None:
     open_store(pg_url).close()
     with psycopg.connect(pg_url) as conn:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ygg.dispatch")
 PROBE_TIMEOUT_S = 5.0
+TIMED_OUT = "timed_out"  # an attempt's stop_reason while its timer's cancel is delivered
 # The recorded status of an attempt, as the attempt-duration metric's `outcome` label.
 _OUTCOME_NAMES = {"done": "done", "queued": "retry", "failed": "failed", None: "stale"}
 
@@ -37,7 +38,8 @@ class Attempt:
     claim: Claim
     task: asyncio.Task[None] | None = None
     started: float = field(default_factory=time.monotonic)
-    stop_reason: str | None = None  # why we cancelled it: cancelled | lease_lost | shutdown
+    # Why we cancelled it: cancelled | lease_lost | shutdown | timed_out (until _ask_host sees it)
+    stop_reason: str | None = None
     recording: bool = False  # the outcome is being written; the lease keeper leaves it alone
     final: str | None = None  # the status recorded, for the event stream
 
@@ -181,25 +183,7 @@ class PoolRunner:
         # than the work; the queue keeps every start and finish time anyway.
         if logs.DEBUG:
             log.debug("task_started", kind=claim.kind, priority=claim.priority)
-        timeout_s = claim.timeout_s or self.config.retry.timeout_s
-        job = Job.of(claim, self.d.config.daemon.db, self.d.owner, timeout_s)
-        outcome: Outcome | None = None
-        failure: AttemptFailed | None = None
-        try:
-            async with asyncio.timeout(timeout_s):
-                outcome = await self.backend.run(job)
-        except TimeoutError:
-            failure = AttemptFailed(
-                f"timed out after {timeout_s:g} s", retryable=True, overloaded=True
-            )
-        except AttemptFailed as exc:
-            failure = exc
-        except asyncio.CancelledError:
-            if attempt.stop_reason is None:
-                raise  # not ours to swallow
-        except Exception as exc:  # a backend bug must fail the attempt, not the daemon
-            log.exception("backend_crashed")
-            failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
+        outcome, failure = await self._ask_host(attempt)
         attempt.recording = True
         try:
             if attempt.stop_reason is None:
@@ -216,6 +200,41 @@ class PoolRunner:
             self._free(attempt)
             self.d.slot_freed(self)  # now committed: peer daemons may claim the slot too
             self._announce_end(attempt)
+
+    async def _ask_host(self, attempt: Attempt) -> tuple[Outcome | None, AttemptFailed | None]:
+        """The backend's answer, or why there is none (None, None: we stopped the attempt)."""
+        claim = attempt.claim
+        timeout_s = claim.timeout_s or self.config.retry.timeout_s
+        job = Job.of(claim, self.d.config.daemon.db, self.d.owner, timeout_s)
+        outcome: Outcome | None = None
+        failure: AttemptFailed | None = None
+        # A timer that cancels the attempt, rather than asyncio.timeout(): that one's own
+        # bookkeeping was a twelfth of the daemon's instructions per task, for the same cancel.
+        timer = asyncio.get_running_loop().call_later(timeout_s, self._time_out, attempt)
+        try:
+            outcome = await self.backend.run(job)
+        except AttemptFailed as exc:
+            failure = exc
+        except asyncio.CancelledError:
+            if attempt.stop_reason is None:
+                raise  # not ours to swallow
+        except Exception as exc:  # a backend bug must fail the attempt, not the daemon
+            log.exception("backend_crashed")
+            failure = AttemptFailed(f"{type(exc).__name__}: {exc}", retryable=True)
+        finally:
+            timer.cancel()
+        if attempt.stop_reason == TIMED_OUT and attempt.task is not None:
+            attempt.stop_reason = None
+            attempt.task.uncancel()  # the cancel was ours, delivered or swallowed
+            if outcome is None and failure is None:
+                message = f"timed out after {timeout_s:g} s"
+                failure = AttemptFailed(message, retryable=True, overloaded=True)
+        return outcome, failure
+
+    def _time_out(self, attempt: Attempt) -> None:
+        if attempt.stop_reason is None and not attempt.recording and attempt.task is not None:
+            attempt.stop_reason = TIMED_OUT
+            attempt.task.cancel()
 
     def _free(self, attempt: Attempt) -> None:
         if self.attempts.pop(attempt.claim.task_id, None) is not None:
