@@ -225,7 +225,8 @@ class PoolRunner:
             timer.cancel()
         if attempt.stop_reason == TIMED_OUT and attempt.task is not None:
             attempt.stop_reason = None
-            attempt.task.uncancel()  # the cancel was ours, delivered or swallowed
+            if attempt.task.uncancel():  # the timer's cancel was ours; another one is not
+                raise asyncio.CancelledError
             if outcome is None and failure is None:
                 message = f"timed out after {timeout_s:g} s"
                 failure = AttemptFailed(message, retryable=True, overloaded=True)
