@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ygg import __version__
+from ygg.ops.fast_metrics import CounterChild, FastCounter, FastHistogram, HistogramChild
 from ygg.ops.progress import Progress
 from ygg.ops.snapshot import BREAKER_STATES, Snapshot
 from ygg.store.model import Outcome
@@ -50,24 +51,24 @@ class Metrics:
     ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._claim_s = Histogram(
+        self._claim_s = FastHistogram(
             "ygg_claim_duration_seconds",
             "Time one claim statement took, per pool (including waits for the store thread).",
             ["pool"],
             buckets=CLAIM_BUCKETS_S,
             registry=r,
         )
-        self._claimed = Counter(
+        self._claimed = FastCounter(
             "ygg_tasks_claimed", "Tasks claimed by this daemon, per pool.", ["pool"], registry=r
         )
-        self._attempt_s = Histogram(
+        self._attempt_s = FastHistogram(
             "ygg_attempt_duration_seconds",
             f"Duration of finished attempts by pool, kind and outcome ({', '.join(OUTCOMES)}).",
             ["pool", "kind", "outcome"],
             buckets=ATTEMPT_BUCKETS_S,
             registry=r,
         )
-        self._wait_s = Histogram(
+        self._wait_s = FastHistogram(
             "ygg_queue_wait_seconds",
             "Time a task waited in the queue before this daemon claimed it.",
             ["pool", "kind"],
@@ -81,10 +82,10 @@ class Metrics:
         )
         self._state = _StateCollector(progress, store_down_s)
         r.register(self._state)
-        # labels() validates and locks on every call; the children are cached here instead.
-        self._claim_children: dict[str, tuple[Histogram, Counter]] = {}
-        self._attempt_children: dict[tuple[str, str, str], Histogram] = {}
-        self._wait_children: dict[tuple[str, str], Histogram] = {}
+        # The children, by their labels: one dict lookup per observation.
+        self._claim_children: dict[str, tuple[HistogramChild, CounterChild]] = {}
+        self._attempt_children: dict[tuple[str, str, str], HistogramChild] = {}
+        self._wait_children: dict[tuple[str, str], HistogramChild] = {}
 
     # --- the hot path --------------------------------------------------------------------------
     def claim_observed(self, pool: str, seconds: float, claimed: int) -> None:
@@ -140,27 +141,29 @@ class _Usage:
     """Tokens in and out, time to the first token and tokens per second, per pool."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._first_token_s = Histogram(
+        self._first_token_s = FastHistogram(
             "ygg_first_token_seconds",
             "Time from sending a request to its first streamed token, per pool.",
             ["pool"],
             buckets=FIRST_TOKEN_BUCKETS_S,
             registry=registry,
         )
-        self._speed = Histogram(
+        self._speed = FastHistogram(
             "ygg_tokens_per_second",
             "Output tokens per second of generation (first token to last) of each answer.",
             ["pool"],
             buckets=TOKENS_PER_S_BUCKETS,
             registry=registry,
         )
-        self._tokens = Counter(
+        self._tokens = FastCounter(
             "ygg_tokens",
             "Tokens the hosts counted, per pool: direction in (prompt) or out (generated).",
             ["pool", "direction"],
             registry=registry,
         )
-        self._children: dict[str, tuple[Histogram, Histogram, Counter, Counter]] = {}
+        self._children: dict[
+            str, tuple[HistogramChild, HistogramChild, CounterChild, CounterChild]
+        ] = {}
 
     def observe(self, pool: str, outcome: Outcome) -> None:
         children = self._children.get(pool)
