@@ -196,13 +196,13 @@ class Outcome(Record):
     generation_s: float | None = None  # from the first token to the last: tokens_out / this = tok/s
 
     def storable(self) -> Outcome:
-        """This outcome with its text and counts made storable (see storable_text)."""
+        """This outcome with its text and counts made storable (see storable_text); itself
+        when it is already (the common case, which makes no copy)."""
         result = None if self.result is None else storable_text(self.result)
-        return self._replace(
-            result=result,
-            tokens_in=storable_count(self.tokens_in),
-            tokens_out=storable_count(self.tokens_out),
-        )
+        tokens_in, tokens_out = storable_count(self.tokens_in), storable_count(self.tokens_out)
+        if result is self.result and tokens_in == self.tokens_in and tokens_out == self.tokens_out:
+            return self
+        return self._replace(result=result, tokens_in=tokens_in, tokens_out=tokens_out)
 
 
 class Daemon(Record):

@@ -137,7 +137,7 @@ class PostgresStore(TaskReads):
     @atomic
     def complete_many(self, items: Sequence[Completion]) -> list[list[str] | None]:
         """complete() for several attempts, in one round trip (completions.py)."""
-        items = [item._replace(outcome=item.outcome.storable()) for item in items]
+        items = [_storable(item) for item in items]
         with self.write() as conn:
             finished_us = [self.now(conn, item.now_us) for item in items]
             recorded = completions.complete_many(conn, items, finished_us)
@@ -327,3 +327,8 @@ def open_postgres(
     explicit times); "database" puts leases and every recorded time on the server's clock."""
     del synchronous, busy_timeout_s
     return PostgresStore(url, clock=clock)
+
+
+def _storable(item: Completion) -> Completion:
+    outcome = item.outcome.storable()
+    return item if outcome is item.outcome else item._replace(outcome=outcome)
