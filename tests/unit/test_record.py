@@ -11,7 +11,7 @@ import pytest
 
 from ygg.paths import parent, pure
 from ygg.record import Record
-from ygg.store.model import Task
+from ygg.store.model import Outcome, Task
 
 
 class Typed(NamedTuple):
@@ -74,3 +74,10 @@ def test_the_store_types_are_records() -> None:
 def test_paths_are_spelt_as_pathlib_spells_them(path: str) -> None:
     assert pure(path) == str(PurePosixPath(path))
     assert parent(path) == str(PurePosixPath(path).parent)
+
+
+def test_a_storable_outcome_is_passed_on_as_it_is_and_another_is_mended() -> None:
+    clean = Outcome("an answer", 12, 34, 0.5, 1.5)
+    assert clean.storable() is clean
+    mended = Outcome("nul\0 here", -1, 2**64, 0.5, None).storable()
+    assert mended == Outcome("nul\ufffd here", None, None, 0.5, None)
