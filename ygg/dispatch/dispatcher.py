@@ -33,7 +33,10 @@ from ygg.store.writer import STOPPED_UNRECORDED, StoreAbandoned, StoreThread
 log = structlog.get_logger("ygg.dispatch")
 TIMER_SLACK_S = 0.005
 STOP_WRITE_GRACE_S = 10.0  # after the drain, how long outcome writes may wait for the store
-GC_YOUNG_THRESHOLD = 10_000  # objects allocated between collections of the young generation
+# Allocations between two collections of the young generation. An attempt makes a few dozen
+# objects that live until it ends (few in cycles): at the default 700 the collector ran every
+# ~20 tasks, 3 % of the daemon's instructions per task.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 class Dispatcher:
@@ -79,9 +82,6 @@ class Dispatcher:
         # kept out of the collector, a full collection never stalls the loop scanning it.
         gc.collect()
         gc.freeze()
-        # A task's attempt makes a few dozen objects that live until it ends: at the default
-        # threshold (700) the young generation was collected every ~20 tasks, about 3 % of the
-        # daemon's instructions per task. Few of them form cycles; the rest go by refcount.
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         # Backends first: a pool that cannot be built (say, a missing API key) stops us
         # before we have told the queue we are here.
