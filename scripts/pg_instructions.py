@@ -93,16 +93,7 @@ def drain(
         conn.execute("VACUUM ANALYZE ygg.tasks")  # as scripts/pg_bench.py's drains start
     before = set(glob.glob(f"{out_dir}/server.*"))
     prefix = callgrind(str(directory / "daemon.out")) if daemon_too else []
-    command = [
-        *prefix,
-        sys.executable,
-        "-m",
-        "ygg",
-        "--config",
-        str(config),
-        "loop",
-        "--until-idle",
-    ]
+    command = [*prefix, *ygg_side._ygg(config, "loop", "--until-idle")]
     done = subprocess.run(
         command,
         cwd=directory,

@@ -16,6 +16,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
@@ -62,7 +63,10 @@ class CounterChild:
             return self._value
 
 
-class _Family(Collector):
+Child = TypeVar("Child", HistogramChild, CounterChild)
+
+
+class _Family(Collector, Generic[Child]):
     """Children by label values, made on first use; a collector of the registry."""
 
     kind = ""
@@ -73,7 +77,18 @@ class _Family(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], Child] = {}
         registry.register(self)
+
+    def labels(self, *values: str) -> Child:
+        child = self._children.get(values)
+        if child is None:
+            self._labels(values)
+            child = self._children.setdefault(values, self._new_child())
+        return child
+
+    def _new_child(self) -> Child:
+        raise NotImplementedError
 
     def _labels(self, values: tuple[str, ...]) -> dict[str, str]:
         if len(values) != len(self.labelnames):
@@ -81,7 +96,7 @@ class _Family(Collector):
         return dict(zip(self.labelnames, values, strict=True))
 
 
-class FastHistogram(_Family):
+class FastHistogram(_Family[HistogramChild]):
     kind = "histogram"
 
     def __init__(
@@ -92,16 +107,11 @@ class FastHistogram(_Family):
         buckets: Sequence[float],
         registry: CollectorRegistry,
     ) -> None:
-        super().__init__(name, documentation, labelnames, registry)
         self.bounds = tuple(float(b) for b in buckets if b != INF)
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
+        super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            self._labels(values)
-            child = self._children.setdefault(values, HistogramChild(self.bounds))
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def collect(self) -> Iterable[Metric]:
         metric = Metric(self.name, self.documentation, self.kind)
@@ -119,21 +129,11 @@ class FastHistogram(_Family):
         yield metric
 
 
-class FastCounter(_Family):
+class FastCounter(_Family[CounterChild]):
     kind = "counter"
 
-    def __init__(
-        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
-    ) -> None:
-        super().__init__(name, documentation, labelnames, registry)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-
-    def labels(self, *values: str) -> CounterChild:
-        child = self._children.get(values)
-        if child is None:
-            self._labels(values)
-            child = self._children.setdefault(values, CounterChild())
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> Iterable[Metric]:
         metric = Metric(self.name, self.documentation, self.kind)
