@@ -74,7 +74,8 @@ class Drain:
         self.cpu_s = own - self._cpu_at_start[0]
         self.server_cpu_s = server - self._cpu_at_start[1] - polls_s
 
-    async def analyze(self, url: str, table: str, enabled: bool) -> None:
+    @staticmethod
+    async def analyze(url: str, table: str, enabled: bool) -> None:
         """ANALYZE the freshly filled table, as autovacuum would have by the time a real queue
         is this deep: without statistics the planner can pick a plan that reads the whole
         table per claim (procrastinate drained 5,000 jobs at a third of its rate here)."""

@@ -38,6 +38,13 @@ async def queries_on(url: str, driver: str) -> AsyncIterator[Queries]:
         yield Queries(PsycopgDriver(conn))
 
 
+async def fill(url: str, driver: str, jobs: int) -> None:
+    """pgqueuer's schema, and `jobs` no-op jobs queued."""
+    async with queries_on(url, driver) as queries:
+        await queries.install()
+        await queries.enqueue(["noop"] * jobs, [None] * jobs, [0] * jobs)
+
+
 async def drain_with(args: argparse.Namespace, drain: Drain) -> None:
     async with queries_on(args.url, args.driver) as queries:
         manager = QueueManager(queries)
@@ -60,9 +67,7 @@ async def main() -> None:
     args = arguments(__doc__ or "")
     limit = f"concurrency_limit={args.limit}" if args.limit else "no concurrency limit"
     drain = Drain("pgqueuer", f"{limit}, {args.driver}", args.jobs, server_pid=args.server_pid)
-    async with queries_on(args.url, args.driver) as queries:
-        await queries.install()
-        await queries.enqueue(["noop"] * args.jobs, [None] * args.jobs, [0] * args.jobs)
+    await fill(args.url, args.driver, args.jobs)
     await drain.analyze(args.url, "pgqueuer", args.analyze)
     await drain_with(args, drain)
     drain.emit()

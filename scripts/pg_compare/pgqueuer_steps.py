@@ -18,7 +18,8 @@ import asyncio
 from datetime import timedelta
 
 import psycopg
-from bench_pgqueuer import UNFINISHED, queries_on
+from _result import Drain
+from bench_pgqueuer import UNFINISHED, fill, queries_on
 from pgqueuer import QueueManager
 from pgqueuer.models import Job
 from pgqueuer.types import QueueExecutionMode
@@ -27,11 +28,8 @@ DRIVER = "asyncpg"  # as bench_pgqueuer.py's figures in docs/PERFORMANCE.md
 
 
 async def enqueue(url: str, jobs: int) -> None:
-    async with queries_on(url, DRIVER) as queries:
-        await queries.install()
-        await queries.enqueue(["noop"] * jobs, [None] * jobs, [0] * jobs)
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute("ANALYZE pgqueuer")
+    await fill(url, DRIVER, jobs)
+    await Drain.analyze(url, "pgqueuer", enabled=True)
 
 
 async def drain(url: str) -> None:

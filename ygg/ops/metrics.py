@@ -82,7 +82,8 @@ class Metrics:
         )
         self._state = _StateCollector(progress, store_down_s)
         r.register(self._state)
-        # The children, by their labels: one dict lookup per observation.
+        # The children, by their labels: one dict lookup per observation, where the families'
+        # labels() would be a call more each (2 % of the daemon's instructions per task).
         self._claim_children: dict[str, tuple[HistogramChild, CounterChild]] = {}
         self._attempt_children: dict[tuple[str, str, str], HistogramChild] = {}
         self._wait_children: dict[tuple[str, str], HistogramChild] = {}
